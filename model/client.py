@@ -1,0 +1,252 @@
+"""The client's view of its channel and the rules it follows to pay.
+
+One place per rule:
+- `choose_channel`: hydrate from hints, else recover from chain, else open (H1-H2).
+- `amount_to_sign`: the hint rule, client side (H3): what cumulative to sign.
+- `trust_bound`: what any hint can make the client sign (H4).
+- `reconcile`: the receipt rule (R1).
+- `restart`: what survives a client restart.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import attrs
+
+from .base import Rejected
+from .chain import Chain
+from .messages import Challenge, Credential, Receipt
+from .records import Hints, Voucher
+
+
+@attrs.frozen
+class Entry:
+    """The client's runtime snapshot of one channel (seed: "runtime snapshot").
+
+    `accepted`, `spent` and `deposit` are the server's state as last reported
+    (hints, receipts): informational, never trusted to raise what it signs.
+    `signed_max` is the highest cumulative this client has signed on the channel:
+    the one number that is the client's own knowledge.
+    """
+
+    channel_id: str
+    deposit: int = 0
+    accepted: int = 0
+    spent: int = 0
+    signed_max: int = 0
+
+    @property
+    def local_cumulative(self) -> int:
+        """The base of the next voucher when the server names no target."""
+        return max(self.accepted, self.signed_max)
+
+
+def sign_at_least_own(target: int, signed_max: int) -> int:
+    """Rule H3b: never sign below what this client already signed on the channel.
+
+    A lower voucher authorizes nothing new (the higher one exists) and the
+    server must refuse it once it holds the higher one (rule V5)."""
+    return max(target, signed_max)
+
+
+def merge_receipt(entry: Entry, receipt: Receipt) -> Entry:
+    """Rule R1: a receipt raises the view, it never lowers it (stale receipts
+    arrive late or from cached idempotent replays); it never touches signed_max."""
+    return attrs.evolve(entry, accepted=max(entry.accepted, receipt.accepted),
+                        spent=max(entry.spent, receipt.spent))
+
+
+def hydrate(entry: Entry, hints: Hints) -> Entry:
+    """Rule H1 (seed: "hydrate runtime snapshot from server state"): the view
+    takes the hinted values (by max, like receipts); signed_max is untouched."""
+    return attrs.evolve(
+        entry,
+        accepted=max(entry.accepted, hints.accepted or 0),
+        spent=max(entry.spent, hints.spent or 0),
+        deposit=max(entry.deposit, hints.deposit or 0))
+
+
+@attrs.frozen
+class ClientConfig:
+    name: str
+    payer: str  # the payer's address, which is also its voucher signer here
+    hinted: bool = True
+    deposit: int = 4  # what it escrows when it opens a channel
+    top_up: int = 2  # what it adds when a voucher would exceed the deposit
+    max_unproven: int = 0  # rule H4: how far above its proven floor a hint may take it
+    persist: bool = False  # keeps (channel, signed_max) across restarts
+    use_keys: bool = True  # sends Idempotency-Key on content requests
+    # Swappable rules, so that tests can plant the first draft's bugs:
+    amount: Callable[[int, int], int] = sign_at_least_own
+    reconcile: Callable[[Entry, Receipt], Entry] = merge_receipt
+    prefer_chain_after_restart: bool = False
+
+
+@attrs.frozen
+class ClientState:
+    entry: Entry | None = None
+    persisted: Entry | None = None  # survives restarts when cfg.persist
+    requests: int = 0  # counts logical requests (names idempotency keys)
+    topups: int = 0  # counts topUp transactions (their nonce)
+    restarted: bool = False  # true from a restart until the next channel choice
+
+
+@attrs.frozen
+class Refused:
+    """The client declined to sign (rule H4 or H5); the request fails at the client."""
+
+    reason: str  # "hint-bound-exceeded" | "deposit-exhausted"
+    detail: str = ""
+
+    def __bool__(self) -> bool:
+        return False
+
+
+def _ours_and_live(chain: Chain, channel_id: str, payer: str) -> bool:
+    """A hinted channel is usable only if the chain says it is this payer's,
+    live, and not closing (seed: a hint is only a hint; draft "Existing channel")."""
+    ch = chain.channel(channel_id)
+    return ch is not None and ch.payer == payer and not ch.finalized and ch.close_requested_at == 0
+
+
+def _remembered(st: ClientState, channel_id: str) -> Entry | None:
+    for e in (st.entry, st.persisted):
+        if e is not None and e.channel_id == channel_id:
+            return e
+    return None
+
+
+def recover_from_chain(st: ClientState, chain: Chain, channel_id: str) -> Entry:
+    """Rule H2 (seed: "fallback snapshot from chain"): local cumulative = settled."""
+    ch = chain.channel(channel_id)
+    known = _remembered(st, channel_id) or Entry(channel_id)
+    return attrs.evolve(known, deposit=ch.deposit, accepted=max(known.accepted, ch.settled))
+
+
+def choose_channel(cfg: ClientConfig, st: ClientState, challenge: Challenge, chain: Chain) -> Entry | None:
+    """Rules H1-H2 (seed, "Client Control Flow"). None means: open a new channel."""
+    hints = challenge.hints
+    hinted_ok = hints is not None and _ours_and_live(chain, hints.channel_id, cfg.payer)
+    local_ok = st.entry is not None and _ours_and_live(chain, st.entry.channel_id, cfg.payer)
+    if cfg.hinted and hinted_ok:
+        known = _remembered(st, hints.channel_id) or Entry(hints.channel_id)
+        if hints.has_values and not (cfg.prefer_chain_after_restart and st.restarted):
+            return hydrate(known, hints)  # H1
+        if st.entry is not None and st.entry.channel_id == hints.channel_id:
+            return st.entry
+        return recover_from_chain(st, chain, hints.channel_id)  # H2
+    if local_ok:
+        return st.entry
+    if hinted_ok:  # a legacy client uses a bare channelId (the pre-hint flow)
+        return recover_from_chain(st, chain, hints.channel_id)
+    persisted_ok = st.persisted is not None and _ours_and_live(chain, st.persisted.channel_id, cfg.payer)
+    if persisted_ok:
+        return recover_from_chain(st, chain, st.persisted.channel_id)
+    return None
+
+
+def proven_floor(entry: Entry, chain: Chain, hints: Hints | None, payer: str) -> int:
+    """Rule H4: the amount the client knows is already authorized, from proof only:
+    its own signatures, the chain's settled amount, or the server's highest
+    voucher when it carries this payer's valid signature on this channel."""
+    ch = chain.channel(entry.channel_id)
+    floor = max(entry.signed_max, ch.settled if ch else 0)
+    if hints is not None and hints.proof is not None:
+        p = hints.proof
+        if p.channel_id == entry.channel_id and p.signer == payer:
+            floor = max(floor, p.amount)
+    return floor
+
+
+def trust_bound(entry: Entry, chain: Chain, hints: Hints | None, cfg: ClientConfig, cost: int) -> int:
+    """Rule H4: the highest cumulative any hint can make this client sign:
+    proven floor + this request's price + the configured allowance."""
+    return proven_floor(entry, chain, hints, cfg.payer) + cost + cfg.max_unproven
+
+
+def amount_to_sign(cfg: ClientConfig, entry: Entry, hints: Hints | None, cost: int) -> int:
+    """Rule H3 (seed: "sign exact server target", else "local cumulative + amount"):
+    target = requiredCumulative when the hint is for this channel, else local + cost;
+    then never below its own highest signature (H3b)."""
+    use_required = (cfg.hinted and hints is not None and hints.required is not None
+                    and hints.channel_id == entry.channel_id)
+    target = hints.required if use_required else entry.local_cumulative + cost
+    return cfg.amount(target, entry.signed_max)
+
+
+def next_credential(cfg: ClientConfig, st: ClientState, challenge: Challenge, chain: Chain,
+                    content: bool) -> tuple[ClientState, Credential] | Refused:
+    """The client's answer to a challenge: open, topUp or a voucher (seed flowchart)."""
+    cost = challenge.price if content else 0
+    entry = choose_channel(cfg, st, challenge, chain)
+    st = attrs.evolve(st, restarted=False)
+    if entry is None:
+        deposit = max(cfg.deposit, cost)
+        if chain.balance(cfg.payer) < deposit:
+            return Refused("deposit-exhausted", f"cannot escrow {deposit}")
+        n = sum(1 for cid, _ in chain.channels if cid.startswith(cfg.name + "."))
+        cid = f"{cfg.name}.{n + 1}"
+        entry = Entry(cid, deposit=deposit, signed_max=cost)
+        st = _remember(cfg, st, entry)
+        return st, Credential("open", cid, Voucher(cid, cost, cfg.payer), amount=deposit, payer=cfg.payer)
+    hints = challenge.hints if challenge.hints is not None and challenge.hints.channel_id == entry.channel_id else None
+    amount = amount_to_sign(cfg, entry, hints, cost)
+    bound = trust_bound(entry, chain, hints, cfg, cost)
+    if amount > bound:
+        return Refused("hint-bound-exceeded", f"asked to sign {amount}, proven floor + price allows {bound}")
+    deposit = chain.channel(entry.channel_id).deposit
+    if amount > deposit:
+        if chain.balance(cfg.payer) < cfg.top_up:
+            return Refused("deposit-exhausted", f"voucher {amount} above deposit {deposit}")
+        st = attrs.evolve(_remember(cfg, st, entry), topups=st.topups + 1)
+        return st, Credential("topUp", entry.channel_id, amount=cfg.top_up, payer=cfg.payer, tx_nonce=st.topups)
+    entry = attrs.evolve(entry, deposit=deposit, signed_max=max(entry.signed_max, amount))
+    st = _remember(cfg, st, entry)
+    return st, Credential("voucher", entry.channel_id, Voucher(entry.channel_id, amount, cfg.payer))
+
+
+def close_credential(cfg: ClientConfig, st: ClientState, challenge: Challenge,
+                     chain: Chain) -> tuple[ClientState, Credential] | Refused | None:
+    """Cooperative close: a voucher covering what the server says was spent, bounded by H4."""
+    entry = st.entry
+    if entry is None or not _ours_and_live(chain, entry.channel_id, cfg.payer):
+        return None
+    hints = challenge.hints if challenge.hints is not None and challenge.hints.channel_id == entry.channel_id else None
+    spent_hint = hints.spent if (cfg.hinted and hints is not None and hints.spent is not None) else 0
+    amount = max(entry.local_cumulative, spent_hint)
+    if amount > trust_bound(entry, chain, hints, cfg, 0):
+        return Refused("hint-bound-exceeded", f"close at {amount} not proven")
+    entry = attrs.evolve(entry, signed_max=max(entry.signed_max, amount))
+    st = _remember(cfg, st, entry)
+    return st, Credential("close", entry.channel_id, Voucher(entry.channel_id, amount, cfg.payer))
+
+
+def _remember(cfg: ClientConfig, st: ClientState, entry: Entry) -> ClientState:
+    """Persist before sending (the reference client writes its file first)."""
+    persisted = attrs.evolve(entry, accepted=0, spent=0, deposit=0) if cfg.persist else st.persisted
+    return attrs.evolve(st, entry=entry, persisted=persisted)
+
+
+def on_response_receipt(cfg: ClientConfig, st: ClientState, receipt: Receipt) -> ClientState:
+    """Rule R1 applied: a hinted client reconciles its view from a receipt for its
+    channel; a legacy client keeps its own counters; other channels are ignored."""
+    if st.entry is None or receipt.channel_id != st.entry.channel_id:
+        return st
+    if receipt.capture is not None:  # the channel was closed
+        return attrs.evolve(st, entry=None, persisted=None if cfg.persist else st.persisted)
+    if not cfg.hinted:
+        return st
+    return attrs.evolve(st, entry=cfg.reconcile(st.entry, receipt))
+
+
+def drop_channel(st: ClientState, channel_id: str) -> ClientState:
+    """After a 410: forget the channel (the next request opens or follows a hint)."""
+    entry = None if st.entry is not None and st.entry.channel_id == channel_id else st.entry
+    persisted = None if st.persisted is not None and st.persisted.channel_id == channel_id else st.persisted
+    return attrs.evolve(st, entry=entry, persisted=persisted)
+
+
+def restart(cfg: ClientConfig, st: ClientState) -> ClientState:
+    """A client restart: volatile state is lost; the persisted entry survives."""
+    return ClientState(entry=None, persisted=st.persisted if cfg.persist else None,
+                       requests=st.requests, topups=st.topups, restarted=True)

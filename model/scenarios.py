@@ -1,0 +1,89 @@
+"""The deployments the checker explores, each with what it claims.
+
+A scenario either claims that every applicable property holds, or it is a
+*known limit*: it names the property it is expected to break and why, so the
+limit is stated and shown rather than hidden (SPEC_NOTES, "Known limits").
+"""
+from __future__ import annotations
+
+import attrs
+
+from .client import ClientConfig
+from .server import ServerConfig
+from .system import Config
+
+ALICE, BOB = "0xa11ce", "0xb0b"
+PAYEE = "0x5e7e"
+
+
+@attrs.frozen
+class Scenario:
+    name: str
+    config: Config
+    depth: int = 8
+    expect: str | None = None  # None: no violation; else the property id a known limit breaks
+    why: str = ""
+
+
+def _server(price: int, hinted=True, profile="v2", **kw) -> ServerConfig:
+    return ServerConfig(payee=PAYEE, price=price, hinted=hinted, profile=profile, **kw)
+
+
+def _clients(hinted=(True, True), shared=False, persist=False, deposit=4, **kw) -> tuple[ClientConfig, ...]:
+    payers = (ALICE, ALICE) if shared else (ALICE, BOB)
+    names = ("alice", "alice2") if shared else ("alice", "bob")
+    return tuple(ClientConfig(name=n, payer=p, hinted=h, persist=persist, deposit=deposit, **kw)
+                 for n, p, h in zip(names, payers, hinted))
+
+
+ALL_FAULTS = ("none", "hold_request", "hold_response")
+
+
+def scenarios(price: int) -> list[Scenario]:
+    p = price
+    out = [
+        Scenario(f"hinted-v2 faults p={p}", Config(
+            _server(p), _clients(shared=True), fleet="hinted", faults=ALL_FAULTS, duplicates=True,
+            late_responses=True, restarts=True)),
+        Scenario(f"hinted-v2 lifecycle p={p}", Config(
+            _server(p), _clients(shared=True), fleet="hinted", settle=True, top_up=True, close=True,
+            forced_close=True, head=True, restarts=True)),
+        Scenario(f"hinted-v1 persisted faults p={p}", Config(
+            _server(p, profile="v1"), _clients(persist=True), fleet="hinted", faults=ALL_FAULTS,
+            duplicates=True, late_responses=True, restarts=True, settle=True)),
+        Scenario(f"rollout mix p={p}", Config(
+            _server(p), _clients(), fleet="mixed", faults=ALL_FAULTS, duplicates=True, late_responses=True,
+            restarts=True)),
+        Scenario(f"lying server p={p}", Config(
+            _server(p), _clients(), fleet="hinted", lying_server=True, restarts=True)),
+    ]
+    for ch in (True, False):
+        for sh in (True, False):
+            out.append(Scenario(
+                f"pair {'hinted' if ch else 'legacy'} client x {'hinted' if sh else 'legacy'} server p={p}",
+                Config(_server(p, hinted=sh), _clients(hinted=(ch, ch)), fleet="hinted" if sh else "legacy",
+                       settle=True, top_up=True)))
+    out += [
+        Scenario(f"K1 legacy client restart p={p}", Config(
+            _server(p, hinted=False), _clients(hinted=(False, False)), fleet="legacy", restarts=True),
+            expect="L1", why="a restarted legacy client recovers from chain `settled`, which lags the server's "
+                             "acceptedCumulative; its voucher settled + price is refused (V5) and without hints it cannot learn more"),
+        Scenario(f"K2 hinted v1 without persistence p={p}", Config(
+            _server(p, profile="v1"), _clients(), fleet="hinted", restarts=True),
+            expect="L1", why="v1 flat hints carry no voucher proof; after losing its memory the client may trust only "
+                             "chain `settled` (H4), so an unsettled acceptedCumulative above settled + price is refused"),
+        Scenario(f"K3 shared channel, legacy fleet p={p}", Config(
+            _server(p, hinted=False), _clients(hinted=(True, True), shared=True), fleet="legacy"),
+            expect="L1", why="a second device of the same payer sees only channelId and recovers from `settled`, "
+                             "behind what the first device had the server accept"),
+        Scenario(f"K4 shared channel, v1 hints p={p}", Config(
+            _server(p, profile="v1"), _clients(shared=True, persist=True), fleet="hinted"),
+            expect="R2", why="v1 flat hints carry no proof: the second device never signed the first device's "
+                             "vouchers, so rule H4 refuses to follow an acceptedCumulative it cannot verify (v2's "
+                             "highestVoucher, or an allowance max_unproven, lifts this)"),
+    ]
+    return out
+
+
+def default_scenarios() -> list[Scenario]:
+    return scenarios(1) + scenarios(2)

@@ -1,0 +1,419 @@
+"""The whole deployment: one chain, one server, several clients, and the network.
+
+`System` is the state the checker explores; `actions` lists what can happen
+next; `step` applies one action and returns the new state and a `StepInfo`
+saying what happened (outcome, round trips, what was signed, what was charged)
+for the transition properties of `model.properties`.
+
+Ghost variables (`signed`, `served_value`, `own_signed`, `lost_requests`) exist
+only to state properties; no party reads them.
+"""
+from __future__ import annotations
+
+from typing import Iterator, Literal
+
+import attrs
+
+from . import chain as escrow
+from . import client as cl
+from . import server as sv
+from .base import FrozenMap, Rejected, fm_get, fm_set
+from .chain import Chain
+from .messages import Challenge, Request, Response
+
+Fleet = Literal["hinted", "legacy", "mixed"]
+Fault = Literal["none", "hold_request", "hold_response"]
+MAX_ROUND_TRIPS = 6  # a logical request gives up after this many round trips
+
+
+@attrs.frozen
+class Net:
+    """Per client: the last request sent (for duplicates and retries), a request the
+    network holds back (delivered later or never), a response it holds back."""
+
+    last: Request | None = None
+    held_request: Request | None = None
+    held_response: Response | None = None
+
+
+@attrs.frozen
+class Config:
+    server: sv.ServerConfig
+    clients: tuple[cl.ClientConfig, ...]
+    fleet: Fleet = "hinted"
+    faults: tuple[Fault, ...] = ("none",)
+    restarts: bool = False  # client restarts
+    server_restarts: bool = False
+    settle: bool = False
+    forced_close: bool = False
+    top_up: bool = False
+    close: bool = False
+    head: bool = False
+    duplicates: bool = False
+    late_responses: bool = False
+    lying_server: bool = False  # adversarial challenges (inflated hints)
+    wallet: int = 6  # tokens each payer starts with
+
+    @property
+    def payers(self) -> tuple[str, ...]:
+        return tuple(sorted({c.payer for c in self.clients}))
+
+
+@attrs.frozen(cache_hash=True)
+class System:
+    chain: Chain
+    server: sv.Server
+    clients: tuple[cl.ClientState, ...]
+    net: tuple[Net, ...]
+    # ghosts
+    signed: FrozenMap = ()  # channel_id -> highest cumulative any client signed
+    own_signed: tuple[FrozenMap, ...] = ()  # per client, in its current memory: channel -> highest
+    served_value: FrozenMap = ()  # channel_id -> sum of prices of content responses served
+    lost_requests: int = 0
+    charged_keys: frozenset = frozenset()  # (channel, Idempotency-Key) already charged once
+
+
+def initial(cfg: Config) -> System:
+    chain = Chain()
+    for p in cfg.payers:
+        chain = escrow.mint(chain, p, cfg.wallet)
+    n = len(cfg.clients)
+    return System(chain, sv.Server(), tuple(cl.ClientState() for _ in range(n)),
+                  tuple(Net() for _ in range(n)), own_signed=tuple(() for _ in range(n)))
+
+
+@attrs.frozen
+class Act:
+    """One action; `str(act)` is how a trace step reads."""
+
+    kind: str
+    client: int = -1
+    fault: Fault = "none"
+    hinted: bool | None = None  # for a mixed fleet: does this challenge carry hints?
+
+    def describe(self, cfg: Config) -> str:
+        who = cfg.clients[self.client].name if self.client >= 0 else "server"
+        extra = []
+        if self.fault != "none":
+            extra.append(self.fault.replace("_", " "))
+        if self.hinted is not None:
+            extra.append("hinted challenge" if self.hinted else "unhinted challenge")
+        return f"{who}: {self.kind}" + (f" ({', '.join(extra)})" if extra else "")
+
+
+@attrs.frozen
+class Exchange:
+    """One HTTP round trip, for traces."""
+
+    request: Request
+    response: Response | None  # None: lost or held
+
+
+@attrs.frozen
+class StepInfo:
+    act: Act
+    exchanges: tuple[Exchange, ...] = ()
+    outcome: str = ""  # served | refused:<reason> | failed:<problem> | unknown | done | noop
+    round_trips: int = 0
+    signatures: tuple[tuple[int, str, int], ...] = ()  # (client, channel, amount) signed in this step
+    charged: tuple[tuple[str, int], ...] = ()  # (channel, amount) added to spent
+    duplicate_with_key: bool = False
+    closes: tuple[tuple[str, int, int, int], ...] = ()  # (channel, capture, spent, settled before)
+    fresh_receipt: bool = False  # the client got the response to a request just applied
+    lying: bool = False
+    unhinted_seen: bool = False  # some challenge in this step carried no hints (rollout mix)
+    server_answers: tuple[tuple[Request, Response, Response], ...] = ()  # (req, hinted answer, legacy answer)
+
+
+def actions(cfg: Config, s: System) -> Iterator[Act]:
+    hint_choices = (True, False) if cfg.fleet == "mixed" else (None,)
+    for i, c in enumerate(cfg.clients):
+        for f in cfg.faults:
+            for h in hint_choices:
+                yield Act("request", i, f, h)
+        if cfg.head:
+            yield Act("head", i)
+        if cfg.lying_server:
+            yield Act("lying_request", i)
+        st, net = s.clients[i], s.net[i]
+        if cfg.top_up and st.entry is not None:
+            yield Act("top_up", i)
+        if cfg.close and st.entry is not None:
+            yield Act("close", i)
+        if cfg.duplicates and net.last is not None:
+            yield Act("duplicate", i)
+        if net.held_request is not None:
+            yield Act("deliver_held_request", i)
+        if cfg.late_responses and net.held_response is not None:
+            yield Act("deliver_held_response", i)
+        if cfg.restarts:
+            yield Act("restart_client", i)
+        if cfg.forced_close and st.entry is not None:
+            ch = s.chain.channel(st.entry.channel_id)
+            if ch is not None and not ch.finalized:
+                if not ch.close_requested_at:
+                    yield Act("request_close", i)
+                elif s.chain.time >= ch.close_requested_at + escrow.CLOSE_GRACE_PERIOD:
+                    yield Act("withdraw", i)
+    if cfg.settle:
+        yield Act("settle")
+    if cfg.forced_close:
+        if any(c.close_requested_at and not c.finalized for _, c in s.chain.channels):
+            yield Act("advance_time")
+    if cfg.server_restarts:
+        yield Act("restart_server")
+
+
+# --- helpers -----------------------------------------------------------------
+
+def _hinted_for(cfg: Config, act: Act) -> bool:
+    if cfg.fleet == "mixed":
+        return bool(act.hinted)
+    return cfg.fleet == "hinted"
+
+
+def _lie(cfg: Config, s: System, i: int, ch: Challenge) -> Challenge:
+    """An adversarial challenge: hints inflated to the whole deposit, no valid proof."""
+    if ch.hints is None:
+        return ch
+    c = s.chain.channel(ch.hints.channel_id)
+    top = c.deposit if c else 0
+    lie = attrs.evolve(ch.hints, accepted=top, required=top, spent=top, deposit=top, proof=None)
+    return attrs.evolve(ch, hints=lie)
+
+
+class _Run:
+    """Mutable scratch for one step; the result is frozen into System and StepInfo."""
+
+    def __init__(self, cfg: Config, s: System, act: Act):
+        self.cfg, self.act = cfg, act
+        self.chain, self.server = s.chain, s.server
+        self.clients, self.net = list(s.clients), list(s.net)
+        self.signed, self.own = s.signed, list(s.own_signed)
+        self.served_value, self.lost = s.served_value, s.lost_requests
+        self.charged_keys = s.charged_keys
+        self.exchanges: list[Exchange] = []
+        self.signatures: list = []
+        self.charged: list = []
+        self.closes: list = []
+        self.answers: list = []
+        self.info: dict = {}
+
+    def freeze(self) -> System:
+        return System(self.chain, self.server, tuple(self.clients), tuple(self.net), self.signed,
+                      tuple(self.own), self.served_value, self.lost, self.charged_keys)
+
+    def note_signature(self, i: int, cred) -> None:
+        v = cred.voucher
+        if v is None:
+            return
+        self.signatures.append((i, v.channel_id, v.amount))
+        self.signed = fm_set(self.signed, v.channel_id, max(fm_get(self.signed, v.channel_id, 0), v.amount))
+        self.own[i] = fm_set(self.own[i], v.channel_id, max(fm_get(self.own[i], v.channel_id, 0), v.amount))
+
+    def deliver(self, req: Request, hinted: bool) -> Response:
+        """The server handles a request; ghosts record what it charged."""
+        before = self.server.record(req.credential.channel_id) if req.credential else None
+        settled_before = None
+        if req.credential is not None and req.credential.action == "close":
+            ch = self.chain.channel(req.credential.channel_id)
+            settled_before = ch.settled if ch else 0
+        old_server, old_chain = self.server, self.chain
+        self.server, self.chain, resp = sv.handle(self.cfg.server, self.server, self.chain, req, hinted)
+        # B1: the same request against the other hint mode must give the same verdict.
+        _, _, other = sv.handle(self.cfg.server, old_server, old_chain, req, not hinted)
+        self.answers.append((req, resp, other) if hinted else (req, other, resp))
+        if req.credential is not None:
+            after = self.server.record(req.credential.channel_id)
+            d = (after.spent if after else 0) - (before.spent if before else 0)
+            if d:
+                cid = req.credential.channel_id
+                if req.key is not None:
+                    if (cid, req.key) in self.charged_keys:
+                        self.info["recharged_key"] = True
+                    self.charged_keys = self.charged_keys | {(cid, req.key)}
+                self.charged.append((cid, d))
+                self.served_value = fm_set(self.served_value, cid, fm_get(self.served_value, cid, 0) + d)
+            if resp.receipt is not None and resp.receipt.capture is not None:
+                self.closes.append((req.credential.channel_id, resp.receipt.capture,
+                                    before.spent if before else 0, settled_before or 0))
+        return resp
+
+    def receive(self, i: int, resp: Response) -> None:
+        c, st = self.cfg.clients[i], self.clients[i]
+        if resp.status == 200 and resp.receipt is not None:
+            self.clients[i] = cl.on_response_receipt(c, st, resp.receipt)
+        elif resp.status == 410 and self.net[i].last is not None and self.net[i].last.credential is not None:
+            self.clients[i] = cl.drop_channel(st, self.net[i].last.credential.channel_id)
+
+
+def step(cfg: Config, s: System, act: Act) -> tuple[System, StepInfo]:
+    r = _Run(cfg, s, act)
+    k = act.kind
+    if k in ("request", "head", "lying_request"):
+        _logical_request(r, act.client, content=(k != "head"), lying=(k == "lying_request"))
+    elif k == "top_up" or k == "close":
+        _management(r, act.client, k)
+    elif k == "duplicate":
+        req = r.net[act.client].last
+        resp = r.deliver(req, _hinted_for(cfg, act))
+        r.exchanges.append(Exchange(req, resp))
+        r.receive(act.client, resp)
+        r.info["outcome"] = "done"
+    elif k == "deliver_held_request":
+        req = r.net[act.client].held_request
+        r.net[act.client] = attrs.evolve(r.net[act.client], held_request=None)
+        resp = r.deliver(req, _hinted_for(cfg, act))
+        r.exchanges.append(Exchange(req, resp))
+        r.receive(act.client, resp)  # a late response to an old request
+        r.info["outcome"] = "done"
+    elif k == "deliver_held_response":
+        resp = r.net[act.client].held_response
+        r.net[act.client] = attrs.evolve(r.net[act.client], held_response=None)
+        r.receive(act.client, resp)
+        r.info["outcome"] = "done"
+    elif k == "restart_client":
+        i = act.client
+        r.clients[i] = cl.restart(cfg.clients[i], r.clients[i])
+        if not cfg.clients[i].persist:
+            r.own[i] = ()  # it no longer knows what it signed
+        r.info["outcome"] = "done"
+    elif k == "restart_server":
+        r.info["outcome"] = "done"  # every server field is durable (draft, "Crash Safety")
+    elif k == "settle":
+        for cid, _ in r.server.channels:
+            done = sv.settle_highest(cfg.server, r.server, r.chain, cid)
+            if not isinstance(done, Rejected):
+                r.server, r.chain = done
+        r.info["outcome"] = "done"
+    elif k == "request_close":
+        st = r.clients[act.client]
+        done = escrow.request_close(r.chain, cfg.clients[act.client].payer, st.entry.channel_id)
+        if not isinstance(done, Rejected):
+            r.chain = done
+        r.info["outcome"] = "done"
+    elif k == "withdraw":
+        st = r.clients[act.client]
+        done = escrow.withdraw(r.chain, cfg.clients[act.client].payer, st.entry.channel_id)
+        if not isinstance(done, Rejected):
+            r.chain = done
+        r.info["outcome"] = "done"
+    elif k == "advance_time":
+        r.chain = escrow.advance_time(r.chain, escrow.CLOSE_GRACE_PERIOD)
+        r.info["outcome"] = "done"
+    else:
+        raise ValueError(f"unknown action {k}")
+    info = StepInfo(act=act, exchanges=tuple(r.exchanges), outcome=r.info.get("outcome", ""),
+                    round_trips=r.info.get("round_trips", 0), signatures=tuple(r.signatures),
+                    charged=tuple(r.charged), duplicate_with_key=r.info.get("recharged_key", False),
+                    closes=tuple(r.closes), fresh_receipt=r.info.get("fresh", False),
+                    lying=r.info.get("lying", False), unhinted_seen=r.info.get("unhinted", False),
+                    server_answers=tuple(r.answers))
+    return r.freeze(), info
+
+
+def _challenge(r: _Run, i: int, content: bool, lying: bool) -> Challenge:
+    cfg = r.cfg
+    hinted = _hinted_for(cfg, r.act) or lying
+    ch = sv.author_challenge(cfg.server, r.server, r.chain, cfg.clients[i].payer, content, hinted)
+    if ch.hints is None or not ch.hints.has_values:
+        r.info["unhinted"] = True
+    if lying:
+        r.info["lying"] = True
+        ch = _lie(cfg, r.freeze(), i, ch)
+    return ch
+
+
+def _send(r: _Run, i: int, req: Request, fault: Fault) -> Response | None:
+    """One paid round trip, with the network fault of this action applied to it."""
+    r.net[i] = attrs.evolve(r.net[i], last=req)
+    if fault == "hold_request":
+        r.net[i] = attrs.evolve(r.net[i], held_request=req)
+        r.lost += 1
+        r.exchanges.append(Exchange(req, None))
+        return None
+    resp = r.deliver(req, _hinted_for(r.cfg, r.act))
+    if fault == "hold_response":
+        r.net[i] = attrs.evolve(r.net[i], held_response=resp)
+        r.exchanges.append(Exchange(req, None))
+        return None
+    r.exchanges.append(Exchange(req, resp))
+    return resp
+
+
+def _logical_request(r: _Run, i: int, content: bool, lying: bool) -> None:
+    """A content (or HEAD) request: 402, then paid attempts until served, refused or given up.
+    The action's fault strikes the first paid attempt that carries a voucher."""
+    cfg, c = r.cfg, r.cfg.clients[i]
+    st = attrs.evolve(r.clients[i], requests=r.clients[i].requests + 1)
+    r.clients[i] = st
+    key = f"{c.name}#{st.requests}" if (c.use_keys and content) else None
+    unpaid = Request(c.payer, content)
+    challenge = _challenge(r, i, content, lying)
+    r.exchanges.append(Exchange(unpaid, Response(402, problem="payment-required", challenge=challenge)))
+    trips, fault = 1, r.act.fault
+    while True:
+        if trips >= MAX_ROUND_TRIPS:
+            r.info.update(outcome="failed:gave-up", round_trips=trips)
+            return
+        made = cl.next_credential(c, r.clients[i], challenge, r.chain, content)
+        if isinstance(made, cl.Refused):
+            r.info.update(outcome=f"refused:{made.reason}", round_trips=trips)
+            return
+        r.clients[i], cred = made
+        r.note_signature(i, cred)
+        req = Request(c.payer, content, cred, key if cred.action in ("open", "voucher") else None)
+        f = fault if cred.voucher is not None else "none"
+        if f != "none":
+            fault = "none"
+        resp = _send(r, i, req, f)
+        trips += 1
+        if resp is None:
+            r.info.update(outcome="unknown", round_trips=trips)
+            return
+        r.receive(i, resp)
+        if resp.status == 200 and cred.action == "topUp":
+            challenge = _challenge(r, i, content, False)
+            trips += 1
+            continue
+        if resp.status == 200:
+            r.info.update(outcome="served", round_trips=trips, fresh=True)
+            return
+        if resp.status == 410:
+            challenge = _challenge(r, i, content, False)
+            trips += 1
+            continue
+        if resp.challenge is None:
+            r.info.update(outcome=f"failed:{resp.problem}", round_trips=trips)
+            return
+        challenge = resp.challenge
+
+
+def _management(r: _Run, i: int, kind: str) -> None:
+    """HEAD-carried management: a topUp of the current channel, or a cooperative close."""
+    cfg, c, st = r.cfg, r.cfg.clients[i], r.clients[i]
+    challenge = _challenge(r, i, False, False)
+    r.exchanges.append(Exchange(Request(c.payer, False), Response(402, problem="payment-required", challenge=challenge)))
+    if kind == "top_up":
+        entry = st.entry
+        ch = r.chain.channel(entry.channel_id)
+        if ch is None or ch.finalized or r.chain.balance(c.payer) < c.top_up:
+            r.info["outcome"] = "noop"
+            return
+        st = attrs.evolve(st, topups=st.topups + 1)
+        r.clients[i] = st
+        from .messages import Credential
+        cred = Credential("topUp", entry.channel_id, amount=c.top_up, payer=c.payer, tx_nonce=st.topups)
+    else:
+        made = cl.close_credential(c, st, challenge, r.chain)
+        if made is None:
+            r.info["outcome"] = "noop"
+            return
+        if isinstance(made, cl.Refused):
+            r.info["outcome"] = f"refused:{made.reason}"
+            return
+        r.clients[i], cred = made
+        r.note_signature(i, cred)
+    resp = _send(r, i, Request(c.payer, False, cred), "none")
+    r.receive(i, resp)
+    r.info.update(outcome="done" if resp.status == 200 else f"failed:{resp.problem}", round_trips=2)
