@@ -80,6 +80,7 @@ class ClientConfig:
     amount: Callable[[int, int], int] = sign_at_least_own
     reconcile: Callable[[Entry, Receipt], Entry] = merge_receipt
     prefer_chain_after_restart: bool = False
+    enforce_bound: bool = True  # rule H4; False plants the deposit-drain bug
 
 
 @attrs.frozen
@@ -130,7 +131,7 @@ def choose_channel(cfg: ClientConfig, st: ClientState, challenge: Challenge, cha
     local_ok = st.entry is not None and _ours_and_live(chain, st.entry.channel_id, cfg.payer)
     if cfg.hinted and hinted_ok:
         known = _remembered(st, hints.channel_id) or Entry(hints.channel_id)
-        if hints.has_values and not (cfg.prefer_chain_after_restart and st.restarted):
+        if hints.has_values and not _ignores_hints(cfg, st):
             return hydrate(known, hints)  # H1
         if st.entry is not None and st.entry.channel_id == hints.channel_id:
             return st.entry
@@ -143,6 +144,11 @@ def choose_channel(cfg: ClientConfig, st: ClientState, challenge: Challenge, cha
     if persisted_ok:
         return recover_from_chain(st, chain, st.persisted.channel_id)
     return None
+
+
+def _ignores_hints(cfg: ClientConfig, st: ClientState) -> bool:
+    """The first draft's restart bug: after a restart, recover from chain although hinted."""
+    return cfg.prefer_chain_after_restart and st.restarted
 
 
 def proven_floor(entry: Entry, chain: Chain, hints: Hints | None, payer: str) -> int:
@@ -179,7 +185,6 @@ def next_credential(cfg: ClientConfig, st: ClientState, challenge: Challenge, ch
     """The client's answer to a challenge: open, topUp or a voucher (seed flowchart)."""
     cost = challenge.price if content else 0
     entry = choose_channel(cfg, st, challenge, chain)
-    st = attrs.evolve(st, restarted=False)
     if entry is None:
         deposit = max(cfg.deposit, cost)
         if chain.balance(cfg.payer) < deposit:
@@ -190,9 +195,11 @@ def next_credential(cfg: ClientConfig, st: ClientState, challenge: Challenge, ch
         st = _remember(cfg, st, entry)
         return st, Credential("open", cid, Voucher(cid, cost, cfg.payer), amount=deposit, payer=cfg.payer)
     hints = challenge.hints if challenge.hints is not None and challenge.hints.channel_id == entry.channel_id else None
+    if _ignores_hints(cfg, st):
+        hints = None
     amount = amount_to_sign(cfg, entry, hints, cost)
     bound = trust_bound(entry, chain, hints, cfg, cost)
-    if amount > bound:
+    if amount > bound and cfg.enforce_bound:
         return Refused("hint-bound-exceeded", f"asked to sign {amount}, proven floor + price allows {bound}")
     deposit = chain.channel(entry.channel_id).deposit
     if amount > deposit:
@@ -232,6 +239,7 @@ def on_response_receipt(cfg: ClientConfig, st: ClientState, receipt: Receipt) ->
     channel; a legacy client keeps its own counters; other channels are ignored."""
     if st.entry is None or receipt.channel_id != st.entry.channel_id:
         return st
+    st = attrs.evolve(st, restarted=False)
     if receipt.capture is not None:  # the channel was closed
         return attrs.evolve(st, entry=None, persisted=None if cfg.persist else st.persisted)
     if not cfg.hinted:
