@@ -29,3 +29,24 @@ test: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
+
+# ---- chain backends (adapters/chain) -----------------------------------------
+# `contracts` rebuilds adapters/chain/artifacts/*.json with the pinned solc from
+# npm (commit the result); `test-chain` runs only the chain backend tests.
+.PHONY: contracts test-chain
+contracts:
+	cd adapters/chain/solidity && npm ci --no-audit --no-fund && node build.mjs
+
+test-chain: $(STAMP)
+	$(BIN)/python -m pytest tests/test_chain_contract.py tests/test_chain_memory.py tests/test_chain_evm.py tests/test_chain_artifact.py
+# ---- end chain backends --------------------------------------------------------
+
+# ---- mppx adapter (adapters/mppx, adapters/bridge) --------------------------
+# Install the Node adapter's dependencies: mppx@0.11.0 pinned exactly, from
+# adapters/mppx/package-lock.json (needs Node >= 20 and npm). The mppx tests
+# run the same install themselves when it is missing or the lock file changed
+# (adapters/bridge/testing.py); the stamp tells them this one is current.
+mppx:
+	cd adapters/mppx && npm ci --legacy-peer-deps --no-audit --no-fund
+	cd adapters/mppx && sha256sum package-lock.json > node_modules/.bridge-build-stamp
+# ---- end mppx adapter --------------------------------------------------------
