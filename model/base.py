@@ -24,9 +24,6 @@ class Rejected:
     rule: str
     detail: str = ""
 
-    def __bool__(self) -> bool:  # a Rejected is never a success
-        return False
-
 
 FrozenMap = tuple  # tuple[tuple[K, V], ...] sorted by key
 

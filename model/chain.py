@@ -115,7 +115,7 @@ def settle(chain: Chain, caller: str, voucher: Voucher) -> Chain | Rejected:
     if caller != ch.payee:
         return Rejected("NotPayee", "E3")
     bad = _check_voucher(ch, voucher, "E3")
-    if bad:
+    if bad is not None:
         return bad
     if voucher.amount <= ch.settled:
         return Rejected("AmountNotIncreasing", "E3")
@@ -132,7 +132,7 @@ def close(chain: Chain, caller: str, voucher: Voucher, capture: int) -> Chain | 
     if caller != ch.payee:
         return Rejected("NotPayee", "E4")
     bad = _check_voucher(ch, voucher, "E4")
-    if bad:
+    if bad is not None:
         return bad
     if not ch.settled <= capture <= voucher.amount:
         return Rejected("AmountNotIncreasing", "E4", "capture must lie in [settled, voucher amount]")

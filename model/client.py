@@ -99,9 +99,6 @@ class Refused:
     reason: str  # "hint-bound-exceeded" | "deposit-exhausted"
     detail: str = ""
 
-    def __bool__(self) -> bool:
-        return False
-
 
 def _ours_and_live(chain: Chain, channel_id: str, payer: str) -> bool:
     """A hinted channel is usable only if the chain says it is this payer's,

@@ -65,7 +65,8 @@ def scenarios(price: int) -> list[Scenario]:
                        settle=True, top_up=True)))
     out += [
         Scenario(f"K1 legacy client restart p={p}", Config(
-            _server(p, hinted=False), _clients(hinted=(False, False)), fleet="legacy", restarts=True),
+            _server(p, hinted=False), _clients(hinted=(False, False), deposit=6), fleet="legacy", restarts=True,
+            wallet=12),
             expect="L1", why="a restarted legacy client recovers from chain `settled`, which lags the server's "
                              "acceptedCumulative; its voucher settled + price is refused (V5) and without hints it cannot learn more"),
         Scenario(f"K2 hinted v1 without persistence p={p}", Config(
@@ -73,7 +74,8 @@ def scenarios(price: int) -> list[Scenario]:
             expect="L1", why="v1 flat hints carry no voucher proof; after losing its memory the client may trust only "
                              "chain `settled` (H4), so an unsettled acceptedCumulative above settled + price is refused"),
         Scenario(f"K3 shared channel, legacy fleet p={p}", Config(
-            _server(p, hinted=False), _clients(hinted=(True, True), shared=True), fleet="legacy"),
+            _server(p, hinted=False), _clients(hinted=(True, True), shared=True, deposit=6), fleet="legacy",
+            wallet=12),
             expect="L1", why="a second device of the same payer sees only channelId and recovers from `settled`, "
                              "behind what the first device had the server accept"),
         Scenario(f"K4 shared channel, v1 hints p={p}", Config(
