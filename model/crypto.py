@@ -243,7 +243,7 @@ def _signature_bytes(signature: str | bytes) -> bytes:
 def parse_signature(signature: str | bytes) -> tuple[int, int, int]:
     """Split and check a signature into (r, s, recovery id 0/1).
 
-    Accepts 65-byte r||s||v (v 27/28, also 0/1) and 64-byte EIP-2098 compact
+    Accepts 65-byte r||s||v (v 27/28 only, as the escrow) and 64-byte EIP-2098 compact
     r||yParityAndS. Enforces the draft's canonical form ("Signature
     Malleability"): 0 < r < n, 0 < s <= n/2.
     """
@@ -254,9 +254,7 @@ def parse_signature(signature: str | bytes) -> tuple[int, int, int]:
         v = raw[64]
         if v in (27, 28):
             rec = v - 27
-        elif v in (0, 1):
-            rec = v
-        else:
+        else:  # the draft's signing procedure step 5; the escrow refuses 0/1 too
             raise SignatureError(f"bad v byte {v} (expected 27 or 28)")
     else:
         vs = int.from_bytes(raw[32:], "big")

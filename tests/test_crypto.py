@@ -120,12 +120,14 @@ def test_compact_eip2098_accepted(version, contract, digest, signature):
     assert recover_voucher_signer(domain, CHANNEL, AMOUNT, bytes.fromhex(compact[2:])) == ADDRESS
 
 
-def test_v_zero_one_accepted():
+def test_v_zero_one_rejected_like_the_escrow():
+    """Draft "Signing Procedure" step 5: v is 27 or 28; our escrow refuses 0/1, so must we."""
     domain = VoucherDomain("v1", 4217, ESCROW)
     sig = sign_voucher(KEY, domain, CHANNEL, AMOUNT)
     raw = bytearray(bytes.fromhex(sig[2:]))
     raw[64] -= 27
-    assert recover_voucher_signer(domain, CHANNEL, AMOUNT, bytes(raw)) == ADDRESS
+    with pytest.raises(SignatureError, match="bad v"):
+        recover_voucher_signer(domain, CHANNEL, AMOUNT, bytes(raw))
 
 
 def _sig(r: int, s: int, v: int) -> str:
