@@ -11,6 +11,8 @@ one, or a known-limit scenario does not show the violation it names.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import os
 import sys
 import time
 from collections import deque
@@ -124,18 +126,32 @@ def run_scenario(sc: Scenario, depth: int | None = None) -> tuple[Result, bool]:
     return res, ok
 
 
+def _run_named(job: tuple[str, int | None]) -> tuple[str, Result, bool]:
+    name, depth = job
+    sc = next(s for s in default_scenarios() if s.name == name)
+    res, ok = run_scenario(sc, depth)
+    return name, res, ok
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m model.check", description=__doc__.splitlines()[0])
     ap.add_argument("--depth", type=int, default=None, help="override every scenario's depth (default 8)")
     ap.add_argument("--scenario", default="", help="run only scenarios whose name contains this")
-    ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--quiet", action="store_true", help="print counterexamples only where a claim fails")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="scenarios explored in parallel")
     args = ap.parse_args(argv)
     total_states = total_time = 0.0
     failures = violations = 0
-    for sc in default_scenarios():
-        if args.scenario not in sc.name:
-            continue
-        res, ok = run_scenario(sc, args.depth)
+    wall = time.perf_counter()
+    chosen = {s.name: s for s in default_scenarios() if args.scenario in s.name}
+    jobs = [(name, args.depth) for name in chosen]
+    if args.jobs > 1 and len(jobs) > 1:
+        pool = multiprocessing.get_context("fork").Pool(args.jobs)
+        results = pool.imap(_run_named, jobs)
+    else:
+        pool, results = None, map(_run_named, jobs)
+    for name, res, ok in results:
+        sc = chosen[name]
         total_states += res.states
         total_time += res.seconds
         rate = res.states / res.seconds if res.seconds else 0
@@ -154,8 +170,11 @@ def main(argv: list[str] | None = None) -> int:
             failures += 1
             if sc.expect is None:
                 violations += 1
+    if pool is not None:
+        pool.close()
     rate = total_states / total_time if total_time else 0
-    print(f"\nsummary: {int(total_states)} states explored in {total_time:.1f} s ({rate:.0f} states/s); "
+    print(f"\nsummary: {int(total_states)} states explored in {total_time:.1f} s of checking "
+          f"({rate:.0f} states/s per process; {time.perf_counter() - wall:.1f} s wall with {args.jobs} jobs); "
           f"{violations} violations; {failures} scenarios not as claimed")
     return 1 if failures else 0
 

@@ -88,7 +88,6 @@ class ClientState:
     entry: Entry | None = None
     persisted: Entry | None = None  # survives restarts when cfg.persist
     requests: int = 0  # counts logical requests (names idempotency keys)
-    topups: int = 0  # counts topUp transactions (their nonce)
     restarted: bool = False  # true from a restart until the next channel choice
 
 
@@ -202,11 +201,17 @@ def next_credential(cfg: ClientConfig, st: ClientState, challenge: Challenge, ch
     if amount > deposit:
         if chain.balance(cfg.payer) < cfg.top_up:
             return Refused("deposit-exhausted", f"voucher {amount} above deposit {deposit}")
-        st = attrs.evolve(_remember(cfg, st, entry), topups=st.topups + 1)
-        return st, Credential("topUp", entry.channel_id, amount=cfg.top_up, payer=cfg.payer, tx_nonce=st.topups)
+        st = _remember(cfg, st, entry)
+        return st, top_up_credential(cfg, entry.channel_id, deposit)
     entry = attrs.evolve(entry, deposit=deposit, signed_max=max(entry.signed_max, amount))
     st = _remember(cfg, st, entry)
     return st, Credential("voucher", entry.channel_id, Voucher(entry.channel_id, amount, cfg.payer))
+
+
+def top_up_credential(cfg: ClientConfig, channel_id: str, deposit: int) -> Credential:
+    """A signed topUp transaction. Its nonce is the deposit it was signed against, so
+    (like an account nonce) two top-ups signed from the same state apply once."""
+    return Credential("topUp", channel_id, amount=cfg.top_up, payer=cfg.payer, tx_nonce=deposit)
 
 
 def close_credential(cfg: ClientConfig, st: ClientState, challenge: Challenge,
@@ -254,4 +259,4 @@ def drop_channel(st: ClientState, channel_id: str) -> ClientState:
 def restart(cfg: ClientConfig, st: ClientState) -> ClientState:
     """A client restart: volatile state is lost; the persisted entry survives."""
     return ClientState(entry=None, persisted=st.persisted if cfg.persist else None,
-                       requests=st.requests, topups=st.topups, restarted=True)
+                       requests=st.requests, restarted=True)

@@ -247,7 +247,62 @@ class _Run:
             self.clients[i] = cl.drop_channel(st, self.net[i].last.credential.channel_id)
 
 
+def _canonical_keys(s: System) -> System:
+    """Symmetry reduction: Idempotency-Keys are opaque names, so renumber each client's
+    live keys 1..k in order of issue. Two states that differ only in key names are one."""
+    live: dict[str, set[int]] = {}
+
+    def note(key):
+        if key is not None:
+            name, n = key.rsplit("#", 1)
+            live.setdefault(name, set()).add(int(n))
+
+    for (_, key), _ in s.server.idempotency:
+        note(key)
+    for _, key in s.charged_keys:
+        note(key)
+    for n in s.net:
+        for req in (n.last, n.held_request):
+            if req is not None:
+                note(req.key)
+    ren = {name: {old: new for new, old in enumerate(sorted(ns), 1)} for name, ns in live.items()}
+
+    def rk(key):
+        if key is None:
+            return None
+        name, n = key.rsplit("#", 1)
+        return f"{name}#{ren[name][int(n)]}"
+
+    def rreq(req):
+        return None if req is None or req.key is None else attrs.evolve(req, key=rk(req.key))
+
+    keys_ok = all(max(ns) == len(ns) for ns in live.values())
+    names = _client_names(s)
+    counts = {name: len(ns) for name, ns in live.items()}
+    if keys_ok and all(st.requests == counts.get(name, 0) for st, name in zip(s.clients, names)):
+        return s
+    clients = tuple(st if st.requests == counts.get(name, 0) else attrs.evolve(st, requests=counts.get(name, 0))
+                    for st, name in zip(s.clients, names))
+    server = s.server
+    if not keys_ok:
+        idem = tuple(sorted((((cid, rk(k)), v) for (cid, k), v in server.idempotency), key=lambda kv: kv[0]))
+        server = attrs.evolve(server, idempotency=idem)
+    net = tuple(attrs.evolve(n, last=rreq(n.last) if n.last and n.last.key else n.last,
+                             held_request=rreq(n.held_request) if n.held_request and n.held_request.key
+                             else n.held_request) for n in s.net)
+    charged = frozenset((cid, rk(k)) for cid, k in s.charged_keys)
+    return attrs.evolve(s, server=server, net=net, clients=clients, charged_keys=charged)
+
+
+_NAMES: dict[int, tuple[str, ...]] = {}
+
+
+def _client_names(s: System) -> tuple[str, ...]:
+    return _NAMES[len(s.clients)]
+
+
 def step(cfg: Config, s: System, act: Act) -> tuple[System, StepInfo]:
+    _NAMES[len(cfg.clients)] = tuple(c.name for c in cfg.clients)
     r = _Run(cfg, s, act)
     k = act.kind
     if k in ("request", "head", "lying_request"):
@@ -309,7 +364,7 @@ def step(cfg: Config, s: System, act: Act) -> tuple[System, StepInfo]:
                     closes=tuple(r.closes), fresh_receipt=r.info.get("fresh", False),
                     lying=r.info.get("lying", False), unhinted_seen=r.info.get("unhinted", False),
                     server_answers=tuple(r.answers))
-    return r.freeze(), info
+    return _canonical_keys(r.freeze()), info
 
 
 def _challenge(r: _Run, i: int, content: bool, lying: bool) -> Challenge:
@@ -400,10 +455,7 @@ def _management(r: _Run, i: int, kind: str) -> None:
         if ch is None or ch.finalized or r.chain.balance(c.payer) < c.top_up:
             r.info["outcome"] = "noop"
             return
-        st = attrs.evolve(st, topups=st.topups + 1)
-        r.clients[i] = st
-        from .messages import Credential
-        cred = Credential("topUp", entry.channel_id, amount=c.top_up, payer=c.payer, tx_nonce=st.topups)
+        cred = cl.top_up_credential(c, entry.channel_id, ch.deposit)
     else:
         made = cl.close_credential(c, st, challenge, r.chain)
         if made is None:
