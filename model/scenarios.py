@@ -29,11 +29,12 @@ def _server(price: int, hinted=True, profile="v2", **kw) -> ServerConfig:
     return ServerConfig(payee=PAYEE, price=price, hinted=hinted, profile=profile, **kw)
 
 
-def _clients(hinted=(True, True), shared=False, persist=False, deposit=4, **kw) -> tuple[ClientConfig, ...]:
+def _clients(hinted=(True, True), shared=False, persist=False, deposit=4, keys=(True, True),
+             **kw) -> tuple[ClientConfig, ...]:
     payers = (ALICE, ALICE) if shared else (ALICE, BOB)
     names = ("alice", "alice2") if shared else ("alice", "bob")
-    return tuple(ClientConfig(name=n, payer=p, hinted=h, persist=persist, deposit=deposit, **kw)
-                 for n, p, h in zip(names, payers, hinted))
+    return tuple(ClientConfig(name=n, payer=p, hinted=h, persist=persist, deposit=deposit, use_keys=k, **kw)
+                 for n, p, h, k in zip(names, payers, hinted, keys))
 
 
 ALL_FAULTS = ("none", "hold_request", "hold_response")
@@ -43,17 +44,17 @@ def scenarios(price: int) -> list[Scenario]:
     p = price
     out = [
         Scenario(f"hinted-v2 faults p={p}", Config(
-            _server(p), _clients(shared=True), fleet="hinted", faults=ALL_FAULTS, duplicates=True,
-            late_responses=True, restarts=True)),
+            _server(p), _clients(shared=True, keys=(True, False)), fleet="hinted", faults=ALL_FAULTS,
+            duplicates=True, late_responses=True, restarts=True)),
         Scenario(f"hinted-v2 lifecycle p={p}", Config(
             _server(p), _clients(shared=True), fleet="hinted", settle=True, top_up=True, close=True,
-            forced_close=True, head=True, restarts=True)),
+            forced_close=True, head=True, restarts=True, server_restarts=True)),
         Scenario(f"hinted-v1 persisted faults p={p}", Config(
             _server(p, profile="v1"), _clients(persist=True), fleet="hinted", faults=ALL_FAULTS,
             duplicates=True, late_responses=True, restarts=True, settle=True)),
         Scenario(f"rollout mix p={p}", Config(
-            _server(p), _clients(), fleet="mixed", faults=ALL_FAULTS, duplicates=True, late_responses=True,
-            restarts=True)),
+            _server(p), _clients(keys=(True, False)), fleet="mixed", faults=ALL_FAULTS, duplicates=True,
+            late_responses=True, restarts=True)),
         Scenario(f"lying server p={p}", Config(
             _server(p), _clients(), fleet="hinted", lying_server=True, restarts=True)),
     ]

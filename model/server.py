@@ -195,7 +195,9 @@ def handle(cfg: ServerConfig, server: Server, chain: Chain, req: Request,
     cost = cfg.price if req.content and cred.action in ("open", "voucher") else 0
     if req.key is not None and cost:
         cached = fm_get(server.idempotency, (cred.channel_id, req.key))
-        if cached is not None:  # draft, "Request Idempotency": MUST NOT increment spent
+        if cached is not None and _authentic(chain, cred):
+            # Rule I1 (draft, "Request Idempotency"): the stored response, not charged again.
+            # Only for a credential the channel's signer signed: a key alone buys nothing.
             return server, chain, cached
     rec = server.record(cred.channel_id)
     rec = refresh(rec, chain) if rec is not None else None
@@ -250,6 +252,12 @@ def handle(cfg: ServerConfig, server: Server, chain: Chain, req: Request,
     if req.key is not None and cost:
         server = attrs.evolve(server, idempotency=fm_set(server.idempotency, (cred.channel_id, req.key), resp))
     return server, chain, resp
+
+
+def _authentic(chain: Chain, cred: Credential) -> bool:
+    ch = chain.channel(cred.channel_id)
+    v = cred.voucher
+    return ch is not None and v is not None and v.signer == ch.signer and v.channel_id == ch.channel_id
 
 
 def close_rule(cfg: ServerConfig, rec: ServerChannel | None, chain: Chain, voucher: Voucher | None):

@@ -240,3 +240,12 @@ def test_restart_keeps_only_persisted():
     st = cl.ClientState(entry=cl.Entry("c1", 6, 2, 2, 2), persisted=cl.Entry("c1", signed_max=2))
     assert cl.restart(attrs.evolve(CC, persist=True), st).persisted.signed_max == 2
     assert cl.restart(CC, st).persisted is None and cl.restart(CC, st).entry is None
+
+
+def test_I1_cached_response_only_for_an_authentic_credential():
+    s, ch = _server_with_channel(), opened()
+    good = Request(A, True, Credential("voucher", "c1", Voucher("c1", 3, A)), key="k1")
+    s1, ch1, r1 = sv.handle(CFG, s, ch, good)
+    forged = Request(A, True, Credential("voucher", "c1", Voucher("c1", 3, None)), key="k1")
+    _, _, r2 = sv.handle(CFG, s1, ch1, forged)
+    assert r1.status == 200 and r2.status == 402 and r2.problem == "invalid-signature"

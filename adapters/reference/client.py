@@ -1,0 +1,604 @@
+"""The reference session client (httpx): pays 402 challenges with session credentials.
+
+Rules (the project's settled client rules; see SPEC_NOTES):
+
+* Channel choice. A HINTED client uses a challenge's hinted channel only if the
+  chain says its payer is this client and it is neither finalized nor closing;
+  with hint values it hydrates its view from them (by max), with a bare
+  channelId it recovers from the chain (local = max(settled, what it signed)).
+  Otherwise it uses its own live entry, else a persisted one, else opens a new
+  channel with deposit min(max_deposit, suggestedDeposit or max_deposit). A
+  LEGACY client ignores hint values: its own entry, else a bare channelId of its
+  own (recovered from the chain), else its persisted entry, else a new channel.
+* Amount. C = max(target, signed_max), target = requiredCumulative (hinted, for
+  this channel) else max(view.accepted, signed_max) + price.
+* Trust bound. C <= F + price + max_unproven_hint, F = max(signed_max, chain
+  settled, the v2 highestVoucher amount when it carries this client's valid
+  signature on this channel); otherwise HintBoundExceeded and nothing is signed.
+* Deposit. C above the chain deposit -> topUp (sent with HEAD) when C <=
+  max_deposit, else DepositExhausted.
+* Persistence. signed_max (and the channel id and salt) is written to the JSON
+  file atomically BEFORE a voucher is sent.
+* Receipts (hinted only). view.accepted/spent rise to the receipt's values for
+  this channel, never fall; other channels' receipts are ignored.
+* Transport errors after sending a paid request: one retry with the same
+  Authorization and Idempotency-Key. 410: drop the channel, get a fresh challenge.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import tempfile
+import threading
+import uuid
+from typing import Any, Callable
+
+import attrs
+import httpx
+
+from adapters.chain.base import ZERO_ADDRESS, Chain
+from model.crypto import VoucherDomain, address_of, keccak, sign_voucher
+from model.profiles import hints_from_request, recoverer
+from model.records import Hints
+from model.wire import (
+    Challenge,
+    ClosePayload,
+    Credential,
+    OpenPayload,
+    Receipt,
+    SessionRequest,
+    TopUpPayload,
+    VoucherPayload,
+    WireError,
+    encode_authorization,
+    parse_problem,
+    parse_receipt,
+    parse_www_authenticate,
+)
+
+__all__ = [
+    "SessionClient",
+    "ChannelView",
+    "PaymentRefused",
+    "HintBoundExceeded",
+    "DepositExhausted",
+    "ChallengeRejected",
+]
+
+MAX_PAID_ATTEMPTS = 3
+PAYER_HEADER = "Payment-Payer"
+
+
+class PaymentRefused(Exception):
+    """The client declined to pay a challenge (nothing was signed for it)."""
+
+
+class HintBoundExceeded(PaymentRefused):
+    """A challenge's hints asked for more than the client can prove it already authorized."""
+
+
+class DepositExhausted(PaymentRefused):
+    """Paying would need more escrow than `max_deposit` allows."""
+
+
+class ChallengeRejected(PaymentRefused):
+    """The challenge is not one this client can pay (other escrow, chain, token, method)."""
+
+
+@attrs.frozen
+class ChannelView:
+    """The client's view of one channel: server-reported accepted/spent, its own signed_max."""
+
+    channel_id: str
+    deposit: int
+    accepted: int
+    spent: int
+    signed_max: int
+
+
+@attrs.define
+class _Entry:
+    channel_id: str
+    salt: str | None = None
+    deposit: int = 0
+    accepted: int = 0
+    spent: int = 0
+    signed_max: int = 0
+    opened_deposit: int = 0  # what this client escrowed when it opened the channel (0: unknown)
+
+    def view(self) -> ChannelView:
+        return ChannelView(self.channel_id, self.deposit, self.accepted, self.spent, self.signed_max)
+
+
+Observer = Callable[[str, dict[str, Any]], None]
+
+
+class SessionClient:
+    """A paying HTTP client for tempo session challenges.
+
+    `target` is a base URL or an httpx transport (then requests go to http://reference.test).
+    `deposit`: what to escrow when opening (default: min(max_deposit, suggestedDeposit or
+    max_deposit)); `top_up`: what to add when a voucher would exceed the deposit (at least what
+    is missing; default: what the channel was opened with, else its current deposit); `seed`: derive channel salts deterministically (else
+    random); `auto_idempotency_keys`: send a fresh Idempotency-Key with each logical content
+    request when the caller gives none; `observer(kind, data)` sees every exchange.
+    """
+
+    def __init__(
+        self,
+        target: str | httpx.BaseTransport,
+        key: bytes,
+        chain: Chain,
+        hinted: bool = True,
+        max_deposit: int = 1_000_000,
+        max_unproven_hint: int = 0,
+        persist_path: str | None = None,
+        *,
+        top_up: int | None = None,
+        deposit: int | None = None,
+        seed: int | None = None,
+        auto_idempotency_keys: bool = True,
+        timeout: float = 30.0,
+        observer: Observer | None = None,
+    ) -> None:
+        self.key = key
+        self.chain = chain
+        self.hinted = hinted
+        self.max_deposit = max_deposit
+        self.max_unproven_hint = max_unproven_hint
+        self.persist_path = persist_path
+        self.top_up = top_up
+        self.open_deposit = deposit
+        self._seed = seed
+        self._salts = 0
+        self.auto_idempotency_keys = auto_idempotency_keys
+        self.observer = observer
+        self.address = address_of(key)
+        self.domain = VoucherDomain("v1", chain.chain_id, chain.escrow)
+        self._recover = recoverer(self.domain)
+        if isinstance(target, str):
+            self._http = httpx.Client(base_url=target, timeout=timeout)
+        else:
+            self._http = httpx.Client(transport=target, base_url="http://reference.test", timeout=timeout)
+        self._lock = threading.RLock()
+        self._entry: _Entry | None = None
+        self._known: dict[str, _Entry] = {}  # every channel this run has used
+        self._last_price = 0
+        self._persisted: dict[str, Any] = self._load()
+
+    # ------------------------------------------------------------------ public API
+
+    def request(
+        self, method: str, path: str, *, idempotency_key: str | None = None, headers: dict[str, str] | None = None
+    ) -> httpx.Response:
+        """Send a request, paying 402 challenges (at most 3 paid attempts). Raises PaymentRefused
+        (HintBoundExceeded, DepositExhausted, ChallengeRejected) when it will not pay."""
+        method = method.upper()
+        content = method != "HEAD"
+        if idempotency_key is None and content and self.auto_idempotency_keys:
+            idempotency_key = "ref-" + uuid.uuid4().hex
+        with self._lock:
+            resp = self._unpaid(method, path, headers)
+            attempts = 0
+            while resp.status_code == 402 and attempts < MAX_PAID_ATTEMPTS:
+                challenge = self._pick_challenge(resp)
+                if challenge is None:
+                    return resp
+                attempts += 1
+                resp, cid = self._pay(method, path, content, challenge, idempotency_key, headers)
+                if resp.status_code == 410:
+                    self._drop(cid)
+                    resp = self._unpaid(method, path, headers)
+                    continue
+                if 200 <= resp.status_code < 300:
+                    self._on_success(resp, cid, cost=None if content else 0)
+            return resp
+
+    def close(self, path: str = "/paid/resource") -> httpx.Response | None:
+        """Cooperatively close the current channel (close credential sent with HEAD).
+        Returns None when there is no live channel to close."""
+        with self._lock:
+            resp = self._unpaid("HEAD", path, None)
+            challenge = self._pick_challenge(resp)
+            if challenge is None:
+                return resp
+            req = self._check_request(challenge)
+            hints = self._hints(req)
+            entry = self._choose(hints)
+            if entry is None:
+                return None
+            h = hints if hints is not None and hints.channel_id == entry.channel_id else None
+            spent_hint = h.spent if (self.hinted and h is not None and h.spent is not None) else 0
+            amount = max(entry.accepted, entry.signed_max, spent_hint)
+            self._check_bound(entry, h, amount, 0)
+            entry.signed_max = max(entry.signed_max, amount)
+            self._remember(entry)
+            sig = sign_voucher(self.key, self.domain, entry.channel_id, amount)
+            payload = ClosePayload(channel_id=entry.channel_id, cumulative_amount=amount, signature=sig)
+            resp = self._send_paid("HEAD", path, challenge, payload, None, None)
+            if resp.status_code == 410 or 200 <= resp.status_code < 300:
+                self._drop(entry.channel_id)
+            return resp
+
+    def view(self, channel_id: str | None = None) -> ChannelView | None:
+        """The client's entry for `channel_id` (default: its current channel)."""
+        with self._lock:
+            if channel_id is None:
+                return self._entry.view() if self._entry is not None else None
+            e = self._known.get(channel_id.lower())
+            if e is not None:
+                return e.view()
+            p = self._persisted.get("channels", {}).get(channel_id.lower())
+            if p is not None:
+                return ChannelView(channel_id.lower(), 0, 0, 0, int(p["signed_max"]))
+            return None
+
+    @property
+    def channel_id(self) -> str | None:
+        return self._entry.channel_id if self._entry is not None else None
+
+    def restart(self) -> None:
+        """Forget all volatile state (as a process restart would); the persisted file survives."""
+        with self._lock:
+            self._entry = None
+            self._known = {}
+            self._persisted = self._load()
+
+    def close_http(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "SessionClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close_http()
+
+    # ------------------------------------------------------------------ HTTP
+
+    def _emit(self, kind: str, **data: Any) -> None:
+        if self.observer is not None:
+            self.observer(kind, data)
+
+    def _unpaid(self, method: str, path: str, headers: dict[str, str] | None) -> httpx.Response:
+        h = dict(headers or {})
+        h[PAYER_HEADER] = self.address
+        resp = self._http.request(method, path, headers=h)
+        if resp.status_code == 402:
+            self._emit_challenge(method, path, resp)
+        return resp
+
+    def _emit_challenge(self, method: str, path: str, resp: httpx.Response) -> None:
+        if self.observer is None:
+            return
+        info: dict[str, Any] = {"method": method, "path": path, "status": resp.status_code}
+        try:
+            info["problem"] = parse_problem(resp.content).type.rsplit("/", 1)[-1]
+        except WireError:
+            info["problem"] = None
+        ch = self._pick_challenge(resp)
+        if ch is not None:
+            try:
+                info["request"] = ch.decoded_request().to_wire()
+            except WireError:
+                info["request"] = None
+        self._emit("challenge", **info)
+
+    def _pick_challenge(self, resp: httpx.Response) -> Challenge | None:
+        for value in resp.headers.get_list("www-authenticate"):
+            try:
+                found = parse_www_authenticate(value)
+            except WireError:
+                continue
+            for ch in found:
+                if ch.method == "tempo" and ch.intent == "session":
+                    return ch
+        return None
+
+    def _send_paid(
+        self, method: str, path: str, challenge: Challenge, payload: Any, key: str | None,
+        headers: dict[str, str] | None,
+    ) -> httpx.Response:
+        cred = Credential(
+            challenge=challenge, source=f"did:pkh:eip155:{self.chain.chain_id}:{self.address}", payload=payload
+        )
+        h = dict(headers or {})
+        h["Authorization"] = encode_authorization(cred)
+        if key is not None:
+            h["Idempotency-Key"] = key
+        self._emit(
+            "credential", method=method, path=path, action=payload.action, channelId=payload.channel_id,
+            cumulativeAmount=getattr(payload, "cumulative_amount", None),
+            additionalDeposit=getattr(payload, "additional_deposit", None), idempotencyKey=key,
+        )
+        try:
+            resp = self._http.request(method, path, headers=h)
+        except httpx.TransportError:
+            # The request may or may not have been applied: retry once with the same
+            # Authorization and Idempotency-Key (draft, "Request Idempotency").
+            resp = self._http.request(method, path, headers=h)
+        info: dict[str, Any] = {"method": method, "path": path, "status": resp.status_code}
+        if "payment-receipt" in resp.headers:
+            try:
+                info["receipt"] = parse_receipt(resp.headers["payment-receipt"]).to_wire()
+            except WireError:
+                info["receipt"] = None
+        elif resp.status_code >= 400:
+            try:
+                pd = parse_problem(resp.content)
+                info["problem"] = pd.type.rsplit("/", 1)[-1]
+                info["detail"] = pd.detail
+            except WireError:
+                pass
+        self._emit("response", **info)
+        return resp
+
+    # ------------------------------------------------------------------ paying
+
+    def _check_request(self, challenge: Challenge) -> SessionRequest:
+        try:
+            req = challenge.decoded_request()
+        except WireError as exc:
+            raise ChallengeRejected(f"challenge request does not decode: {exc}") from None
+        md = req.method_details
+        if md.escrow_contract != self.chain.escrow:
+            raise ChallengeRejected(f"challenge escrow {md.escrow_contract} is not {self.chain.escrow}")
+        if md.chain_id is not None and md.chain_id != self.chain.chain_id:
+            raise ChallengeRejected(f"challenge chainId {md.chain_id} is not {self.chain.chain_id}")
+        if req.currency != self.chain.token:
+            raise ChallengeRejected(f"challenge currency {req.currency} is not {self.chain.token}")
+        if md.session_protocol not in (None, "v1"):
+            raise ChallengeRejected(f"sessionProtocol {md.session_protocol} is not supported (v1 escrow)")
+        return req
+
+    def _hints(self, req: SessionRequest) -> Hints | None:
+        try:
+            return hints_from_request(req, self._recover)
+        except WireError:
+            return None  # a self-contradicting snapshot is no hint at all
+
+    def _ours_and_live(self, channel_id: str) -> bool:
+        st = self.chain.get_channel(channel_id)
+        return st.exists and st.payer == self.address and not st.finalized and st.close_requested_at == 0
+
+    def _remembered(self, channel_id: str) -> _Entry | None:
+        """A working copy of what this client knows of the channel (committed by `_remember`)."""
+        if self._entry is not None and self._entry.channel_id == channel_id:
+            return attrs.evolve(self._entry)
+        if channel_id in self._known:
+            return attrs.evolve(self._known[channel_id])
+        p = self._persisted.get("channels", {}).get(channel_id)
+        if p is not None:
+            return _Entry(channel_id, salt=p.get("salt"), signed_max=int(p["signed_max"]),
+                          opened_deposit=int(p.get("opened_deposit", 0)))
+        return None
+
+    def _recover_from_chain(self, channel_id: str) -> _Entry:
+        st = self.chain.get_channel(channel_id)
+        known = self._remembered(channel_id) or _Entry(channel_id)
+        known.deposit = st.deposit
+        known.accepted = max(known.accepted, st.settled)
+        return known
+
+    def _choose(self, hints: Hints | None) -> _Entry | None:
+        """The channel to pay on, or None: open a new one."""
+        hinted_ok = hints is not None and self._ours_and_live(hints.channel_id)
+        if self.hinted and hinted_ok:
+            known = self._remembered(hints.channel_id) or _Entry(hints.channel_id)
+            if hints.has_values:  # hydrate the view from the server's state (never lowering it)
+                known.accepted = max(known.accepted, hints.accepted or 0)
+                known.spent = max(known.spent, hints.spent or 0)
+                known.deposit = max(known.deposit, hints.deposit or 0)
+                return known
+            if self._entry is not None and self._entry.channel_id == hints.channel_id:
+                return attrs.evolve(self._entry)
+            return self._recover_from_chain(hints.channel_id)
+        if self._entry is not None and self._ours_and_live(self._entry.channel_id):
+            return attrs.evolve(self._entry)
+        if hinted_ok:  # a legacy client follows a bare channelId of its own
+            return self._recover_from_chain(hints.channel_id)
+        current = self._persisted.get("current")
+        if current and current in self._persisted.get("channels", {}) and self._ours_and_live(current):
+            return self._recover_from_chain(current)
+        return None
+
+    def _proven_floor(self, entry: _Entry, hints: Hints | None) -> tuple[int, str]:
+        st = self.chain.get_channel(entry.channel_id)
+        parts = [f"signed_max {entry.signed_max}", f"chain settled {st.settled}"]
+        floor = max(entry.signed_max, st.settled)
+        if hints is not None and hints.proof is not None:
+            p = hints.proof
+            if p.channel_id == entry.channel_id and p.signer == self.address:
+                floor = max(floor, p.amount)
+                parts.append(f"highestVoucher {p.amount} (valid signature)")
+            else:
+                parts.append(f"highestVoucher {p.amount} (not proven: signer {p.signer})")
+        return floor, ", ".join(parts)
+
+    def _check_bound(self, entry: _Entry, hints: Hints | None, amount: int, cost: int) -> None:
+        floor, how = self._proven_floor(entry, hints)
+        bound = floor + cost + self.max_unproven_hint
+        if amount > bound:
+            said = ""
+            if hints is not None:
+                said = (
+                    f" (hints: requiredCumulative={hints.required}, acceptedCumulative={hints.accepted}, "
+                    f"spent={hints.spent}, deposit={hints.deposit})"
+                )
+            raise HintBoundExceeded(
+                f"asked to sign cumulativeAmount {amount} on channel {entry.channel_id}{said}; "
+                f"proven floor {floor} ({how}) + price {cost} + max_unproven_hint {self.max_unproven_hint} "
+                f"= {bound}"
+            )
+
+    def _pay(
+        self, method: str, path: str, content: bool, challenge: Challenge, key: str | None,
+        headers: dict[str, str] | None,
+    ) -> tuple[httpx.Response, str]:
+        """One paid attempt (possibly preceded by a topUp); returns the response and the channel used."""
+        req = self._check_request(challenge)
+        cost = req.amount if content else 0
+        self._last_price = req.amount
+        hints = self._hints(req)
+        entry = self._choose(hints)
+        if entry is None:
+            return self._open(method, path, challenge, req, cost, key, headers)
+        h = hints if hints is not None and hints.channel_id == entry.channel_id else None
+        if self.hinted and h is not None and h.required is not None:
+            target = h.required
+        else:
+            target = max(entry.accepted, entry.signed_max) + cost
+        amount = max(target, entry.signed_max)
+        self._check_bound(entry, h, amount, cost)
+        st = self.chain.get_channel(entry.channel_id)
+        entry.deposit = st.deposit
+        if amount > st.deposit:
+            if amount > self.max_deposit:
+                raise DepositExhausted(
+                    f"cumulativeAmount {amount} needs deposit {amount}, above max_deposit {self.max_deposit} "
+                    f"(channel {entry.channel_id} holds {st.deposit})"
+                )
+            needed = amount - st.deposit
+            # What to add: `top_up` when configured, else as much as the channel was opened with
+            # (else its current deposit), so that top-ups stay rare; never more than max_deposit allows.
+            refill = self.top_up if self.top_up is not None else (entry.opened_deposit or st.deposit)
+            add = min(self.max_deposit - st.deposit, max(needed, refill))
+            balance = self.chain.balance_of(self.address)
+            if balance < add:
+                raise DepositExhausted(f"topUp of {add} needed on channel {entry.channel_id}; wallet holds {balance}")
+            resp = self._topup(path, challenge, entry, add)
+            if resp.status_code == 410:
+                return resp, entry.channel_id
+            if not 200 <= resp.status_code < 300:
+                return resp, entry.channel_id
+            entry.deposit = self.chain.get_channel(entry.channel_id).deposit
+        entry.signed_max = max(entry.signed_max, amount)
+        self._remember(entry)
+        sig = sign_voucher(self.key, self.domain, entry.channel_id, amount)
+        payload = VoucherPayload(channel_id=entry.channel_id, cumulative_amount=amount, signature=sig)
+        return self._send_paid(method, path, challenge, payload, key, headers), entry.channel_id
+
+    def _topup(self, path: str, challenge: Challenge, entry: _Entry, add: int) -> httpx.Response:
+        raw = self.chain.build_topup_tx(self.key, entry.channel_id, add)
+        payload = TopUpPayload(channel_id=entry.channel_id, transaction=raw, additional_deposit=add)
+        self._remember(entry)
+        resp = self._send_paid("HEAD", path, challenge, payload, None, None)
+        if 200 <= resp.status_code < 300:
+            self._on_success(resp, entry.channel_id, cost=0)
+        return resp
+
+    def _open(
+        self, method: str, path: str, challenge: Challenge, req: SessionRequest, cost: int, key: str | None,
+        headers: dict[str, str] | None,
+    ) -> tuple[httpx.Response, str]:
+        if self.open_deposit is not None:
+            deposit = min(self.max_deposit, self.open_deposit)
+        else:
+            deposit = min(self.max_deposit, req.suggested_deposit or self.max_deposit)
+        if cost > deposit:
+            if cost > self.max_deposit:
+                raise DepositExhausted(f"price {cost} is above max_deposit {self.max_deposit}")
+            deposit = cost
+        if deposit <= 0:
+            raise DepositExhausted(f"max_deposit {self.max_deposit} leaves nothing to escrow")
+        balance = self.chain.balance_of(self.address)
+        if balance < deposit:
+            raise DepositExhausted(f"opening a channel needs a deposit of {deposit}; wallet holds {balance}")
+        salt = self._new_salt()
+        raw, cid = self.chain.build_open_tx(self.key, req.recipient, deposit, salt, ZERO_ADDRESS)
+        entry = _Entry(cid, salt=salt, deposit=deposit, signed_max=cost, opened_deposit=deposit)
+        self._entry = entry
+        self._remember(entry)
+        sig = sign_voucher(self.key, self.domain, cid, cost)
+        payload = OpenPayload(channel_id=cid, transaction=raw, cumulative_amount=cost, signature=sig)
+        return self._send_paid(method, path, challenge, payload, key, headers), cid
+
+    def _new_salt(self) -> str:
+        if self._seed is None:
+            return "0x" + secrets.token_bytes(32).hex()
+        self._salts += 1
+        return "0x" + keccak(f"reference-client|{self._seed}|{self.address}|{self._salts}".encode()).hex()
+
+    def _on_success(self, resp: httpx.Response, channel_id: str, cost: int | None) -> None:
+        """A 2xx: a hinted client reconciles its view from the receipt (never lowering it);
+        a legacy client keeps its own counters. `cost` None: the challenge's price was charged."""
+        entry = self._known.get(channel_id)
+        if entry is None:
+            return
+        value = resp.headers.get("payment-receipt")
+        receipt: Receipt | None = None
+        if value is not None:
+            try:
+                receipt = parse_receipt(value)
+            except WireError:
+                receipt = None
+        if not self.hinted:
+            entry.accepted = max(entry.accepted, entry.signed_max)
+            if cost is None and receipt is not None and receipt.channel_id == channel_id:
+                entry.spent += self._last_price
+            return
+        if receipt is None or receipt.channel_id != channel_id:
+            return  # a receipt for another channel says nothing about ours
+        entry.accepted = max(entry.accepted, receipt.accepted_cumulative)
+        entry.spent = max(entry.spent, receipt.spent)
+
+    def _drop(self, channel_id: str) -> None:
+        if self._entry is not None and self._entry.channel_id == channel_id:
+            self._entry = None
+        self._known.pop(channel_id, None)
+        chans = self._persisted.get("channels", {})
+        if channel_id in chans or self._persisted.get("current") == channel_id:
+            chans.pop(channel_id, None)
+            if self._persisted.get("current") == channel_id:
+                self._persisted["current"] = None
+            self._save()
+
+    # ------------------------------------------------------------------ persistence
+
+    def _remember(self, entry: _Entry) -> None:
+        """Make `entry` current and persist (channel id, salt, signed_max) before anything is sent."""
+        self._entry = entry
+        self._known[entry.channel_id] = entry
+        if self.persist_path is None:
+            return
+        chans = self._persisted.setdefault("channels", {})
+        old = chans.get(entry.channel_id, {})
+        signed = max(entry.signed_max, int(old.get("signed_max", 0)))
+        chans[entry.channel_id] = {
+            "salt": entry.salt or old.get("salt"),
+            "signed_max": str(signed),
+            "opened_deposit": str(entry.opened_deposit or int(old.get("opened_deposit", 0))),
+        }
+        self._persisted["current"] = entry.channel_id
+        self._save()
+
+    def _load(self) -> dict[str, Any]:
+        if self.persist_path is None or not os.path.exists(self.persist_path):
+            return {"version": 1, "address": self.address, "current": None, "channels": {}}
+        with open(self.persist_path, encoding="utf-8") as f:
+            data = json.load(f)
+        if data.get("address") not in (None, self.address):
+            raise ValueError(f"{self.persist_path} belongs to {data.get('address')}, not {self.address}")
+        data.setdefault("channels", {})
+        data.setdefault("current", None)
+        return data
+
+    def _save(self) -> None:
+        if self.persist_path is None:
+            return
+        self._persisted["address"] = self.address
+        self._persisted["version"] = 1
+        directory = os.path.dirname(os.path.abspath(self.persist_path))
+        fd, tmp = tempfile.mkstemp(prefix=".session-", suffix=".json", dir=directory)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(self._persisted, f, sort_keys=True, indent=1)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.persist_path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise

@@ -1,0 +1,732 @@
+"""The reference session server: a Starlette ASGI app with SQLite accounting.
+
+Protected resource: every path under `/paid/` (any HTTP method). Content
+requests (every method but HEAD) cost `price`; HEAD and management actions
+(topUp, close) cost nothing. `GET /health` is free.
+
+Per request (draft-tempo-session-00, "Per-Request Processing"):
+
+* no `Authorization: Payment` -> 402 with a fresh challenge (and hints for the
+  payer named by the `Payment-Payer` request header, see `_challenge_header`);
+* a credential -> parse, verify the echoed challenge (HMAC binding, expiry,
+  that it is one of ours), then the action (open / topUp / voucher / close),
+  then for content requests the charge; the accepted voucher and the charge
+  are committed in one SQLite transaction before the response is sent.
+
+The channel logic here is written on its own, against the draft and the
+project's settled rules, not with the model's code (so that the conformance
+suite can catch its bugs). It uses the shared wire codecs, voucher crypto,
+hint profiles and chain backends only.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import re
+import secrets
+import socket
+import threading
+import time
+from typing import Any, Callable, Literal
+
+import anyio
+import attrs
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from adapters.chain.base import ZERO_ADDRESS, Chain, ChainError, ChannelState
+from model.crypto import CryptoError, VoucherDomain, address_of, recover_voucher_signer
+from model.crypto import keccak
+from model.profiles import method_details_with_hints
+from model.records import Hints, Voucher
+from model.wire import (
+    PROBLEMS,
+    Challenge,
+    ClosePayload,
+    Credential,
+    MethodDetails,
+    OpenPayload,
+    Receipt,
+    SessionRequest,
+    TopUpPayload,
+    VoucherPayload,
+    WireError,
+    decode_request,
+    encode_problem,
+    encode_receipt,
+    format_www_authenticate,
+    parse_authorization,
+    problem,
+    verify_challenge_id,
+)
+
+from .store import ChannelRecord, Store, StoredResponse, Tx
+
+__all__ = ["ServerConfig", "SessionServer", "RunningServer", "serve", "PAID_PREFIX", "now_rfc3339"]
+
+PAID_PREFIX = "/paid/"
+PAYER_HEADER = "payment-payer"
+IDEMPOTENCY_HEADER = "idempotency-key"
+_ADDRESS_RE = re.compile(r"0x[0-9a-fA-F]{40}")
+_CONTENT_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+def now_rfc3339(ts: float | None = None) -> str:
+    t = time.time() if ts is None else ts
+    return _dt.datetime.fromtimestamp(int(t), _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_rfc3339(value: str) -> float:
+    text = value.strip()
+    if text[-1:] in ("z", "Z"):
+        text = text[:-1] + "+00:00"
+    return _dt.datetime.fromisoformat(text.replace("t", "T")).timestamp()
+
+
+@attrs.define
+class ServerConfig:
+    """Everything a reference server needs. `secret` keys the challenge HMAC."""
+
+    chain: Chain
+    payee_key: bytes
+    db_path: str
+    realm: str = "reference.tempo.local"
+    secret: bytes = attrs.field(factory=lambda: secrets.token_bytes(32))
+    price: int = 1_000
+    hinted: bool = True
+    hint_profile: Literal["v1", "v2"] = "v2"
+    min_voucher_delta: int = 0
+    suggested_deposit: int | None = 100_000
+    challenge_ttl: int = 300  # seconds
+    unit_type: str = "request"
+    clock: Callable[[], float] = time.time  # wall clock for challenge expiry and receipts
+
+
+class _Reject(Exception):
+    """A verification failure: becomes a problem+json response (402 with a fresh challenge, or 410)."""
+
+    def __init__(self, slug: str, detail: str, *, channel_id: str | None = None, **extensions: Any) -> None:
+        super().__init__(f"{slug}: {detail}")
+        self.slug = slug
+        self.detail = detail
+        self.channel_id = channel_id
+        self.extensions = extensions
+
+
+@attrs.frozen
+class _Reply:
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes = b""
+
+
+@attrs.frozen
+class _Outcome:
+    """A successful action, before the receipt is written."""
+
+    record: ChannelRecord
+    tx_hash: str | None = None
+
+
+class SessionServer:
+    """One server instance over one SQLite file; `app` is the ASGI application.
+
+    A new instance on the same `db_path` sees every channel, accepted voucher,
+    charge and stored idempotent response of the previous one.
+    """
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.chain = config.chain
+        self.payee = address_of(config.payee_key)
+        self.domain = VoucherDomain("v1", self.chain.chain_id, self.chain.escrow)
+        self.store = Store(config.db_path)
+        self.app = Starlette(
+            routes=[
+                Route("/health", self._health, methods=["GET"]),
+                Route(PAID_PREFIX + "{rest:path}", self._endpoint, methods=_CONTENT_METHODS + ["HEAD"]),
+            ]
+        )
+
+    # ------------------------------------------------------------------ public API
+
+    def get_record(self, channel_id: str) -> ChannelRecord | None:
+        return self.store.get(channel_id)
+
+    def records(self) -> list[ChannelRecord]:
+        return self.store.all()
+
+    def dump(self) -> str:
+        """All stored rows as SQL text (for byte-for-byte comparisons in tests)."""
+        return self.store.dump()
+
+    def settle(self, channel_id: str) -> str | None:
+        """Settle the highest accepted voucher on chain; returns the tx hash (None: nothing to settle)."""
+        cid = channel_id.lower()
+        with self.store.locks.get(cid):
+            rec = self.store.get(cid)
+            if rec is None:
+                raise KeyError(cid)
+            st = self.chain.get_channel(cid)
+            if rec.accepted_cumulative <= st.settled or not rec.highest_signature:
+                return None
+            tx_hash = self.chain.settle(
+                self.config.payee_key, cid, rec.accepted_cumulative, bytes.fromhex(rec.highest_signature[2:])
+            )
+            st = self.chain.get_channel(cid)
+            with self.store.transaction() as tx:
+                cur = tx.get(cid)
+                tx.update(_mirror(cur, st))
+            return tx_hash
+
+    def close(self) -> None:
+        self.store.close()
+
+    # ------------------------------------------------------------------ HTTP
+
+    async def _health(self, request: Request) -> Response:
+        return Response(b'{"ok":true}', media_type="application/json")
+
+    async def _endpoint(self, request: Request) -> Response:
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        reply = await anyio.to_thread.run_sync(self.handle, request.method, request.url.path, headers)
+        return Response(content=reply.body, status_code=reply.status, headers=dict(reply.headers))
+
+    def handle(self, method: str, path: str, headers: dict[str, str]) -> _Reply:
+        """One request to the protected resource (synchronous; runs in a worker thread)."""
+        method = method.upper()
+        content = method != "HEAD"
+        auth = headers.get("authorization")
+        payer = headers.get(PAYER_HEADER, "").strip()
+        payer = payer.lower() if _ADDRESS_RE.fullmatch(payer) else None
+        if auth is None or auth.strip().split(" ", 1)[0].lower() != "payment":
+            # No Payment credential (another scheme is not ours to judge): a fresh challenge.
+            return self._problem_reply(
+                "payment-required", "this resource requires a Payment credential", content, payer=payer
+            )
+        try:
+            cred = parse_authorization(auth)
+        except WireError as exc:
+            return self._problem_reply(
+                "malformed-credential", f"{exc.where}: {exc.field}: {exc.what}", content, payer=payer,
+                extra={"field": exc.field},
+            )
+        channel_hint = getattr(cred.payload, "channel_id", None)
+        try:
+            request = self._verify_challenge(cred.challenge)
+            key = headers.get(IDEMPOTENCY_HEADER)
+            return self._dispatch(method, path, content, cred, request, key)
+        except _Reject as rej:
+            return self._problem_reply(
+                rej.slug, rej.detail, content, payer=payer, channel_id=rej.channel_id or channel_hint,
+                extra=rej.extensions,
+            )
+
+    # ------------------------------------------------------------------ challenge
+
+    def _verify_challenge(self, ch: Challenge) -> SessionRequest:
+        """The echoed challenge must be one this server issued, unexpired (httpauth "Challenge Binding")."""
+        cfg = self.config
+        if not verify_challenge_id(cfg.secret, ch):
+            raise _Reject("challenge-not-found", "challenge id does not match its parameters (unknown or tampered challenge)")
+        if ch.realm != cfg.realm or ch.method != "tempo" or ch.intent != "session":
+            raise _Reject("challenge-not-found", f"challenge is not a tempo session challenge of realm {cfg.realm!r}")
+        if ch.expires is None:
+            raise _Reject("challenge-not-found", "challenge without expires was not issued by this server")
+        try:
+            expires = _parse_rfc3339(ch.expires)
+        except ValueError:
+            raise _Reject("challenge-not-found", f"unparseable expires {ch.expires!r}") from None
+        if cfg.clock() >= expires:
+            raise _Reject("payment-expired", f"challenge expired at {ch.expires}")
+        try:
+            req = decode_request(ch.request)
+        except WireError as exc:
+            raise _Reject("challenge-not-found", f"echoed request does not decode: {exc.field}: {exc.what}") from None
+        md = req.method_details
+        mismatches = []
+        if md.escrow_contract != self.chain.escrow:
+            mismatches.append(f"methodDetails.escrowContract {md.escrow_contract} (ours {self.chain.escrow})")
+        if md.chain_id is not None and md.chain_id != self.chain.chain_id:
+            mismatches.append(f"methodDetails.chainId {md.chain_id} (ours {self.chain.chain_id})")
+        if req.currency != self.chain.token:
+            mismatches.append(f"currency {req.currency} (ours {self.chain.token})")
+        if req.recipient != self.payee:
+            mismatches.append(f"recipient {req.recipient} (ours {self.payee})")
+        if req.amount != cfg.price:
+            mismatches.append(f"amount {req.amount} (ours {cfg.price})")
+        if mismatches:
+            raise _Reject("challenge-not-found", "echoed challenge was not issued by this server: " + "; ".join(mismatches))
+        return req
+
+    def _hints_for(self, rec: ChannelRecord | None, content: bool) -> tuple[Hints | None, str | None]:
+        """Hints for `rec` if it is reusable: not finalized, no close pending (re-read on chain)."""
+        if rec is None or rec.finalized:
+            return None, None
+        st = self.chain.get_channel(rec.channel_id)
+        if not st.exists or st.finalized or st.close_requested_at != 0:
+            return None, None
+        if not self.config.hinted:
+            return Hints(channel_id=rec.channel_id), None
+        cost = self.config.price if content else 0
+        required = max(rec.accepted_cumulative, rec.spent + cost)
+        proof = None
+        if self.config.hint_profile == "v2":
+            proof = Voucher(channel_id=rec.channel_id, amount=rec.accepted_cumulative, signer=rec.expected_signer)
+        hints = Hints(
+            channel_id=rec.channel_id,
+            accepted=rec.accepted_cumulative,
+            spent=rec.spent,
+            deposit=st.deposit,
+            required=required,
+            settled=st.settled,
+            proof=proof,
+        )
+        sig = rec.highest_signature if self.config.hint_profile == "v2" else None
+        return hints, sig
+
+    def _challenge_header(self, content: bool, payer: str | None, channel_id: str | None) -> str:
+        """A fresh WWW-Authenticate value. Hint resolution (application-defined, like mppx's
+        resolveChannelId): the newest stored channel of the payer named in the `Payment-Payer`
+        request header; without that header, the channel of the rejected credential."""
+        cfg = self.config
+        rec = self.store.newest_for_payer(payer, self.payee) if payer else None
+        if rec is None and channel_id and not payer:
+            rec = self.store.get(channel_id)
+        hints, sig = self._hints_for(rec, content)
+        base = MethodDetails(
+            escrow_contract=self.chain.escrow,
+            chain_id=self.chain.chain_id,
+            min_voucher_delta=cfg.min_voucher_delta or None,
+        )
+        md = method_details_with_hints(
+            base, hints, cfg.hint_profile, chain_id=self.chain.chain_id, escrow=self.chain.escrow,
+            highest_voucher_signature=sig,
+        )
+        req = SessionRequest(
+            amount=cfg.price,
+            unit_type=cfg.unit_type,
+            suggested_deposit=cfg.suggested_deposit if hints is None else None,
+            currency=self.chain.token,
+            recipient=self.payee,
+            method_details=md,
+        )
+        challenge = Challenge.issue(
+            cfg.secret, realm=cfg.realm, request=req, expires=now_rfc3339(cfg.clock() + cfg.challenge_ttl)
+        )
+        return format_www_authenticate(challenge)
+
+    def _problem_reply(
+        self,
+        slug: str,
+        detail: str,
+        content: bool,
+        *,
+        payer: str | None = None,
+        channel_id: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> _Reply:
+        kind = PROBLEMS[slug]
+        ext = dict(extra or {})
+        if channel_id is not None:
+            ext.setdefault("channel_id", channel_id)
+        body = encode_problem(problem(slug, detail, **ext))
+        headers = [("content-type", "application/problem+json"), ("cache-control", "no-store")]
+        if kind.status == 402:
+            headers.append(("www-authenticate", self._challenge_header(content, payer, channel_id)))
+        return _Reply(kind.status, tuple(headers), body)
+
+    # ------------------------------------------------------------------ actions
+
+    def _dispatch(
+        self, method: str, path: str, content: bool, cred: Credential, request: SessionRequest, key: str | None
+    ) -> _Reply:
+        p = cred.payload
+        cid = p.channel_id
+        with self.store.locks.get(cid):
+            if isinstance(p, OpenPayload):
+                return self._open(method, path, content, cred, p, key)
+            if isinstance(p, VoucherPayload):
+                return self._voucher(method, path, content, cred, p, key)
+            if isinstance(p, TopUpPayload):
+                return self._topup(cred, p)
+            if isinstance(p, ClosePayload):
+                return self._close(cred, p)
+        raise _Reject("malformed-credential", f"unsupported action {getattr(p, 'action', None)!r}")  # pragma: no cover
+
+    def _recover(self, channel_id: str, amount: int, signature: str) -> str:
+        try:
+            return recover_voucher_signer(self.domain, channel_id, amount, signature)
+        except CryptoError as exc:
+            raise _Reject("invalid-signature", f"voucher signature: {exc.what}", channel_id=channel_id) from None
+
+    def _live_state(self, rec: ChannelRecord | None, cid: str) -> ChannelState:
+        """Rule V1: known to us and on chain, not finalized."""
+        if rec is None:
+            raise _Reject("channel-not-found", f"no channel {cid} is known to this server", channel_id=cid)
+        st = self.chain.get_channel(cid)
+        if not st.exists:
+            raise _Reject("channel-not-found", f"channel {cid} does not exist on chain", channel_id=cid)
+        if rec.finalized or st.finalized:
+            raise _Reject("channel-finalized", f"channel {cid} is finalized", channel_id=cid)
+        return st
+
+    def _check_signer(self, st: ChannelState, cid: str, amount: int, signature: str) -> None:
+        signer = self._recover(cid, amount, signature)
+        if signer != st.expected_signer:
+            raise _Reject(
+                "signer-mismatch", f"voucher signed by {signer}, channel signer is {st.expected_signer}", channel_id=cid
+            )
+
+    def _replay(self, cid: str, key: str | None, content: bool) -> _Reply | None:
+        if key is None or not content:
+            return None
+        stored = self.store.get_response(cid, key)
+        if stored is None:
+            return None
+        return _Reply(stored.status, stored.headers, stored.body.encode("utf-8"))
+
+    def _accept(self, tx: Tx, rec: ChannelRecord, st: ChannelState, amount: int, signature: str) -> ChannelRecord:
+        """Voucher rules after the signature (draft "Voucher Verification" 5-9; "Idempotency")."""
+        cid = rec.channel_id
+        if st.close_requested_at != 0:
+            raise _Reject("channel-finalized", f"close pending on channel {cid} (requested at {st.close_requested_at})",
+                          channel_id=cid)
+        if amount > st.deposit:
+            raise _Reject("amount-exceeds-deposit", f"cumulativeAmount {amount} exceeds deposit {st.deposit}",
+                          channel_id=cid)
+        if amount < rec.accepted_cumulative:
+            raise _Reject(
+                "verification-failed",
+                f"cumulativeAmount {amount} is below acceptedCumulative {rec.accepted_cumulative}",
+                channel_id=cid, accepted_cumulative=rec.accepted_cumulative,
+            )
+        rec = _mirror(rec, st)
+        if amount == rec.accepted_cumulative:
+            return rec  # idempotent retry: voucher state unchanged
+        if amount - rec.accepted_cumulative < self.config.min_voucher_delta:
+            raise _Reject(
+                "delta-too-small",
+                f"increase {amount - rec.accepted_cumulative} is below minVoucherDelta {self.config.min_voucher_delta}",
+                channel_id=cid,
+            )
+        return attrs.evolve(rec, accepted_cumulative=amount, highest_signature=signature)
+
+    def _serve(
+        self, tx: Tx, rec: ChannelRecord, method: str, path: str, content: bool, cred: Credential,
+        key: str | None, tx_hash: str | None = None,
+    ) -> _Reply:
+        """Charge (content only), store, build the receipt; runs inside the transaction."""
+        price = self.config.price if content else 0
+        if price:
+            available = rec.accepted_cumulative - rec.spent
+            if available < price:
+                # The accepted voucher stands (draft "Per-Request Processing": step 1 before step 2).
+                tx.update(rec)
+                raise _Reject(
+                    "insufficient-balance",
+                    f"available {available} (acceptedCumulative {rec.accepted_cumulative} - spent {rec.spent}) "
+                    f"is below the price {price}",
+                    channel_id=rec.channel_id, required_top_up=price - available,
+                    accepted_cumulative=rec.accepted_cumulative,
+                    required_cumulative=rec.spent + price,
+                )
+            rec = attrs.evolve(rec, spent=rec.spent + price, units=rec.units + 1)
+        tx.update(rec)
+        reply = self._success(rec, cred, method, path, content, tx_hash, units=1 if price else None)
+        if key is not None and price:
+            tx.put_response(rec.channel_id, key, StoredResponse(
+                method, path, reply.status, reply.headers, reply.body.decode("utf-8")))
+        return reply
+
+    def _success(
+        self, rec: ChannelRecord, cred: Credential, method: str, path: str, content: bool,
+        tx_hash: str | None, units: int | None,
+    ) -> _Reply:
+        receipt = Receipt(
+            timestamp=now_rfc3339(self.config.clock()),
+            reference=rec.channel_id,
+            challenge_id=cred.challenge.id,
+            channel_id=rec.channel_id,
+            accepted_cumulative=rec.accepted_cumulative,
+            spent=rec.spent,
+            units=units,
+            tx_hash=tx_hash,
+        )
+        headers = [("payment-receipt", encode_receipt(receipt)), ("cache-control", "private")]
+        body = b""
+        if units:
+            headers.append(("content-type", "application/json"))
+            body = json.dumps(
+                {"resource": path, "method": method, "channelId": rec.channel_id, "unit": rec.units},
+                separators=(",", ":"),
+            ).encode()
+        return _Reply(200, tuple(headers), body)
+
+    # -- open
+
+    def _open(self, method: str, path: str, content: bool, cred: Credential, p: OpenPayload, key: str | None) -> _Reply:
+        cid = p.channel_id
+        if self.store.get(cid) is not None:
+            # A replayed open for a known channel carries a voucher like any other.
+            return self._voucher(method, path, content, cred, p, key)
+        try:
+            dtx = self.chain.decode_tx(p.transaction)
+        except ChainError as exc:
+            raise _Reject("verification-failed", f"payload.transaction: {exc}", channel_id=cid) from None
+        problems = []
+        if dtx.kind != "open":
+            problems.append(f"transaction is a {dtx.kind}, not an open")
+        if dtx.to != self.chain.escrow:
+            problems.append(f"transaction calls {dtx.to}, not the escrow {self.chain.escrow}")
+        if dtx.chain_id != self.chain.chain_id:
+            problems.append(f"transaction is for chain {dtx.chain_id}, not {self.chain.chain_id}")
+        if dtx.payee != self.payee:
+            problems.append(f"channel payee {dtx.payee} is not the recipient {self.payee}")
+        if dtx.token != self.chain.token:
+            problems.append(f"channel token {dtx.token} is not the currency {self.chain.token}")
+        if dtx.channel_id != cid:
+            problems.append(f"transaction opens {dtx.channel_id}, payload.channelId is {cid}")
+        if p.authorized_signer is not None and p.authorized_signer != dtx.authorized_signer:
+            problems.append(f"payload.authorizedSigner {p.authorized_signer} differs from the transaction's")
+        if problems:
+            raise _Reject("verification-failed", "; ".join(problems), channel_id=cid)
+        expected = dtx.sender if dtx.authorized_signer == ZERO_ADDRESS else dtx.authorized_signer
+        # The initial voucher is checked before anything is broadcast: a bad one changes nothing.
+        signer = self._recover(cid, p.cumulative_amount, p.signature)
+        if signer != expected:
+            raise _Reject("signer-mismatch", f"voucher signed by {signer}, channel signer is {expected}", channel_id=cid)
+        st = self.chain.get_channel(cid)
+        tx_hash = None
+        if not st.exists:
+            if p.cumulative_amount > dtx.amount:
+                raise _Reject("amount-exceeds-deposit",
+                              f"cumulativeAmount {p.cumulative_amount} exceeds deposit {dtx.amount}", channel_id=cid)
+            try:
+                tx_hash = self.chain.broadcast(p.transaction)
+            except ChainError as exc:
+                raise _Reject("verification-failed", f"open transaction failed: {exc}", channel_id=cid) from None
+            st = self.chain.get_channel(cid)
+        # Query the escrow (draft "Open Verification" step 2).
+        problems = []
+        if not st.exists:
+            problems.append("channel does not exist on chain after the open")
+        else:
+            if st.payer != dtx.sender:
+                problems.append(f"on-chain payer {st.payer} is not the transaction sender {dtx.sender}")
+            if st.payee != self.payee:
+                problems.append(f"on-chain payee {st.payee} is not {self.payee}")
+            if st.token != self.chain.token:
+                problems.append(f"on-chain token {st.token} is not {self.chain.token}")
+            if st.authorized_signer != dtx.authorized_signer:
+                problems.append("on-chain authorizedSigner differs from the transaction's")
+        if problems:
+            raise _Reject("verification-failed", "; ".join(problems), channel_id=cid)
+        if st.finalized:
+            raise _Reject("channel-finalized", f"channel {cid} is finalized", channel_id=cid)
+        if st.close_requested_at != 0:
+            raise _Reject("channel-finalized", f"close pending on channel {cid}", channel_id=cid)
+        if p.cumulative_amount > st.deposit:
+            raise _Reject("amount-exceeds-deposit",
+                          f"cumulativeAmount {p.cumulative_amount} exceeds deposit {st.deposit}", channel_id=cid)
+        if p.cumulative_amount < st.settled:
+            raise _Reject("verification-failed",
+                          f"cumulativeAmount {p.cumulative_amount} is below settled {st.settled}", channel_id=cid)
+        rec = ChannelRecord(
+            channel_id=cid, payer=st.payer, payee=st.payee, token=st.token, authorized_signer=st.authorized_signer,
+            deposit=st.deposit, settled=st.settled, close_requested_at=st.close_requested_at, finalized=False,
+            accepted_cumulative=p.cumulative_amount, highest_signature=p.signature, spent=0, units=0, created_seq=0,
+        )
+        return self._commit_new(rec, method, path, content, cred, key, tx_hash)
+
+    def _commit_new(self, rec, method, path, content, cred, key, tx_hash) -> _Reply:
+        # The record must exist even when the charge fails (the channel is open on chain),
+        # so insert and charge are separate steps of one transaction; on insufficient
+        # balance the insert is committed and the 402 raised afterwards.
+        pending: _Reject | None = None
+        with self.store.transaction() as tx:
+            rec = tx.insert(rec)
+            try:
+                reply = self._serve(tx, rec, method, path, content, cred, key, tx_hash)
+            except _Reject as rej:
+                pending = rej
+        if pending is not None:
+            raise pending
+        return reply
+
+    # -- voucher
+
+    def _voucher(self, method: str, path: str, content: bool, cred: Credential, p, key: str | None) -> _Reply:
+        cid = p.channel_id
+        rec = self.store.get(cid)
+        if rec is not None and key is not None and content:
+            # Request idempotency: a replay of a served request returns the stored response,
+            # once the voucher proves the channel's signer sent it.
+            self._check_signer_of(rec, cid, p.cumulative_amount, p.signature)
+            cached = self._replay(cid, key, content)
+            if cached is not None:
+                return cached
+        st = self._live_state(rec, cid)
+        self._check_signer(st, cid, p.cumulative_amount, p.signature)
+        pending: _Reject | None = None
+        with self.store.transaction() as tx:
+            cur = tx.get(cid)
+            if cur is None:  # pragma: no cover - records are never deleted
+                raise _Reject("channel-not-found", f"no channel {cid}", channel_id=cid)
+            new = self._accept(tx, cur, st, p.cumulative_amount, p.signature)
+            try:
+                reply = self._serve(tx, new, method, path, content, cred, key)
+            except _Reject as rej:
+                if rej.slug != "insufficient-balance":
+                    raise
+                pending = rej  # the voucher advance commits; nothing was charged
+        if pending is not None:
+            raise pending
+        return reply
+
+    def _check_signer_of(self, rec: ChannelRecord, cid: str, amount: int, signature: str) -> None:
+        signer = self._recover(cid, amount, signature)
+        if signer != rec.expected_signer:
+            raise _Reject("signer-mismatch", f"voucher signed by {signer}, channel signer is {rec.expected_signer}",
+                          channel_id=cid)
+
+    # -- topUp
+
+    def _topup(self, cred: Credential, p: TopUpPayload) -> _Reply:
+        cid = p.channel_id
+        rec = self.store.get(cid)
+        if rec is None:
+            raise _Reject("channel-not-found", f"no channel {cid} is known to this server", channel_id=cid)
+        raw_id = "0x" + keccak(p.transaction.encode()).hex()
+        done = self.store.topup_hash(raw_id)
+        if done is not None:
+            # The same signed transaction again: it applied once; answer as then.
+            return self._success(rec, cred, "HEAD", "", False, done, units=None)
+        try:
+            dtx = self.chain.decode_tx(p.transaction)
+        except ChainError as exc:
+            raise _Reject("verification-failed", f"payload.transaction: {exc}", channel_id=cid) from None
+        problems = []
+        if dtx.kind != "topUp":
+            problems.append(f"transaction is a {dtx.kind}, not a topUp")
+        if dtx.to != self.chain.escrow:
+            problems.append(f"transaction calls {dtx.to}, not the escrow {self.chain.escrow}")
+        if dtx.chain_id != self.chain.chain_id:
+            problems.append(f"transaction is for chain {dtx.chain_id}, not {self.chain.chain_id}")
+        if dtx.channel_id != cid:
+            problems.append(f"transaction tops up {dtx.channel_id}, payload.channelId is {cid}")
+        if dtx.amount != p.additional_deposit:
+            problems.append(f"transaction adds {dtx.amount}, payload.additionalDeposit is {p.additional_deposit}")
+        if problems:
+            raise _Reject("verification-failed", "; ".join(problems), channel_id=cid)
+        before = self.chain.get_channel(cid)
+        if rec.finalized or before.finalized:
+            raise _Reject("channel-finalized", f"channel {cid} is finalized", channel_id=cid)
+        try:
+            tx_hash = self.chain.broadcast(p.transaction)
+        except ChainError as exc:
+            slug = "channel-finalized" if exc.reason == "ChannelFinalized" else "verification-failed"
+            raise _Reject(slug, f"topUp transaction failed: {exc}", channel_id=cid) from None
+        st = self.chain.get_channel(cid)
+        if st.deposit < before.deposit + dtx.amount:  # pragma: no cover - the escrow guarantees it
+            raise _Reject("verification-failed", "deposit did not increase by additionalDeposit", channel_id=cid)
+        with self.store.transaction() as tx:
+            cur = _mirror(tx.get(cid), st)
+            tx.update(cur)
+            self.store.put_topup(tx, raw_id, cid, tx_hash)
+        return self._success(cur, cred, "HEAD", "", False, tx_hash, units=None)
+
+    # -- close
+
+    def _close(self, cred: Credential, p: ClosePayload) -> _Reply:
+        cid = p.channel_id
+        rec = self.store.get(cid)
+        st = self._live_state(rec, cid)
+        self._check_signer(st, cid, p.cumulative_amount, p.signature)
+        amount = p.cumulative_amount
+        if amount > st.deposit:
+            raise _Reject("amount-exceeds-deposit", f"cumulativeAmount {amount} exceeds deposit {st.deposit}",
+                          channel_id=cid)
+        capture = max(rec.spent, st.settled)
+        if amount < capture:
+            raise _Reject(
+                "verification-failed",
+                f"close cumulativeAmount {amount} is below max(spent {rec.spent}, settled {st.settled})",
+                channel_id=cid,
+            )
+        try:
+            tx_hash = self.chain.close(
+                self.config.payee_key, cid, amount, bytes.fromhex(p.signature[2:]), capture_amount=capture
+            )
+        except ChainError as exc:
+            raise _Reject("verification-failed", f"close transaction failed: {exc}", channel_id=cid) from None
+        st = self.chain.get_channel(cid)
+        with self.store.transaction() as tx:
+            cur = _mirror(tx.get(cid), st)
+            if amount > cur.accepted_cumulative:
+                cur = attrs.evolve(cur, accepted_cumulative=amount, highest_signature=p.signature)
+            cur = attrs.evolve(cur, finalized=True)
+            tx.update(cur)
+        return self._success(cur, cred, "HEAD", "", False, tx_hash, units=None)
+
+
+def _mirror(rec: ChannelRecord, st: ChannelState) -> ChannelRecord:
+    """Refresh the on-chain mirror fields of a record from a chain read."""
+    return attrs.evolve(
+        rec, deposit=st.deposit, settled=st.settled, close_requested_at=st.close_requested_at,
+        finalized=rec.finalized or st.finalized,
+    )
+
+
+# ---------------------------------------------------------------------- serving
+
+
+@attrs.define
+class RunningServer:
+    """A server running in a background thread; `stop()` shuts it down."""
+
+    url: str
+    server: SessionServer
+    _uvicorn: Any
+    _thread: threading.Thread
+
+    def stop(self) -> None:
+        self._uvicorn.should_exit = True
+        self._thread.join(timeout=10)
+        self.server.close()
+
+    def __enter__(self) -> "RunningServer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def serve(config: ServerConfig | SessionServer, host: str = "127.0.0.1", port: int = 0) -> RunningServer:
+    """Run a reference server with uvicorn in a background thread; returns its base URL and a stop handle."""
+    import uvicorn
+
+    server = config if isinstance(config, SessionServer) else SessionServer(config)
+    # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY on accepted sockets only then
+    # (without it every response waits ~40 ms for a delayed ACK).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    sock.setblocking(False)
+    bound_port = sock.getsockname()[1]
+    ucfg = uvicorn.Config(
+        server.app, host=host, port=bound_port, log_level="warning", lifespan="off", access_log=False, ws="none",
+        timeout_keep_alive=30,
+    )
+    userver = uvicorn.Server(ucfg)
+    thread = threading.Thread(target=userver.run, kwargs={"sockets": [sock]}, daemon=True, name=f"uvicorn:{bound_port}")
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not userver.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.01)
+    return RunningServer(f"http://{host}:{bound_port}", server, userver, thread)
