@@ -204,17 +204,20 @@ def handle(cfg: ServerConfig, server: Server, chain: Chain, req: Request,
     capture = None
 
     if cred.action == "open" and rec is None:
+        # Rules O1-O2 (draft, "Open Verification"): the initial voucher is checked against
+        # the decoded transaction before it is broadcast, so a bad credential moves nothing.
+        v = cred.voucher
+        if v is None or v.signer is None:
+            return server, chain, _reject(cfg, server, chain, req, Rejected("invalid-signature", "O2"), hinted)
+        if v.signer != cred.payer or v.channel_id != cred.channel_id:
+            return server, chain, _reject(cfg, server, chain, req, Rejected("signer-mismatch", "O2"), hinted)
+        if v.amount > cred.amount:
+            return server, chain, _reject(cfg, server, chain, req, Rejected("amount-exceeds-deposit", "O2"), hinted)
         opened = escrow.open_channel(chain, cred.payer, cred.channel_id, cfg.payee, cred.amount)
         if isinstance(opened, Rejected):
             return server, chain, _reject(cfg, server, chain, req, Rejected("verification-failed", "O1", opened.code), hinted)
-        v = cred.voucher
-        ch = opened.channel(cred.channel_id)
-        if v is None or v.signer != ch.signer or v.channel_id != ch.channel_id:
-            # The open transaction is the client's own; it stands even if its voucher is bad.
-            return server, opened, _reject(cfg, server, opened, req, Rejected("invalid-signature", "O2"), hinted)
-        if v.amount > ch.deposit:
-            return server, opened, _reject(cfg, server, opened, req, Rejected("amount-exceeds-deposit", "O2"), hinted)
         chain = opened
+        ch = chain.channel(cred.channel_id)
         rec = ServerChannel(cred.channel_id, ch.payer, v.amount, v, deposit=ch.deposit, seq=server.opened + 1)
         server = attrs.evolve(server, opened=server.opened + 1)
     elif cred.action in ("open", "voucher"):
