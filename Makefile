@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test check bench soak clean mppx
+.PHONY: venv run test check bench clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) on PATH"; exit 1; }
@@ -26,6 +26,10 @@ check: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# Benchmarks (ratios measured in one run; never part of `make test`).
+bench: $(STAMP)
+	$(BIN)/python -m adapters.reference.bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
