@@ -107,16 +107,22 @@ def _check_voucher(ch: EscrowChannel, v: Voucher, rule: str) -> Rejected | None:
     return None
 
 
-def settle(chain: Chain, caller: str, voucher: Voucher) -> Chain | Rejected:
-    """Rule E3 (draft "settle"): payee only; pays cumulative - settled; cumulative > settled."""
+def _payee_voucher(chain: Chain, caller: str, voucher: Voucher, rule: str) -> EscrowChannel | Rejected:
+    """The checks settle and close share: a live channel, the payee calling, a valid voucher."""
     ch = _live(chain, voucher.channel_id)
     if isinstance(ch, Rejected):
         return ch
     if caller != ch.payee:
-        return Rejected("NotPayee", "E3")
-    bad = _check_voucher(ch, voucher, "E3")
-    if bad is not None:
-        return bad
+        return Rejected("NotPayee", rule)
+    bad = _check_voucher(ch, voucher, rule)
+    return ch if bad is None else bad
+
+
+def settle(chain: Chain, caller: str, voucher: Voucher) -> Chain | Rejected:
+    """Rule E3 (draft "settle"): payee only; pays cumulative - settled; cumulative > settled."""
+    ch = _payee_voucher(chain, caller, voucher, "E3")
+    if isinstance(ch, Rejected):
+        return ch
     if voucher.amount <= ch.settled:
         return Rejected("AmountNotIncreasing", "E3")
     delta = voucher.amount - ch.settled
@@ -126,14 +132,9 @@ def settle(chain: Chain, caller: str, voucher: Voucher) -> Chain | Rejected:
 def close(chain: Chain, caller: str, voucher: Voucher, capture: int) -> Chain | Rejected:
     """Rule E4 (draft "close" and "Cooperative Close"): payee only; captures `capture`
     (settled <= capture <= voucher amount <= deposit), refunds the rest, finalizes."""
-    ch = _live(chain, voucher.channel_id)
+    ch = _payee_voucher(chain, caller, voucher, "E4")
     if isinstance(ch, Rejected):
         return ch
-    if caller != ch.payee:
-        return Rejected("NotPayee", "E4")
-    bad = _check_voucher(ch, voucher, "E4")
-    if bad is not None:
-        return bad
     if not ch.settled <= capture <= voucher.amount:
         return Rejected("AmountNotIncreasing", "E4", "capture must lie in [settled, voucher amount]")
     chain = _transfer(chain, None, ch.payee, capture - ch.settled)

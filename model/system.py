@@ -309,18 +309,16 @@ def step(cfg: Config, s: System, act: Act) -> tuple[System, StepInfo]:
         _logical_request(r, act.client, content=(k != "head"), lying=(k == "lying_request"))
     elif k == "top_up" or k == "close":
         _management(r, act.client, k)
-    elif k == "duplicate":
-        req = r.net[act.client].last
+    elif k in ("duplicate", "deliver_held_request"):
+        # The network delivers the client's last request again, or a request it held back;
+        # the response reaches the client like any late response.
+        net = r.net[act.client]
+        req = net.last if k == "duplicate" else net.held_request
+        if k == "deliver_held_request":
+            r.net[act.client] = attrs.evolve(net, held_request=None)
         resp = r.deliver(req, _hinted_for(cfg, act))
         r.exchanges.append(Exchange(req, resp))
         r.receive(act.client, resp)
-        r.info["outcome"] = "done"
-    elif k == "deliver_held_request":
-        req = r.net[act.client].held_request
-        r.net[act.client] = attrs.evolve(r.net[act.client], held_request=None)
-        resp = r.deliver(req, _hinted_for(cfg, act))
-        r.exchanges.append(Exchange(req, resp))
-        r.receive(act.client, resp)  # a late response to an old request
         r.info["outcome"] = "done"
     elif k == "deliver_held_response":
         resp = r.net[act.client].held_response
