@@ -1,0 +1,196 @@
+"""The conformance CLI.
+
+    python -m conformance run --client X --server Y [--chain memory|evm] [--profile quick|ci|deep]
+                              [--seed N] [--strength must|strict] [--machine pair|server|client]
+                              [--report out.json] [--junit out.xml]
+    python -m conformance matrix [--chain ...] [--profile ...]   every bundled client x server pair
+    python -m conformance mutants [--profile quick]              every known-bad implementation must be killed
+    python -m conformance replay FILE                            run a saved steps file again
+
+X, Y: a bundled name (reference, legacy, model, model-legacy), `mutant:<name>`, or package.module:factory.
+Exit status 0 only when every claimed property held (matrix: every pair as expected; mutants: all killed).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import attrs
+
+from .harness import RunConfig
+from .runner import PairReport, junit, replay, run_pair
+
+
+def _progress(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _print_report(r: PairReport, verbose: bool = True) -> None:
+    head = "PASS" if r.ok else "FAIL"
+    print(f"{head}  {r.machine:6} client={r.client} server={r.server} strength={r.strength} "
+          f"({r.examples} examples, {r.steps} steps, {r.seconds:.1f}s, {r.steps_per_second:.0f} steps/s)")
+    if verbose:
+        for pid, status in r.properties.items():
+            print(f"    {pid:3} {status}")
+    if not r.ok:
+        if r.error:
+            print(f"  error: {r.error}")
+        print("  minimal failing trace:")
+        print("\n".join("    " + line for line in (r.failure or "").splitlines()))
+        if r.mermaid:
+            print("\n  mermaid:\n" + "\n".join("    " + line for line in r.mermaid.splitlines()))
+        if r.trace_file:
+            print(f"\n  replay: python -m conformance replay {r.trace_file}")
+
+
+def _rc(args, client: str, server: str, strength: str | None = None) -> RunConfig:
+    return RunConfig(client=client, server=server, chain=args.chain, seed=args.seed,
+                     profile=getattr(args, "hint_profile", "v2"),
+                     strength=strength or getattr(args, "strength", "must"),
+                     faults=not getattr(args, "no_faults", False))
+
+
+def cmd_run(args) -> int:
+    reports = []
+    machines = ["pair", "server", "client"] if args.machine == "all" else [args.machine]
+    for m in machines:
+        rc = _rc(args, args.client, args.server)
+        if m == "pair" and rc.strength == "strict":
+            rc = attrs.evolve(rc, faults=False)  # strict compares choices; network faults let retries differ
+        _progress(f"running {m} machine: client={rc.client} server={rc.server} profile={args.profile}")
+        r = run_pair(rc, args.profile, m, _progress, args.trace_dir)
+        reports.append(r)
+        _print_report(r)
+    _write(args, reports)
+    return 0 if all(r.ok for r in reports) else 1
+
+
+def _write(args, reports) -> None:
+    if getattr(args, "report", None):
+        with open(args.report, "w") as f:
+            json.dump([r.to_json() for r in reports], f, indent=1)
+    if getattr(args, "junit", None):
+        junit(reports, args.junit)
+
+
+def cmd_matrix(args) -> int:
+    from .expectations import MATRIX, expected_for
+
+    reports, rows, all_ok = [], [], True
+    for client, server, machine, strength in MATRIX:
+        rc = _rc(args, client, server, strength)
+        if strength == "strict":
+            rc = attrs.evolve(rc, faults=False)
+        _progress(f"{machine}: {client} x {server} ({strength})")
+        r = run_pair(rc, args.profile, machine, None, args.trace_dir, shrink=not args.no_shrink)
+        reports.append(r)
+        exp = expected_for(client, server, machine, strength)
+        allowed = {pid for pid, _ in exp}
+        violated = [k for k, v in r.properties.items() if v.startswith("VIOLATED")]
+        as_expected = not r.error and set(violated) <= allowed and (r.ok or bool(violated))
+        all_ok &= as_expected
+        shown = "pass" if r.ok else "FAIL " + (",".join(violated) or "error")
+        expect = "pass" if not exp else "pass, or " + "; ".join(f"{p} ({why})" for p, why in exp)
+        limits = ",".join(k for k, v in r.properties.items() if v.startswith("known"))
+        skipped = ",".join(k for k, v in r.properties.items() if v.startswith("skipped"))
+        rows.append((machine, client, server, strength, shown, expect, "yes" if as_expected else "NO",
+                     r.steps, f"{r.seconds:.1f}", limits, skipped))
+        if not as_expected:
+            _print_report(r, verbose=False)
+    hdr = ("machine", "client", "server", "strength", "result", "expected", "ok", "steps", "sec", "model limits seen",
+           "skipped")
+    notes = {}
+    for row in rows:  # long reasons go below the table, numbered
+        if row[5] != "pass":
+            notes.setdefault(row[5], f"[{len(notes) + 1}]")
+    rows = [r[:5] + ("pass or " + notes[r[5]] if r[5] != "pass" else "pass",) + r[6:] for r in rows]
+    widths = [max(len(str(x[i])) for x in rows + [hdr]) for i in range(len(hdr))]
+    for row in [hdr] + rows:
+        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)))
+    for text, mark in notes.items():
+        print(f"{mark} {text[len('pass, or '):]}")
+    _write(args, reports)
+    print("matrix: every pair as expected" if all_ok else "matrix: some pairs NOT as expected")
+    return 0 if all_ok else 1
+
+
+def _violates(r: PairReport, pid: str) -> bool:
+    return r.properties.get(pid, "").startswith("VIOLATED")
+
+
+def cmd_mutants(args) -> int:
+    from .mutants import MUTANTS
+
+    survived = []
+    print(f"{'mutant':34} {'breaks':8} {'verdict':9} {'killed by':12} {'time':>6}  machine")
+    for name, m in MUTANTS.items():
+        if args.only and name not in args.only:
+            continue
+        spec = f"mutant:{name}"
+        client, server = (spec, m.partner) if m.side == "client" else (m.partner, spec)
+        rc = _rc(args, client, server, "must")
+        t0 = time.monotonic()
+        killed_by, machine_used = None, None
+        for machine in m.machines:
+            prof = "mutants" if args.profile == "quick" else args.profile
+            r = run_pair(rc, prof, machine, None, args.trace_dir, shrink=args.shrink)
+            bad = [k for k, v in r.properties.items() if v.startswith("VIOLATED")]
+            if not r.ok:
+                killed_by, machine_used = (",".join(bad) or "error"), machine
+                break
+        dt = time.monotonic() - t0
+        verdict = "killed" if killed_by else "SURVIVED"
+        if not killed_by:
+            survived.append(name)
+        print(f"{name:34} {m.breaks:8} {verdict:9} {killed_by or '-':12} {dt:5.1f}s  {machine_used or '-'}",
+              flush=True)
+    print(f"{len(survived)} survived" + (f": {', '.join(survived)}" if survived else ""))
+    return 1 if survived else 0
+
+
+def cmd_replay(args) -> int:
+    ok, text = replay(args.file)
+    print(text)
+    print("replay: every property held" if ok else "replay: the failure reproduces")
+    return 0 if ok else 1
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m conformance", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    def common(p):
+        p.add_argument("--chain", default="memory", choices=["memory", "evm"])
+        p.add_argument("--profile", default="ci", choices=["quick", "ci", "deep"])
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--hint-profile", default="v2", choices=["v1", "v2"])
+        p.add_argument("--report")
+        p.add_argument("--junit")
+        p.add_argument("--trace-dir", default=".conformance")
+
+    p = sub.add_parser("run")
+    p.add_argument("--client", required=True)
+    p.add_argument("--server", required=True)
+    p.add_argument("--strength", default="must", choices=["must", "strict"])
+    p.add_argument("--machine", default="all", choices=["pair", "server", "client", "all"])
+    p.add_argument("--no-faults", action="store_true")
+    common(p)
+    p = sub.add_parser("matrix")
+    p.add_argument("--no-shrink", action="store_true", help="report failures unshrunk")
+    common(p)
+    p = sub.add_parser("mutants")
+    p.add_argument("--only", nargs="*")
+    p.add_argument("--shrink", action="store_true", help="shrink each kill to a minimal trace (slower)")
+    common(p)
+    p.set_defaults(profile="quick")
+    p = sub.add_parser("replay")
+    p.add_argument("file")
+    args = ap.parse_args(argv)
+    return {"run": cmd_run, "matrix": cmd_matrix, "mutants": cmd_mutants, "replay": cmd_replay}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,319 @@
+"""Machines (b) and (c): inputs a normal peer never sends.
+
+(b) `AdversarySession`: the server under test faces model clients plus an adversary holding
+    the payer's key. Adversary steps craft vouchers (lower, replayed, above the deposit,
+    forged, high-s, signed for another channel, keyless advances, HEAD advances) and probes
+    (unpaid challenges). Each verdict is compared with `model.server.handle` applied to the
+    twin on the same input (property SV), each probe's hints with `author_challenge` (SH).
+(c) `LyingServerSession`: the client under test faces the model server behind a liar that
+    rewrites its answers (inflated or stale hints, hints for another channel, receipts going
+    backwards). H1, C1, the hint rule H3 and RM (the view never decreases) are checked.
+"""
+from __future__ import annotations
+
+import hashlib
+from typing import Optional
+
+import attrs
+import httpx
+from hypothesis import strategies as st
+from hypothesis.stateful import rule
+
+from model import server as msv
+from model.crypto import address_of, sign_voucher, to_high_s
+from model.messages import Credential as MCredential
+from model.messages import Request as MRequest
+from model.records import Voucher
+from model.system import Act, Exchange, StepInfo, _Run
+from model import wire
+from model.profiles import method_details_with_hints
+
+from .harness import RunConfig, Session, StepResult
+from .interface import BASE_URL, IDEMPOTENCY_HEADER, PAID_PATH, PAYER_HEADER
+from .model_impl import ModelServer, challenge_from_response
+
+ADVERSARY_KINDS = ("lower", "replay", "above_deposit", "forged", "high_s", "other_channel", "advance_nokey",
+                   "head_advance", "lower_after_advance")
+LIES = ("inflate", "stale", "other_channel", "backwards_receipt")
+
+EXTRA_PROPERTIES = {
+    "SV": "the server's verdict on any credential equals model.server.handle's (voucher rule V1-V7, charge C1-C3)",
+    "SH": "the server's hints equal model.server.author_challenge's (S-H1..S-H3)",
+    "H3": "a hinted client signs at least the requiredCumulative hinted for its channel (seed: sign the server target)",
+    "RM": "a hinted client's view (accepted, spent) of a channel never decreases (receipts reconcile by max)",
+}
+
+
+def _mapped_back(s: Session, real_cid: str) -> Optional[str]:
+    for t, r in s.map.items():
+        if r == real_cid:
+            return t
+    return None
+
+
+class AdversarySession(Session):
+    def __init__(self, rc: RunConfig, workdir=None):
+        rc = attrs.evolve(rc, client="model" if rc.client in ("reference", "model") else rc.client)
+        super().__init__(rc, workdir)
+        self.other_key = hashlib.sha256(b"conformance:mallory:" + str(rc.seed).encode()).digest()
+        self.adv_n = 0
+
+    def do(self, step: dict) -> StepResult:
+        if step["op"] not in ("adversary", "probe"):
+            return super().do(step)
+        n = len(self.steps) + 1
+        self.steps.append(step)
+        self.net.step = n
+        start = len(self.net.log)
+        prev_real, prev_twin = self.project(), self.twin
+        act = Act("duplicate", step.get("client", 0))  # a server-only delivery, like a duplicate
+        extra = self._probe(step) if step["op"] == "probe" else self._attack(step)
+        outcome = "done"
+        wires = self.net.log[start:]
+        dup_key, closes = self._ghosts(wires, prev_real)
+        for w in wires:  # the adversary holds the payer's key: its valid vouchers are the payer's
+            if w.origin == "adversary" and w.amount is not None and step.get("kind") in (
+                    "lower", "replay", "above_deposit", "advance_nokey", "head_advance", "lower_after_advance"):
+                self.signed[w.channel_id] = max(self.signed.get(w.channel_id, 0), w.amount)
+        nxt = self.project()
+        info = StepInfo(act=act, outcome=outcome, charged=tuple((w.channel_id, w.charged) for w in wires if w.charged),
+                        duplicate_with_key=dup_key, closes=tuple(closes))
+        real_v = self._check(prev_real, info, nxt)
+        twin_info = self._twin_info
+        twin_v = self._check(prev_twin, twin_info, self.twin)
+        tids = {p for p, _ in twin_v}
+        res = StepResult(n, step, outcome, outcome, [(p, m) for p, m in real_v if p not in tids] + extra,
+                         [(p, m) for p, m in real_v if p in tids], [], wires)
+        self.results.append(res)
+        return res
+
+    def extra_claims(self) -> dict:
+        return dict(super().extra_claims(), SV=True, SH=self.server_hinted)
+
+    # -- probes: compare hints
+
+    def _probe(self, step) -> list:
+        i = step.get("client", 0)
+        self._twin_info = StepInfo(act=Act("duplicate", i), outcome="done")
+        payer = self.addrs[i]
+        req = httpx.Request("GET", BASE_URL + PAID_PATH, headers={PAYER_HEADER: payer})
+        w, resp = self.net.send_raw(req)
+        _, real = challenge_from_response(resp, self.domain) if resp is not None else (None, None)
+        model = msv.author_challenge(self.cfg.server, self.twin.server, self.twin.chain, payer, True)
+        rh, mh = (real.hints if real else None), model.hints
+
+        def norm(h, real_side):
+            if h is None:
+                return None
+            cid = h.channel_id if real_side else self.map.get(h.channel_id, h.channel_id)
+            return (cid, h.accepted, h.spent, h.required)
+
+        a, b = norm(rh, True), norm(mh, False)
+        if a != b:
+            return [("SH", f"hints (channel, accepted, spent, required) for payer {payer[:10]}: server {a}, model {b}")]
+        return []
+
+    # -- attacks: compare verdicts
+
+    def _attack(self, step) -> list:
+        if step["kind"] == "lower_after_advance":  # unspent authorization, then a lower voucher
+            return (self._attack(dict(step, kind="head_advance"))
+                    + self._attack(dict(step, kind="lower")))
+        i, kind = step.get("client", 0), step["kind"]
+        act = Act("duplicate", i)
+        self._twin_info = StepInfo(act=act, outcome="noop")
+        e = self.twin.clients[i].entry
+        if e is None or e.channel_id not in self.map:
+            return []
+        tcid, rcid = e.channel_id, self.map[e.channel_id]
+        trec = self.twin.server.record(tcid)
+        tch = self.twin.chain.channel(tcid)
+        if trec is None or tch is None:
+            return []
+        price = self.rc.price
+        # head_advance authorizes two prices ahead without buying anything: unspent authorization,
+        # the state where "lower" vouchers and requiredCumulative = max(accepted, spent + price) matter
+        amount = {"lower": trec.accepted - price, "replay": trec.accepted, "above_deposit": tch.deposit + price,
+                  "head_advance": trec.accepted + 2 * price}.get(kind, trec.accepted + price)
+        if amount < 0:
+            return []
+        key_bytes, signer = self.keys[i], self.addrs[i]
+        sig_cid = rcid
+        if kind == "forged":
+            key_bytes, signer = self.other_key, address_of(self.other_key)
+        if kind == "other_channel":
+            sig_cid = "0x" + hashlib.sha256(rcid.encode()).hexdigest()
+            signer = "0x" + "de" * 20  # whatever it recovers to, it is not the channel's signer
+        sig = sign_voucher(key_bytes, self.domain, sig_cid, amount)
+        if kind == "high_s":
+            sig, signer = to_high_s(sig), None
+        method = "HEAD" if kind == "head_advance" else "GET"
+        self.adv_n += 1
+        key = None if kind in ("replay", "advance_nokey", "lower", "head_advance") else f"adv{self.adv_n}"
+        # a fresh challenge to echo
+        unpaid = httpx.Request(method, BASE_URL + PAID_PATH, headers={PAYER_HEADER: self.addrs[i]})
+        _, resp = self.net.send_raw(unpaid)
+        wc, _ = challenge_from_response(resp, self.domain) if resp is not None else (None, None)
+        if wc is None:
+            return [("SV", "the server's 402 carried no decodable session challenge")]
+        payload = wire.VoucherPayload(channel_id=rcid, cumulative_amount=amount, signature=sig)
+        cred = wire.Credential(challenge=wc, payload=payload)
+        headers = {PAYER_HEADER: self.addrs[i], "Authorization": wire.encode_authorization(cred)}
+        if key:
+            headers[IDEMPOTENCY_HEADER] = key
+        w, resp = self.net.send_raw(httpx.Request(method, BASE_URL + PAID_PATH, headers=headers))
+        # the twin: model.server.handle on the same input
+        r = _Run(self.cfg, self.twin, act)
+        mreq = MRequest(self.addrs[i], method != "HEAD", MCredential("voucher", tcid, Voucher(tcid, amount, signer)), key)
+        if signer == self.addrs[i]:
+            r.note_signature(i, mreq.credential)
+        mresp = r.deliver(mreq, self.cfg.fleet == "hinted")
+        r.exchanges.append(Exchange(mreq, mresp))
+        self.twin = r.freeze()
+        self._twin_info = StepInfo(act=act, exchanges=tuple(r.exchanges), outcome="done", charged=tuple(r.charged),
+                                   duplicate_with_key=r.info.get("recharged_key", False))
+        real_status = resp.status_code if resp is not None else None
+        out = []
+        said = (f"{kind}: {method} voucher cumulative={amount} on {rcid[:10]}: server answered "
+                f"{real_status} {w.problem}, model {mresp.status} {mresp.problem}")
+        if (real_status == 200) != (mresp.status == 200):  # must: the same verdict, accepted or refused
+            out.append(("SV", said))
+        elif self.rc.strength == "strict" and (real_status, w.problem) != (mresp.status, mresp.problem):
+            out.append(("SV", said))  # strict: the same status and problem type
+        return out
+
+
+def add_adversary_rules(Machine, rc: RunConfig, clients) -> None:
+    @rule(client=clients, kind=st.sampled_from(ADVERSARY_KINDS))
+    def adversary(self, client, kind):
+        self._do({"op": "adversary", "client": client, "kind": kind})
+
+    @rule(client=clients)
+    def probe(self, client):
+        self._do({"op": "probe", "client": client})
+
+    @rule(client=clients, kind=st.sampled_from(ADVERSARY_KINDS))
+    def adversary2(self, client, kind):
+        self._do({"op": "adversary", "client": client, "kind": kind})
+
+    @rule(client=clients, kind=st.sampled_from(ADVERSARY_KINDS))
+    def adversary3(self, client, kind):
+        self._do({"op": "adversary", "client": client, "kind": kind})
+
+    Machine.adversary = adversary
+    Machine.adversary2 = adversary2
+    Machine.adversary3 = adversary3
+    Machine.probe = probe
+
+
+# ---------------------------------------------------------------------------- (c) lying server
+
+
+class Liar:
+    """Wraps the model server; rewrites its next answers according to an armed lie."""
+
+    def __init__(self, inner: ModelServer):
+        self.inner = inner
+        self.name = "liar"
+        self.lie: Optional[str] = None
+        self.other_cid = "0x" + "ab" * 32
+
+    def __getattr__(self, item):
+        return getattr(self.inner, item)
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        resp = self.inner.handle(request)
+        lie = self.lie
+        if lie is None:
+            return resp
+        if resp.status_code == 402 and lie in ("inflate", "stale", "other_channel"):
+            return self._rewrite_challenge(resp, lie)
+        if resp.status_code == 200 and lie == "backwards_receipt" and "payment-receipt" in resp.headers:
+            r = wire.parse_receipt(resp.headers["payment-receipt"])
+            low = r.model_copy(update={"accepted_cumulative": 0, "spent": 0})
+            headers = dict(resp.headers)
+            headers["payment-receipt"] = wire.encode_receipt(low)
+            return httpx.Response(200, headers=headers, content=resp.content)
+        return resp
+
+    def _rewrite_challenge(self, resp, lie):
+        srv = self.inner
+        wc, ch = challenge_from_response(resp, srv.domain)
+        if ch is None or ch.hints is None:
+            return resp
+        h = ch.hints
+        chain_ch = srv.chain.get_channel(h.channel_id)
+        if lie == "inflate":
+            top = chain_ch.deposit
+            h = attrs.evolve(h, accepted=top, required=top, spent=top, deposit=top, proof=None)
+        elif lie == "stale":
+            h = attrs.evolve(h, accepted=chain_ch.settled, spent=chain_ch.settled, required=chain_ch.settled,
+                             proof=None)
+        else:
+            h = attrs.evolve(h, channel_id=self.other_cid, proof=None)
+        if h.settled is None:
+            h = attrs.evolve(h, settled=0)
+        base = wire.MethodDetails(escrow_contract=srv.chain.escrow, chain_id=srv.chain.chain_id)
+        md = method_details_with_hints(base, h, srv.cfg.profile, chain_id=srv.chain.chain_id,
+                                       escrow=srv.chain.escrow, highest_voucher_signature=None)
+        req = wc.decoded_request().model_copy(update={"method_details": md})
+        c = wire.Challenge.issue(srv.secret, realm=wc.realm, request=req, expires=wc.expires)
+        headers = dict(resp.headers)
+        headers["www-authenticate"] = wire.format_www_authenticate(c)
+        return httpx.Response(402, headers=headers, content=resp.content)
+
+
+class LyingServerSession(Session):
+    def __init__(self, rc: RunConfig, workdir=None):
+        rc = attrs.evolve(rc, server="model")
+        super().__init__(rc, workdir)
+        self.liar = Liar(self.server)
+        self.net.server = self.liar
+        self.cfg = attrs.evolve(self.cfg, lying_server=True)
+
+    def do(self, step: dict) -> StepResult:
+        lie = step.get("lie")
+        self.liar.lie = lie
+        try:
+            base = {k: v for k, v in step.items() if k != "lie"}
+            if lie == "inflate" and base["op"] == "request":
+                res = self._do_lying(step)
+            else:
+                res = super().do(step) if not lie else self._do_lying(step)
+        finally:
+            self.liar.lie = None
+        if lie == "backwards_receipt":  # R1 (view == record) assumes honest receipts
+            res.violations = [(p, m) for p, m in res.violations if p != "R1"]
+        return res
+
+    def _do_lying(self, step):
+        # the twin: the model's lying_request for inflated hints, a plain request otherwise
+        res = Session.do(self, step)
+        return res
+
+    def _act(self, step):
+        if step.get("lie") == "inflate":
+            return Act("lying_request", step.get("client", 0))
+        return super()._act(step)
+
+    def _twin(self, step, act):
+        if act.kind == "lying_request":
+            from model.system import step as model_step
+
+            self.twin, info = model_step(self.cfg, self.twin, act)
+            return info
+        return super()._twin(step, act)
+
+
+
+def add_liar_rules(Machine, rc: RunConfig, clients) -> None:
+    @rule(client=clients, lie=st.sampled_from(LIES))
+    def lying_request(self, client, lie):
+        self._do({"op": "request", "client": client, "lie": lie})
+
+    @rule(client=clients, lie=st.sampled_from(LIES))
+    def lying_request2(self, client, lie):
+        self._do({"op": "request", "client": client, "lie": lie})
+
+    Machine.lying_request = lying_request
+    Machine.lying_request2 = lying_request2

@@ -1,0 +1,507 @@
+"""One conformance run: real implementations in lock-step with the model (the "twin").
+
+A `Session` applies protocol steps (plain dicts, so a trace is a JSON file) to
+the real client(s) and server through the harness network, and the same step
+to a `model.system.System` twin. After every step it
+
+* projects what it observed of the real run (wire log, server records, chain,
+  client views) into a `model.system.System` and checks every applicable
+  numbered property of model/properties.py on it;
+* checks the same properties on the twin: a property the model itself breaks on
+  this step is a known limit of the protocol, reported as expected, not failed;
+* in `strict` strength, compares the real observables with the twin's.
+"""
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from typing import Optional
+
+import attrs
+
+from adapters.chain import make_chain
+from adapters.chain.base import ChainError
+from model import chain as escrow
+from model import client as mcl
+from model import server as msv
+from model.base import Rejected, fm_set
+from model.crypto import address_of
+from model.properties import PROPERTIES, check_state, check_step
+from model.records import Voucher
+from model.system import Act, Config, Exchange, StepInfo, System, _Run, initial
+from model.system import step as model_step
+
+from . import registry
+from .interface import PAID_PATH, ClientParams, Env
+from .model_impl import escrow_channel, recover_or_none, domain_of
+from .network import Network
+
+ALL_FAULTS = ("none", "hold_request", "hold_response")
+FAULT_NAMES = {"none": "none", "lose_request": "hold_request", "drop_response": "hold_response"}
+NAMES = ("alice", "alice2", "alice3")
+
+
+@attrs.frozen
+class RunConfig:
+    client: str
+    server: str
+    chain: str = "memory"
+    seed: int = 0
+    price: int = 1
+    profile: str = "v2"
+    strength: str = "must"  # must | strict
+    n_clients: int = 2
+    shared: bool = True  # both clients are devices of one payer
+    persist: bool = True
+    deposit: int = 4
+    top_up: int = 2
+    wallet: int = 6
+    max_unproven: int = 0
+    faults: bool = True  # network faults (lost requests, dropped responses)
+
+    def to_json(self) -> dict:
+        return attrs.asdict(self)
+
+
+def _key(tag: str, seed: int) -> bytes:
+    return hashlib.sha256(f"conformance:{tag}:{seed}".encode()).digest()
+
+
+_CHAINS: dict = {}
+
+
+def _scratch() -> Optional[str]:
+    """A RAM-backed directory when there is one: the reference server fsyncs every commit."""
+    import os
+
+    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+
+
+def fresh_chain(name: str):
+    """One backend per process and name, reset for every session (evm deployment is slow)."""
+    ch = _CHAINS.get(name)
+    if ch is None:
+        ch = _CHAINS[name] = make_chain(name)
+    else:
+        ch.reset()
+    return ch
+
+
+def hinted_of(spec: str, kind: str) -> bool:
+    if spec.startswith("mutant:"):
+        from .mutants import MUTANTS
+
+        return MUTANTS[spec[7:]].hinted
+    return registry.is_hinted(spec)
+
+
+@attrs.define
+class StepResult:
+    n: int
+    step: dict
+    outcome: str
+    twin_outcome: str
+    violations: list  # (property, message)
+    expected: list  # (property, message): the model breaks it too (known limit)
+    mismatches: list  # strict: (what, real, model)
+    wires: list
+
+
+class Session:
+    def __init__(self, rc: RunConfig, workdir: Optional[str] = None):
+        self.rc = rc
+        self._own_workdir = workdir is None
+        self.workdir = workdir or tempfile.mkdtemp(prefix="conformance-", dir=_scratch())
+        self.chain = chain = fresh_chain(rc.chain)
+        self.payee_key = _key("payee", rc.seed)
+        chain.fund(self.payee_key, 0)
+        self.keys = [_key("payer-" + str(0 if rc.shared else i), rc.seed) for i in range(rc.n_clients)]
+        self.addrs = [address_of(k) for k in self.keys]
+        for k in dict.fromkeys(self.keys):
+            chain.fund(k, rc.wallet)
+        self.server_hinted = hinted_of(rc.server, "server")
+        self.client_hinted = hinted_of(rc.client, "client")
+        self.env = Env(chain, self.payee_key, rc.price, self.server_hinted, rc.profile, rc.seed, self.workdir,
+                       suggested_deposit=rc.deposit)
+        self.server = registry.load_server(rc.server)
+        self.server.reset(self.env)
+        self.net = Network(self.server, self.server.record, getattr(chain, "nonce_of", lambda a: 0))
+        self.clients = []
+        names = NAMES if rc.shared else ("alice", "bob", "carol")
+        self.params = []
+        for i in range(rc.n_clients):
+            c = registry.load_client(rc.client)
+            p = ClientParams(names[i], self.keys[i], self.client_hinted, rc.deposit, rc.top_up, rc.max_unproven,
+                             rc.persist)
+            c.reset(self.env, p, self.net.for_client(i))
+            self.clients.append(c)
+            self.params.append(p)
+        payee = address_of(self.payee_key)
+        self.cfg = Config(
+            msv.ServerConfig(payee=payee, price=rc.price, hinted=self.server_hinted, profile=rc.profile,
+                             suggested_deposit=rc.deposit),
+            tuple(mcl.ClientConfig(name=p.name, payer=address_of(p.key), hinted=self.client_hinted,
+                                   deposit=rc.deposit, top_up=rc.top_up, max_unproven=rc.max_unproven,
+                                   persist=rc.persist) for p in self.params),
+            fleet="hinted" if self.server_hinted else "legacy",
+            faults=ALL_FAULTS if rc.faults else ("none",), restarts=True, server_restarts=True, settle=True,
+            forced_close=True, top_up=True, close=True, head=True, duplicates=True, wallet=rc.wallet)
+        self.twin: System = initial(self.cfg)
+        self.domain = domain_of(chain)
+        # ghosts of the real run (model/system.py names)
+        self.signed: dict = {}
+        self.own = [dict() for _ in self.clients]
+        self.served: dict = {}
+        self.served_keys: set = set()
+        self.charged_keys: set = set()
+        self.map: dict = {}  # twin channel id -> real channel id
+        self.steps: list = []
+        self.results: list[StepResult] = []
+        self.skipped = {"B1": "a model-level claim (one server, hinted vs legacy answers); implementations: SV of the server machine"}
+        self.request_no = 0
+        self.views: list = [dict() for _ in self.clients]  # RM: highest view seen per channel
+
+    # ------------------------------------------------------------- projection
+
+    def known_channels(self) -> list[str]:
+        seen = dict.fromkeys(w.channel_id for w in self.net.log if w.channel_id)
+        return [c for c in seen if isinstance(c, str) and c.startswith("0x") and len(c) == 66]
+
+    def project(self) -> System:
+        chans, recs = (), ()
+        for cid in self.known_channels():
+            ch = escrow_channel(self.chain, cid)
+            if ch is not None:
+                chans = fm_set(chans, cid, ch)
+            r = self.server.record(cid)
+            if r is not None:
+                if r.highest_signature:
+                    signer = recover_or_none(self.domain, cid, r.accepted, r.highest_signature)
+                else:
+                    signer = ch.signer if ch else None
+                    self.skipped["S4"] = "the server adapter does not expose its highest voucher's signature"
+                recs = fm_set(recs, cid, msv.ServerChannel(
+                    cid, r.payer, r.accepted, Voucher(cid, r.accepted, signer), spent=r.spent, deposit=r.deposit,
+                    settled=r.settled, finalized=r.finalized))
+        bals = ()
+        for a in dict.fromkeys(self.addrs + [address_of(self.payee_key)]):
+            bals = fm_set(bals, a, self.chain.balance_of(a))
+        chain = escrow.Chain(channels=chans, balances=bals, time=self.chain.now())
+        clients = []
+        for c in self.clients:
+            v = c.view()
+            e = None if v.channel_id is None else mcl.Entry(v.channel_id, 0, v.accepted, v.spent, v.signed_max)
+            clients.append(mcl.ClientState(entry=e))
+        return System(chain, msv.Server(channels=recs), tuple(clients), tuple(self.twin.net),
+                      signed=tuple(sorted(self.signed.items())),
+                      own_signed=tuple(tuple(sorted(o.items())) for o in self.own),
+                      served_value=tuple(sorted(self.served.items())), lost_requests=self.net.lost)
+
+    # ------------------------------------------------------------- steps
+
+    def do(self, step: dict) -> StepResult:
+        n = len(self.steps) + 1
+        self.steps.append(step)
+        self.net.step = n
+        start = len(self.net.log)
+        prev_real, prev_twin = self.project(), self.twin
+        act = self._act(step)
+        outcome = self._real(step)
+        self.net.disarm()
+        twin_info = self._twin(step, act)
+        wires = self.net.log[start:]
+        dup_key, closes = self._ghosts(wires, prev_real)
+        nxt = self.project()
+        i = step.get("client", 0)
+        mine = [w for w in wires if w.client == i and w.origin == "client"]
+        info = StepInfo(
+            act=act, outcome=outcome, round_trips=len(mine),
+            signatures=tuple((w.client, w.channel_id, w.amount) for w in wires
+                             if w.origin == "client" and w.amount is not None),
+            charged=tuple((w.channel_id, w.charged) for w in wires if w.charged),
+            duplicate_with_key=dup_key, closes=tuple(closes), fresh_receipt=(outcome == "served"))
+        real_v = self._check(prev_real, info, nxt)
+        twin_v = self._check(prev_twin, twin_info, self.twin)
+        twin_ids = {p for p, _ in twin_v}
+        violations = [(p, m) for p, m in real_v if p not in twin_ids] + self._client_checks_wires(wires)
+        expected = [(p, m) for p, m in real_v if p in twin_ids]
+        self._map_channels(wires, twin_info)
+        mismatches = self._compare(step, outcome, twin_info.outcome) if self.rc.strength == "strict" else []
+        res = StepResult(n, step, outcome, twin_info.outcome, violations, expected, mismatches, wires)
+        self.results.append(res)
+        return res
+
+    def _check(self, prev, info, nxt):
+        props = [p for p in PROPERTIES if p.id not in self.skipped and p.id != "H1"]
+        out = check_step(self.cfg, prev, info, nxt, props) + check_state(self.cfg, nxt, props)
+        if "H1" not in self.skipped:
+            out += self._h1_sequential(prev, info, nxt)
+        return out
+
+    def _h1_sequential(self, prev, info, nxt):
+        """H1 with the floor raised by the signatures made earlier in the same step (a logical
+        request may sign more than once: what the payer signed a moment ago is authorized)."""
+        from model.properties import h1_hint_bound
+
+        signed = dict(prev.signed)
+        for sig in info.signatures:
+            p = attrs.evolve(prev, signed=tuple(sorted(signed.items())))
+            v = h1_hint_bound(self.cfg, p, attrs.evolve(info, signatures=(sig,)), nxt)
+            if v:
+                return [("H1", v)]
+            _, cid, amount = sig
+            signed[cid] = max(signed.get(cid, 0), amount)
+        return []
+
+    def _act(self, step: dict) -> Act:
+        op, i = step["op"], step.get("client", -1)
+        if op == "request":
+            return Act("request", i, FAULT_NAMES[step.get("fault", "none")])
+        kinds = {"head": "head", "duplicate": "duplicate", "deliver_held": "deliver_held_request",
+                 "restart_client": "restart_client", "restart_server": "restart_server", "settle": "settle",
+                 "top_up_chain": "top_up", "request_close": "request_close", "advance_time": "advance_time",
+                 "close": "close"}
+        return Act(kinds[op], i)
+
+    def _real(self, step: dict) -> str:
+        op, i = step["op"], step.get("client", 0)
+        c = self.clients[i] if 0 <= i < len(self.clients) else None
+        if op in ("request", "head"):
+            self.request_no += 1
+            if op == "request":
+                self.net.arm(i, step.get("fault", "none"))
+                key = f"k{self.request_no}" if step.get("key", True) else None
+                return c.request("GET", PAID_PATH, key).kind
+            return c.request("HEAD", PAID_PATH, None).kind
+        if op == "duplicate":
+            self.net.redeliver(i)
+            return "done"
+        if op == "deliver_held":
+            self.net.deliver_held(i)
+            return "done"
+        if op == "restart_client":
+            c.restart(bool(step.get("keep", True)))
+            if not (self.rc.persist and step.get("keep", True)):
+                self.own[i] = {}
+            self.views[i] = {}
+            return "done"
+        if op == "restart_server":
+            self.server.restart()
+            return "done"
+        if op == "settle":
+            for cid in self.known_channels():
+                if self.server.record(cid) is not None:
+                    self.server.settle(cid)
+            return "done"
+        if op in ("top_up_chain", "request_close"):
+            cid = c.view().channel_id
+            if cid is None:
+                return "noop"
+            try:
+                if op == "top_up_chain":
+                    self.chain.broadcast(self.chain.build_topup_tx(self.keys[i], cid, self.rc.top_up))
+                else:
+                    self.chain.request_close(self.keys[i], cid)
+            except ChainError:
+                return "noop"
+            return "done"
+        if op == "advance_time":
+            self.chain.advance_time(escrow.CLOSE_GRACE_PERIOD)
+            return "done"
+        if op == "close":
+            if not hasattr(c, "close"):
+                self.skipped.setdefault("close", "the client adapter has no close()")
+                return "skipped"
+            return c.close().kind
+        raise ValueError(f"unknown step {step}")
+
+    # -- the twin
+
+    def _twin(self, step: dict, act: Act) -> StepInfo:
+        op, i = step["op"], step.get("client", 0)
+        cfg, s = self.cfg, self.twin
+        if op == "request" and not step.get("key", True):
+            cl = list(cfg.clients)
+            cl[i] = attrs.evolve(cl[i], use_keys=False)
+            cfg = attrs.evolve(cfg, clients=tuple(cl))
+        if op in ("request", "head", "settle", "advance_time"):
+            self.twin, info = model_step(cfg, s, act)
+            return info
+        if op == "close":
+            if s.clients[i].entry is None:
+                return StepInfo(act=act, outcome="noop")
+            self.twin, info = model_step(cfg, s, act)
+            return info
+        if op == "restart_server":
+            return StepInfo(act=act, outcome="done")
+        r = _Run(cfg, s, act)
+        outcome = "done"
+        if op in ("duplicate", "deliver_held"):
+            if op == "duplicate":
+                req = s.net[i].last
+            else:
+                req = s.net[i].held_request
+                r.net[i] = attrs.evolve(r.net[i], held_request=None)
+                delivered = any(w.origin == "late" for w in self.net.log if w.step == len(self.steps))
+                if not delivered:
+                    req = None
+            if req is not None:
+                resp = r.deliver(req, cfg.fleet == "hinted")
+                r.exchanges.append(Exchange(req, resp))
+        elif op == "restart_client":
+            keep = bool(step.get("keep", True))
+            c = cfg.clients[i] if keep else attrs.evolve(cfg.clients[i], persist=False)
+            r.clients[i] = mcl.restart(c, r.clients[i])
+            if not c.persist:
+                r.own[i] = ()
+        elif op in ("top_up_chain", "request_close"):
+            e = r.clients[i].entry
+            outcome = "noop"
+            if e is not None:
+                f = escrow.top_up if op == "top_up_chain" else escrow.request_close
+                args = (r.chain, cfg.clients[i].payer, e.channel_id) + ((cfg.clients[i].top_up,) if op == "top_up_chain" else ())
+                done = f(*args)
+                if not isinstance(done, Rejected):
+                    r.chain, outcome = done, "done"
+        self.twin = r.freeze()
+        return StepInfo(act=act, exchanges=tuple(r.exchanges), outcome=outcome,
+                        charged=tuple(r.charged), duplicate_with_key=r.info.get("recharged_key", False),
+                        closes=tuple(r.closes), server_answers=tuple(r.answers))
+
+    # -- ghosts of the real run
+
+    def _ghosts(self, wires, prev_real: System):
+        dup_key, closes = False, []
+        for w in wires:
+            cid = w.channel_id
+            if w.origin == "client" and w.amount is not None and w.action in ("open", "voucher", "close"):
+                self.signed[cid] = max(self.signed.get(cid, 0), w.amount)
+                self.own[w.client][cid] = max(self.own[w.client].get(cid, 0), w.amount)
+            if w.charged and w.key:
+                if (cid, w.key) in self.charged_keys:
+                    dup_key = True
+                self.charged_keys.add((cid, w.key))
+            if w.status == 200 and w.method != "HEAD" and w.action in ("open", "voucher"):
+                if w.key and (cid, w.key) in self.served_keys:
+                    pass  # an idempotent replay: the same content again, not new content
+                else:
+                    self.served[cid] = self.served.get(cid, 0) + self.rc.price
+                    if w.key:
+                        self.served_keys.add((cid, w.key))
+            if w.status == 200 and w.action == "close":
+                before = prev_real.chain.channel(cid)
+                after = self.chain.get_channel(cid)
+                closes.append((cid, after.settled, w.spent_before, before.settled if before else 0))
+        return dup_key, closes
+
+    def _map_channels(self, wires, twin_info: StepInfo) -> None:
+        real = [w.channel_id for w in wires if w.action == "open" and w.origin == "client"]
+        twin = [ex.request.credential.channel_id for ex in twin_info.exchanges
+                if ex.request.credential is not None and ex.request.credential.action == "open"]
+        for t, r in zip(twin, real):
+            self.map[t] = r  # the model names a channel by count: the latest open wins
+
+    def _compare(self, step, outcome, twin_outcome) -> list:
+        out = []
+        if step["op"] in ("request", "head", "close") and outcome != twin_outcome and outcome != "skipped":
+            out.append(("outcome", outcome, twin_outcome))
+        for t, r in self.map.items():
+            tr = self.twin.server.record(t)
+            rr = self.server.record(r)
+            if tr is not None:
+                tr = msv.refresh(tr, self.twin.chain)
+            # deposit/settled/finalized are mirrors of the chain, refreshed when a request comes: not compared
+            a = None if tr is None else (tr.accepted, tr.spent)
+            b = None if rr is None else (rr.accepted, rr.spent)
+            if a != b:
+                out.append((f"server record {r[:10]} (accepted, spent)", b, a))
+        for i, c in enumerate(self.clients):
+            v = c.view()
+            e = self.twin.clients[i].entry
+            a = None if e is None else (self.map.get(e.channel_id, e.channel_id), e.signed_max)
+            b = None if v.channel_id is None else (v.channel_id, v.signed_max)
+            if self.client_hinted:
+                a = a and a + (e.accepted, e.spent)
+                b = b and b + (v.accepted, v.spent)
+            if a != b:
+                out.append((f"client {i} view (channel, signed_max[, accepted, spent])", b, a))
+        return out
+
+    def _client_checks_wires(self, wires) -> list:
+        out = []
+        if not self.client_hinted or not (self.server_hinted or self.cfg.lying_server):
+            return out
+        # H3: a voucher after a 402 hinting its channel is at least the hinted requiredCumulative
+        last_hint: dict = {}
+        for w in wires:
+            if w.origin != "client":
+                continue
+            if w.status == 402 and w.hints and "required" in w.hints:
+                last_hint[w.client] = w.hints
+            elif w.action == "voucher" and w.client in last_hint:
+                h = last_hint[w.client]
+                if h.get("channel") == w.channel_id and w.amount < h["required"]:
+                    out.append(("H3", f"client {w.client} signed {w.amount} on {w.channel_id[:10]} after a hint "
+                                      f"requiredCumulative={h['required']}"))
+        # RM: views never decrease
+        for i, c in enumerate(self.clients):
+            v = c.view()
+            if v.channel_id is None:
+                continue
+            old = self.views[i].get(v.channel_id)
+            if old is not None and (v.accepted < old[0] or v.spent < old[1]):
+                out.append(("RM", f"client {i}'s view of {v.channel_id[:10]} went from accepted={old[0]}, "
+                                  f"spent={old[1]} to accepted={v.accepted}, spent={v.spent}"))
+            self.views[i][v.channel_id] = (max(v.accepted, old[0] if old else 0), max(v.spent, old[1] if old else 0))
+        return out
+
+    # -- summary
+
+    def close(self) -> None:
+        """Release the adapters' resources and the scratch directory (results stay readable)."""
+        import shutil
+
+        for obj in [self.server] + list(self.clients):
+            fn = getattr(obj, "close_resources", None)
+            if fn is not None:
+                try:
+                    fn()
+                except Exception:
+                    pass
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def extra_claims(self) -> dict:
+        """Harness-level properties (conformance/adversary.py EXTRA_PROPERTIES) -> claimed here?"""
+        hinted = self.client_hinted and (self.server_hinted or self.cfg.lying_server)
+        return {"H3": hinted, "RM": hinted}
+
+    def failures(self) -> list:
+        out = []
+        for r in self.results:
+            out += [(r.n, p, m) for p, m in r.violations]
+            out += [(r.n, "EQ", f"{what}: implementation {real} != model {model}") for what, real, model in r.mismatches]
+        return out
+
+
+def property_table(sessions_results: list, rc: RunConfig, cfg: Config, skipped: dict, extra: dict = {}) -> dict:
+    """property id -> status: held | violated | known-limit | skipped: why | not claimed here."""
+    table = {}
+    for p in PROPERTIES:
+        if p.id in skipped:
+            table[p.id] = f"skipped: {skipped[p.id]}"
+        elif not p.applies(cfg):
+            table[p.id] = "not claimed for this deployment"
+        else:
+            table[p.id] = "held"
+    for pid, claimed in extra.items():
+        table[pid] = "held" if claimed else "not claimed for this deployment"
+    for r in sessions_results:
+        for p, _ in r.expected:
+            if table.get(p) == "held":
+                table[p] = "known limit (the model breaks it too)"
+        for p, _ in r.violations:
+            table[p] = "VIOLATED"
+    if rc.strength == "strict":
+        table["EQ"] = "VIOLATED" if any(r.mismatches for r in sessions_results) else "held"
+    return table

@@ -1,0 +1,172 @@
+"""What the conformance harness calls, and what it observes.
+
+Two small Protocols. An implementation under test is wrapped in an adapter
+that satisfies one of them; the harness never reaches past them.
+
+* The harness owns the network: a server is driven through `handle`, a plain
+  synchronous HTTP function (httpx.Request -> httpx.Response). The harness puts
+  its own `Network` transport (conformance/network.py) in front of it, so it can
+  drop a response after the server applied the request, lose a request, deliver
+  one twice, and log every exchange for traces.
+* The harness owns the chain: it creates one backend (adapters.chain.make_chain)
+  per run, funds the payers, and hands it to both sides in `reset`.
+* Everything is deterministic: keys, salts and secrets derive from the run's
+  seed; adapters must not use randomness of their own (they get `seed`).
+
+Observables: the server's per-channel accounting record (`ChannelRecord`), the
+client's view of its channel (`ClientView`) and each logical request's
+`Outcome`. The harness reads the wire itself (conformance/wirelog.py), so
+what a client signed and what a server answered are never taken on trust.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal, Optional, Protocol, runtime_checkable
+
+import attrs
+import httpx
+
+PAID_PATH = "/paid/resource"
+"""Every protected path is under /paid/ (reference server convention)."""
+PAYER_HEADER = "Payment-Payer"
+"""Request header naming the payer the client declares (only used to resolve hints)."""
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+BASE_URL = "http://server.test"
+
+
+@attrs.frozen
+class Env:
+    """One run's deployment, handed to both sides by `reset`.
+
+    `chain` is an adapters.chain backend (already funded); `payee_key` the
+    server's key; `price` the per-request price; `hinted` whether the server
+    authors hint values (legacy servers give at most channelId); `profile`
+    the hint encoding ("v1" flat fields, "v2" sessionSnapshot); `seed` the run's seed
+    (derive any salt or secret from it); `workdir` a fresh directory for files.
+    """
+
+    chain: Any
+    payee_key: bytes
+    price: int
+    hinted: bool = True
+    profile: Literal["v1", "v2"] = "v2"
+    seed: int = 0
+    workdir: str = ""
+    suggested_deposit: Optional[int] = None  # suggestedDeposit a server puts in challenges without hints
+
+
+@attrs.frozen
+class ClientParams:
+    """How a client is configured by the harness (mapped by each adapter to its own knobs).
+
+    `deposit`: what it escrows when it opens; `top_up`: what it adds when a
+    voucher would exceed the deposit; `max_unproven`: rule H4's allowance (how
+    far above its proven floor a hint may take it); `persist`: keeps
+    (channel, highest signed) across restarts.
+    """
+
+    name: str
+    key: bytes
+    hinted: bool = True
+    deposit: int = 4
+    top_up: int = 2
+    max_unproven: int = 0
+    persist: bool = False
+
+
+@attrs.frozen
+class ChannelRecord:
+    """A server's durable accounting of one channel (draft, "Accounting State").
+
+    `highest_signature` is the signature of the voucher proving `accepted`
+    (None when the adapter cannot expose it: property S4 is then SKIPPED).
+    """
+
+    channel_id: str
+    accepted: int
+    spent: int
+    deposit: int
+    settled: int
+    finalized: bool
+    payer: str = ""
+    highest_signature: Optional[str] = None
+
+
+@attrs.frozen
+class ClientView:
+    """A client's view of its current channel (None fields: no channel)."""
+
+    channel_id: Optional[str]
+    accepted: int = 0
+    spent: int = 0
+    signed_max: int = 0
+
+
+@attrs.frozen
+class Outcome:
+    """How one logical request ended at the client.
+
+    kind: "served" | "refused:<reason>" (the client declined to sign, e.g.
+    hint-bound-exceeded, deposit-exhausted) | "failed:<problem>" (the server
+    refused, e.g. failed:insufficient-balance) | "unknown" (the network lost the
+    request or its response).
+    """
+
+    kind: str
+    status: Optional[int] = None
+
+    @property
+    def served(self) -> bool:
+        return self.kind == "served"
+
+
+@runtime_checkable
+class ServerUnderTest(Protocol):
+    """A session server, as the harness drives it.
+
+    reset(env)          -- forget everything (fresh store), serve `env`.
+    handle(request)     -- one HTTP exchange, synchronously, fully applied before it returns
+                           (the harness may then drop the response: the server must not notice).
+    record(channel_id)  -- the durable accounting of a channel, or None if unknown.
+    settle(channel_id)  -- settle the highest voucher on chain (no-op if nothing to settle).
+    restart()           -- stop and start again on the same durable store.
+    """
+
+    name: str
+
+    def reset(self, env: Env) -> None: ...
+
+    def handle(self, request: httpx.Request) -> httpx.Response: ...
+
+    def record(self, channel_id: str) -> Optional[ChannelRecord]: ...
+
+    def settle(self, channel_id: str) -> None: ...
+
+    def restart(self) -> None: ...
+
+
+@runtime_checkable
+class ClientUnderTest(Protocol):
+    """A session client (payer side), as the harness drives it.
+
+    reset(env, params, transport) -- forget everything; send every HTTP request through
+                                     `transport` (an httpx.BaseTransport) to BASE_URL.
+    request(method, path, idempotency_key) -- one logical request, all its 402 round trips
+                                     included; returns how it ended (never raises for
+                                     protocol outcomes; a lost response is Outcome("unknown")).
+    restart(keep_persisted)       -- a process restart: volatile memory is lost; what it
+                                     persisted survives iff keep_persisted.
+    view()                        -- its view of its channel.
+
+    Optional: close() -> Outcome (cooperative close of its channel). An adapter without
+    it makes the close rule SKIPPED.
+    """
+
+    name: str
+
+    def reset(self, env: Env, params: ClientParams, transport: httpx.BaseTransport) -> None: ...
+
+    def request(self, method: str, path: str, idempotency_key: Optional[str] = None) -> Outcome: ...
+
+    def restart(self, keep_persisted: bool) -> None: ...
+
+    def view(self) -> ClientView: ...

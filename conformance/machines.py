@@ -1,0 +1,155 @@
+"""Hypothesis state machines over a `Session` (conformance/harness.py).
+
+pair      (a) a real client against a real server through the harness network, with faults.
+server    (b) a real server against the model client plus an adversary that sends what a
+              normal client never would (stale, replayed, lower, above deposit, forged or high-s
+              signatures, another channel's voucher, keyless replays); every verdict is compared
+              with model.server.handle on the same inputs (conformance/adversary.py).
+client    (c) a real client against the model server plus a lying server (stale or inflated
+              hints, hints for another channel, receipts going backwards); H1, C1, R1 checked.
+
+Every rule is one protocol step (a dict), so the minimal failing example is a
+JSON steps file that `python -m conformance replay FILE` runs again.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable, Optional
+
+from hypothesis import HealthCheck, settings, strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, rule, run_state_machine_as_test
+
+from .harness import RunConfig, Session
+from .trace import render_steps
+
+PROFILES = {
+    # name: (max_examples, steps per example)
+    "quick": (6, 15),
+    "ci": (20, 25),
+    "deep": (200, 50),
+    "mutants": (60, 40),  # mutants --profile quick: a few more steps, no shrinking (time to kill)
+}
+
+
+class ConformanceFailure(AssertionError):
+    pass
+
+
+class Collector:
+    """What the runs of one pair saw: sessions, steps, the last failing session."""
+
+    def __init__(self, progress: Optional[Callable[[str], None]] = None):
+        self.sessions: list[Session] = []
+        self.steps = 0
+        self.failing: Optional[Session] = None
+        self.progress = progress
+        self.t0 = time.monotonic()
+
+    def add(self, s: Session) -> None:
+        self.sessions.append(s)
+        if self.progress and len(self.sessions) % 5 == 0:
+            self.progress(f"  {len(self.sessions)} examples, {self.steps} steps, {time.monotonic() - self.t0:.1f}s")
+
+
+def _session_factory(rc: RunConfig, machine: str):
+    if machine == "pair":
+        return lambda seed: Session(_with_seed(rc, seed))
+    from .adversary import AdversarySession, LyingServerSession
+
+    if machine == "server":
+        return lambda seed: AdversarySession(_with_seed(rc, seed))
+    if machine == "client":
+        return lambda seed: LyingServerSession(_with_seed(rc, seed))
+    raise ValueError(machine)
+
+
+def _with_seed(rc: RunConfig, seed: int) -> RunConfig:
+    import attrs
+
+    return attrs.evolve(rc, seed=seed)
+
+
+def operations(rc: RunConfig, machine: str) -> list[str]:
+    """The step kinds of a machine, weighted by repetition (sampled_from shrinks towards the
+    first entry: a plain request)."""
+    ops = ["request"] * 6 + ["head", "duplicate", "restart_client", "restart_server", "settle", "top_up_chain",
+                              "request_close", "advance_time", "close"]
+    if rc.faults:
+        ops += ["deliver_held"]
+    if machine == "server":
+        ops += ["adversary"] * 8 + ["probe"] * 3
+    if machine == "client":
+        ops += ["lie"] * 6
+    return ops
+
+
+def build_machine(rc: RunConfig, collector: Collector, machine: str = "pair"):
+    from .adversary import ADVERSARY_KINDS, LIES
+
+    factory = _session_factory(rc, machine)
+    clients = st.integers(0, rc.n_clients - 1)
+    faults = st.sampled_from(["none", "none", "lose_request", "drop_response"] if rc.faults else ["none"])
+    ops = operations(rc, machine)
+    counter = [0]
+
+    class Machine(RuleBasedStateMachine):
+        @initialize()
+        def start(self):
+            counter[0] += 1
+            self.session = factory(rc.seed * 10_000 + counter[0])
+            collector.add(self.session)
+
+        def teardown(self):
+            if getattr(self, "session", None) is not None:
+                self.session.close()
+
+        def _do(self, step: dict) -> None:
+            r = self.session.do(step)
+            collector.steps += 1
+            bad = r.violations + ([("EQ", f"{w}: implementation {a}, model {b}") for w, a, b in r.mismatches]
+                                  if rc.strength == "strict" else [])
+            if bad:
+                collector.failing = self.session
+                raise ConformanceFailure(f"{bad[0][0]}: {bad[0][1]}\n" + render_steps(self.session.results))
+
+        @rule(data=st.data())
+        def step(self, data):
+            op = data.draw(st.sampled_from(ops), label="op")
+            step = {"op": op}
+            if op not in ("restart_server", "settle", "advance_time"):
+                step["client"] = data.draw(clients, label="client")
+            if op == "request":
+                step["fault"] = data.draw(faults, label="fault")
+                step["key"] = data.draw(st.booleans().map(lambda b: not b), label="key")
+            if op == "restart_client":
+                step["keep"] = data.draw(st.booleans().map(lambda b: not b), label="keep")
+            if op == "adversary":
+                step["kind"] = data.draw(st.sampled_from(ADVERSARY_KINDS), label="kind")
+            if op == "lie":
+                step = {"op": "request", "client": step["client"],
+                        "lie": data.draw(st.sampled_from(LIES), label="lie")}
+            self._do(step)
+
+    Machine.__name__ = f"Conformance_{machine}"
+    return Machine
+
+
+def run_machine(rc: RunConfig, profile: str = "ci", machine: str = "pair", progress=None) -> Collector:
+    """Explore with Hypothesis (seeded by rc.seed: a run is reproducible) and stop at the first failure;
+    runner.minimize then shrinks it by replaying step lists, within a time budget."""
+    from hypothesis import Phase
+
+    examples, steps = PROFILES[profile]
+    col = Collector(progress)
+    from hypothesis import seed
+
+    cls = seed(rc.seed)(build_machine(rc, col, machine))  # --seed picks the exploration; a run is reproducible
+    s = settings(max_examples=examples, stateful_step_count=steps, deadline=None, database=None,
+                 derandomize=False, suppress_health_check=list(HealthCheck), report_multiple_bugs=False,
+                 print_blob=False, phases=[Phase.explicit, Phase.generate])
+    try:
+        run_state_machine_as_test(cls, settings=s)
+        col.failing = None
+    except ConformanceFailure:
+        pass  # collector.failing holds the minimal failing session (Hypothesis replays it last)
+    return col

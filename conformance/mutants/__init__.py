@@ -1,0 +1,61 @@
+"""Known-bad implementations, kept so that the suite proves it catches each bug.
+
+Server mutants subclass the reference server (adapters/reference/server.py) and change one
+rule; client mutants plant one of the first draft's bugs through the model client's
+swappable rules (model/client.py ClientConfig). Each names the property it breaks.
+`python -m conformance mutants` must kill every one of them.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import attrs
+
+from .clients import (chain_after_restart_client, deposit_drain_client, overwrite_view_client,
+                      signs_below_own_client)
+from .servers import (accepts_above_deposit_server, accepts_lower_server, charges_head_server,
+                      free_replay_server, hints_closing_server, required_spent_plus_price_server)
+
+
+@attrs.frozen
+class Mutant:
+    name: str
+    side: str  # "server" | "client"
+    breaks: str  # the property it is expected to break
+    why: str
+    make: Callable
+    partner: str  # the bundled implementation on the other side
+    machines: tuple = ("pair",)
+    hinted: bool = True
+
+
+MUTANTS: dict[str, Mutant] = {m.name: m for m in [
+    Mutant("server-accepts-lower-voucher", "server", "SV",
+           "answers 200 to a voucher below its acceptedCumulative (voucher rule V5)",
+           accepts_lower_server, "model", ("server",)),
+    Mutant("server-accepts-above-deposit", "server", "S2",
+           "accepts a voucher above the on-chain deposit (V4): acceptedCumulative > deposit",
+           accepts_above_deposit_server, "model", ("server",)),
+    Mutant("server-charges-head", "server", "S6",
+           "charges HEAD / management requests the price (C3)", charges_head_server, "model", ("pair", "server")),
+    Mutant("server-free-replay", "server", "S6",
+           "serves content without charging when a voucher is replayed without an Idempotency-Key",
+           free_replay_server, "model", ("pair", "server")),
+    Mutant("server-hints-closing-channel", "server", "SH",
+           "hints a channel whose close is pending (S-H1)", hints_closing_server, "model", ("server",)),
+    Mutant("server-required-spent-plus-price", "server", "SH",
+           "requiredCumulative = spent + price, without max(acceptedCumulative, .) (S-H2)",
+           required_spent_plus_price_server, "model", ("server", "pair")),
+    Mutant("client-signs-below-own", "client", "C1",
+           "signs exactly requiredCumulative even below what it already signed (H3b)",
+           signs_below_own_client, "model", ("client", "pair")),
+    Mutant("client-overwrites-view", "client", "RM",
+           "overwrites its view from a stale lower receipt (R1: reconcile by max)",
+           overwrite_view_client, "model", ("client",)),
+    Mutant("client-chain-after-restart", "client", "H3",
+           "after a restart recovers from chain `settled` although the server hinted (H1-H2)",
+           chain_after_restart_client, "reference", ("pair",)),
+    Mutant("client-deposit-drain", "client", "H1",
+           "signs requiredCumulative without the trust bound (H4): a lying server drains the deposit",
+           deposit_drain_client, "model", ("client",)),
+]}

@@ -1,0 +1,111 @@
+"""Server mutants: the reference server with one rule broken (each a realistic bug)."""
+from __future__ import annotations
+
+import attrs
+
+from adapters.reference.server import SessionServer
+
+from ..reference_impl import ReferenceServer
+
+
+def _adapter(name: str, cls) -> ReferenceServer:
+    a = ReferenceServer(name)
+    a.server_cls = cls
+    return a
+
+
+class AcceptsLower(SessionServer):
+    """Bug: a voucher below acceptedCumulative is treated like an idempotent retry."""
+
+    def _accept(self, tx, rec, st, amount, signature):
+        if amount < rec.accepted_cumulative:
+            amount, signature = rec.accepted_cumulative, rec.highest_signature
+        return super()._accept(tx, rec, st, amount, signature)
+
+
+class AcceptsAboveDeposit(SessionServer):
+    """Bug: the deposit check reads a stale, unbounded deposit."""
+
+    def _accept(self, tx, rec, st, amount, signature):
+        return super()._accept(tx, rec, attrs.evolve(st, deposit=max(st.deposit, amount)), amount, signature)
+
+
+class ChargesHead(SessionServer):
+    """Bug: every request with a voucher is charged, HEAD included."""
+
+    def _serve(self, tx, rec, method, path, content, cred, key, tx_hash=None):
+        return super()._serve(tx, rec, method, path, True, cred, key, tx_hash)
+
+
+class FreeReplay(SessionServer):
+    """Bug: a replayed voucher (no advance) is served without charging."""
+
+    _replayed = False
+
+    def _accept(self, tx, rec, st, amount, signature):
+        self._replayed = amount == rec.accepted_cumulative
+        return super()._accept(tx, rec, st, amount, signature)
+
+    def _serve(self, tx, rec, method, path, content, cred, key, tx_hash=None):
+        replayed, self._replayed = self._replayed, False
+        if replayed and content and key is None:
+            reply = super()._serve(tx, rec, method, path, False, cred, key, tx_hash)
+            return attrs.evolve(reply, body=b'{"content":true}')
+        return super()._serve(tx, rec, method, path, content, cred, key, tx_hash)
+
+
+class _NoClosePending:
+    def __init__(self, chain):
+        self._chain = chain
+
+    def __getattr__(self, name):
+        return getattr(self._chain, name)
+
+    def get_channel(self, cid):
+        return attrs.evolve(self._chain.get_channel(cid), close_requested_at=0)
+
+
+class HintsClosing(SessionServer):
+    """Bug: hint resolution ignores a pending close (reads a cached channel state)."""
+
+    def _hints_for(self, rec, content):
+        real = self.chain
+        self.chain = _NoClosePending(real)
+        try:
+            return super()._hints_for(rec, content)
+        finally:
+            self.chain = real
+
+
+class RequiredSpentPlusPrice(SessionServer):
+    """Bug (the first draft): requiredCumulative = spent + price."""
+
+    def _hints_for(self, rec, content):
+        hints, sig = super()._hints_for(rec, content)
+        if hints is not None and hints.required is not None:
+            hints = attrs.evolve(hints, required=rec.spent + (self.config.price if content else 0))
+        return hints, sig
+
+
+def accepts_lower_server():
+    return _adapter("server-accepts-lower-voucher", AcceptsLower)
+
+
+def accepts_above_deposit_server():
+    return _adapter("server-accepts-above-deposit", AcceptsAboveDeposit)
+
+
+def charges_head_server():
+    return _adapter("server-charges-head", ChargesHead)
+
+
+def free_replay_server():
+    return _adapter("server-free-replay", FreeReplay)
+
+
+def hints_closing_server():
+    return _adapter("server-hints-closing-channel", HintsClosing)
+
+
+def required_spent_plus_price_server():
+    return _adapter("server-required-spent-plus-price", RequiredSpentPlusPrice)

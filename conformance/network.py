@@ -1,0 +1,210 @@
+"""The harness's network: an httpx transport in front of the server under test.
+
+Every exchange is decoded (model/wire.py) and logged as a `Wire` record, so
+properties are computed from what actually crossed the wire. Faults:
+
+* lose_request:  the request never reaches the server now (held; the harness may
+                 deliver it later with `deliver_held`), the client sees a ConnectError;
+* drop_response: the server applies the request, the client sees a ReadError;
+* redeliver:     the harness sends a copy of a client's last paid request again.
+
+A fault is armed for one client and strikes the first request carrying a
+voucher (open, voucher, close), like the model's faults (model/system.py).
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import attrs
+import httpx
+
+from model import wire
+from model.profiles import hints_from_request
+
+from .interface import PAYER_HEADER, IDEMPOTENCY_HEADER
+
+
+@attrs.define
+class Wire:
+    """One decoded HTTP exchange."""
+
+    step: int
+    client: int  # -1: harness/adversary
+    origin: str  # client | duplicate | late | adversary
+    method: str
+    action: Optional[str] = None  # None: no credential
+    channel_id: Optional[str] = None
+    amount: Optional[int] = None  # voucher cumulative
+    deposit: Optional[int] = None  # open/topUp amount (from the payload)
+    key: Optional[str] = None
+    status: Optional[int] = None  # None: lost
+    fate: str = "delivered"  # delivered | request-lost | response-dropped | held-expired
+    problem: Optional[str] = None
+    receipt: Optional[tuple] = None  # (channel, accepted, spent, closed)
+    hints: Optional[dict] = None
+    charged: int = 0
+    spent_before: int = 0
+    note: str = ""
+
+    def to_json(self) -> dict:
+        return attrs.asdict(self)
+
+
+def decode_credential(request: httpx.Request):
+    auth = request.headers.get("authorization")
+    if not auth:
+        return None
+    try:
+        return wire.parse_authorization(auth)
+    except wire.WireError:
+        return "malformed"
+
+
+def _hints(resp: httpx.Response) -> Optional[dict]:
+    value = resp.headers.get("www-authenticate")
+    if not value:
+        return None
+    try:
+        chs = wire.parse_www_authenticate(value)
+        req = chs[0].decoded_request()
+        h = hints_from_request(req, lambda c, a, s: None)
+    except Exception:
+        return {"error": "undecodable challenge"}
+    if h is None:
+        return {}
+    return {k: v for k, v in (("channel", h.channel_id), ("accepted", h.accepted), ("spent", h.spent),
+                               ("required", h.required), ("deposit", h.deposit),
+                               ("proof", h.proof.amount if h.proof else None)) if v is not None}
+
+
+def _problem(resp: httpx.Response) -> Optional[str]:
+    if resp.status_code == 200:
+        return None
+    try:
+        return wire.parse_problem(resp.content).type.rsplit("/", 1)[-1]
+    except wire.WireError:
+        return f"http-{resp.status_code}"
+
+
+def _receipt(resp: httpx.Response) -> Optional[tuple]:
+    value = resp.headers.get("payment-receipt")
+    if not value:
+        return None
+    try:
+        r = wire.parse_receipt(value)
+    except wire.WireError:
+        return ("undecodable", 0, 0, False)
+    return (r.channel_id, r.accepted_cumulative, r.spent, r.tx_hash is not None)
+
+
+def copy_request(request: httpx.Request) -> httpx.Request:
+    return httpx.Request(request.method, request.url, headers=list(request.headers.multi_items()),
+                         content=request.content)
+
+
+class Network(httpx.BaseTransport):
+    """Routes every request to `server.handle`, logging and applying faults."""
+
+    def __init__(self, server, record: Callable[[str], object], nonce_of: Callable[[str], int] = lambda a: 0):
+        self.server = server
+        self.record = record
+        self.nonce_of = nonce_of
+        self.log: list[Wire] = []
+        self.step = 0
+        self.client = -1
+        self.armed: dict[int, str] = {}
+        self.last: dict[int, httpx.Request] = {}
+        self.held: dict[int, tuple[httpx.Request, object]] = {}
+        self.lost = 0
+
+    def for_client(self, i: int) -> "ClientPort":
+        return ClientPort(self, i)
+
+    def arm(self, client: int, fault: str) -> None:
+        if fault != "none":
+            self.armed[client] = fault
+
+    def disarm(self) -> None:
+        self.armed.clear()
+
+    def exchange(self, request: httpx.Request, client: int, origin: str) -> tuple[Wire, Optional[httpx.Response]]:
+        request.read()
+        cred = decode_credential(request)
+        w = Wire(self.step, client, origin, request.method.upper(), key=request.headers.get(IDEMPOTENCY_HEADER))
+        if cred == "malformed":
+            w.action = "malformed"
+        elif cred is not None:
+            p = cred.payload
+            w.action, w.channel_id = p.action, p.channel_id
+            w.amount = getattr(p, "cumulative_amount", None)
+            w.deposit = getattr(p, "additional_deposit", None)
+            if p.action == "open":
+                w.deposit = None
+        carries_voucher = w.amount is not None
+        fault = self.armed.get(client, "none") if (origin == "client" and carries_voucher) else "none"
+        if fault != "none":
+            del self.armed[client]
+        if origin == "client" and cred not in (None, "malformed"):
+            self.last[client] = copy_request(request)
+        self.log.append(w)
+        if fault == "lose_request":
+            payer = request.headers.get(PAYER_HEADER, "")
+            self.held[client] = (copy_request(request), self.nonce_of(payer) if payer else 0)
+            self.lost += 1
+            w.fate = "request-lost"
+            return w, None
+        before = self.record(w.channel_id) if w.channel_id else None
+        w.spent_before = before.spent if before is not None else 0
+        resp = self.server.handle(request)
+        resp.read()
+        after = self.record(w.channel_id) if w.channel_id else None
+        w.charged = (after.spent if after is not None else 0) - w.spent_before
+        w.status = resp.status_code
+        w.problem = _problem(resp)
+        w.receipt = _receipt(resp)
+        if resp.status_code == 402:
+            w.hints = _hints(resp)
+        if fault == "drop_response":
+            w.fate = "response-dropped"
+            return w, None
+        return w, resp
+
+    def redeliver(self, client: int) -> Optional[Wire]:
+        req = self.last.get(client)
+        if req is None:
+            return None
+        w, _ = self.exchange(copy_request(req), client, "duplicate")
+        return w
+
+    def deliver_held(self, client: int) -> tuple[Optional[Wire], bool]:
+        """(wire, delivered). A held request whose transaction can no longer apply (the payer
+        has sent another transaction since: its nonce moved) expires and is discarded."""
+        held = self.held.pop(client, None)
+        if held is None:
+            return None, False
+        req, nonce = held
+        cred = decode_credential(req)
+        payer = req.headers.get(PAYER_HEADER, "")
+        if cred not in (None, "malformed") and getattr(cred.payload, "transaction", None) and payer \
+                and self.nonce_of(payer) != nonce:
+            return None, False
+        w, _ = self.exchange(req, client, "late")
+        return w, True
+
+    def send_raw(self, request: httpx.Request) -> tuple[Wire, Optional[httpx.Response]]:
+        return self.exchange(request, -1, "adversary")
+
+
+class ClientPort(httpx.BaseTransport):
+    """The transport one client is given: every request is tagged with the client's index."""
+
+    def __init__(self, net: Network, i: int):
+        self.net, self.i = net, i
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        w, resp = self.net.exchange(request, self.i, "client")
+        if resp is None:
+            if w.fate == "request-lost":
+                raise httpx.ConnectError("request lost by the conformance network", request=request)
+            raise httpx.ReadError("response dropped by the conformance network", request=request)
+        return httpx.Response(resp.status_code, headers=resp.headers, content=resp.content, request=request)

@@ -1,0 +1,152 @@
+"""Adapters for the reference implementations (adapters/reference): `reference` and `legacy`."""
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Optional
+
+import httpx
+
+from .interface import ChannelRecord, ClientParams, ClientView, Env, Outcome
+
+FIXED_CLOCK = 1_800_000_000.0  # the wall clock the server sees: challenges never expire mid-run
+
+
+class ReferenceServer:
+    """adapters.reference.SessionServer, driven in process through its synchronous `handle`."""
+
+    server_cls = None  # mutants override with a subclass of SessionServer
+
+    def __init__(self, name: str = "reference", hinted: Optional[bool] = None):
+        self.name = name
+        self.force_hinted = hinted
+        self.srv = None
+
+    def _make(self):
+        from adapters.reference.server import SessionServer
+
+        cls = self.server_cls or SessionServer
+        return cls(self.config)
+
+    def reset(self, env: Env) -> None:
+        from adapters.reference.server import ServerConfig
+
+        if self.srv is not None:
+            self.srv.close()
+        self.env = env
+        hinted = env.hinted if self.force_hinted is None else self.force_hinted
+        db = os.path.join(env.workdir, f"{self.name}-{env.seed}.sqlite")
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(db + suffix):
+                os.unlink(db + suffix)
+        self.config = ServerConfig(
+            chain=env.chain, payee_key=env.payee_key, db_path=db, price=env.price, hinted=hinted,
+            hint_profile=env.profile, suggested_deposit=env.suggested_deposit,
+            secret=hashlib.sha256(b"reference" + str(env.seed).encode()).digest(), clock=lambda: FIXED_CLOCK)
+        self.srv = self._make()
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        reply = self.srv.handle(request.method, request.url.path, headers)
+        return httpx.Response(reply.status, headers=list(reply.headers), content=reply.body)
+
+    def record(self, channel_id: str) -> Optional[ChannelRecord]:
+        r = self.srv.get_record(channel_id)
+        if r is None:
+            return None
+        return ChannelRecord(r.channel_id, r.accepted_cumulative, r.spent, r.deposit, r.settled, r.finalized,
+                             r.payer, r.highest_signature or None)
+
+    def settle(self, channel_id: str) -> None:
+        from adapters.chain.base import ChainError
+
+        try:
+            self.srv.settle(channel_id)
+        except (KeyError, ChainError):
+            pass
+
+    def restart(self) -> None:
+        self.srv.close()
+        self.srv = self._make()
+
+    def close_resources(self) -> None:
+        if self.srv is not None:
+            self.srv.close()
+            self.srv = None
+
+
+class ReferenceClient:
+    """adapters.reference.SessionClient."""
+
+    client_cls = None  # mutants override
+
+    def __init__(self, name: str = "reference", hinted: Optional[bool] = None):
+        self.name = name
+        self.force_hinted = hinted
+
+    def _make(self):
+        from adapters.reference.client import SessionClient
+
+        cls = self.client_cls or SessionClient
+        p = self.params
+        return cls(self.transport, p.key, self.env.chain, hinted=self.hinted, max_deposit=p.deposit + p.top_up,
+                   max_unproven_hint=p.max_unproven, persist_path=self.persist_path, top_up=p.top_up,
+                   auto_idempotency_keys=False)
+
+    def reset(self, env: Env, params: ClientParams, transport: httpx.BaseTransport) -> None:
+        self.env, self.params, self.transport = env, params, transport
+        self.hinted = params.hinted if self.force_hinted is None else self.force_hinted
+        self.persist_path = None
+        if params.persist:
+            self.persist_path = os.path.join(env.workdir, f"{self.name}-{params.name}-{env.seed}.json")
+            if os.path.exists(self.persist_path):
+                os.unlink(self.persist_path)
+        self.c = self._make()
+
+    def request(self, method: str, path: str, idempotency_key: Optional[str] = None) -> Outcome:
+        from adapters.reference.client import DepositExhausted, HintBoundExceeded, PaymentRefused
+
+        try:
+            resp = self.c.request(method, path, idempotency_key=idempotency_key)
+        except HintBoundExceeded:
+            return Outcome("refused:hint-bound-exceeded")
+        except DepositExhausted:
+            return Outcome("refused:deposit-exhausted")
+        except PaymentRefused as exc:
+            return Outcome(f"refused:{type(exc).__name__}")
+        except httpx.TransportError:
+            return Outcome("unknown")
+        if 200 <= resp.status_code < 300:
+            return Outcome("served", resp.status_code)
+        from .model_impl import problem_slug
+
+        return Outcome(f"failed:{problem_slug(resp)}", resp.status_code)
+
+    def close(self) -> Outcome:
+        from adapters.reference.client import PaymentRefused
+
+        try:
+            resp = self.c.close()
+        except PaymentRefused as exc:
+            return Outcome("refused:hint-bound-exceeded" if "Hint" in type(exc).__name__ else f"refused:{exc}")
+        except httpx.TransportError:
+            return Outcome("unknown")
+        if resp is None:
+            return Outcome("noop")
+        from .model_impl import problem_slug
+
+        return Outcome("done" if resp.status_code == 200 else f"failed:{problem_slug(resp)}", resp.status_code)
+
+    def close_resources(self) -> None:
+        self.c.close_http()
+
+    def restart(self, keep_persisted: bool) -> None:
+        if not keep_persisted and self.persist_path and os.path.exists(self.persist_path):
+            os.unlink(self.persist_path)
+        self.c.restart()
+
+    def view(self) -> ClientView:
+        v = self.c.view()
+        if v is None:
+            return ClientView(None)
+        return ClientView(v.channel_id, v.accepted, v.spent, v.signed_max)

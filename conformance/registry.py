@@ -1,0 +1,88 @@
+"""Adapters by bundled name or by import path `package.module:factory`.
+
+Bundled servers and clients:
+  reference  adapters/reference, hinted (the server's hints follow the run's profile)
+  legacy     adapters/reference with hints off (server: channelId only; client: ignores hint values)
+  model      model/ rules over the real wire (conformance/model_impl.py), hinted
+  model-legacy  the same, legacy
+A factory is called with no arguments and returns a ServerUnderTest / ClientUnderTest.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Callable
+
+from .interface import ClientUnderTest, ServerUnderTest
+
+
+def _servers() -> dict[str, Callable[[], ServerUnderTest]]:
+    from .model_impl import ModelServer
+    from .reference_impl import ReferenceServer
+
+    return {
+        "reference": lambda: ReferenceServer("reference"),
+        "legacy": lambda: ReferenceServer("legacy", hinted=False),
+        "model": lambda: ModelServer("model"),
+        "model-legacy": lambda: ModelServer("model-legacy", hinted=False),
+    }
+
+
+def _clients() -> dict[str, Callable[[], ClientUnderTest]]:
+    from .model_impl import ModelClient
+    from .reference_impl import ReferenceClient
+
+    return {
+        "reference": lambda: ReferenceClient("reference"),
+        "legacy": lambda: ReferenceClient("legacy", hinted=False),
+        "model": lambda: ModelClient("model"),
+        "model-legacy": lambda: ModelClient("model-legacy", hinted=False),
+    }
+
+
+BUNDLED_SERVERS = ("reference", "legacy", "model")
+BUNDLED_CLIENTS = ("reference", "legacy", "model")
+
+
+def _import(spec: str):
+    mod, _, attr = spec.partition(":")
+    if not attr:
+        raise ValueError(f"{spec!r}: expected a bundled name or package.module:factory")
+    obj = importlib.import_module(mod)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def load_server(spec: str) -> ServerUnderTest:
+    table = _servers()
+    if spec in table:
+        return table[spec]()
+    if spec.startswith("mutant:"):
+        from .mutants import MUTANTS
+
+        return MUTANTS[spec[len("mutant:"):]].make()
+    srv = _import(spec)()
+    if not isinstance(srv, ServerUnderTest):
+        raise TypeError(f"{spec} did not return a ServerUnderTest")
+    return srv
+
+
+def load_client(spec: str) -> ClientUnderTest:
+    table = _clients()
+    if spec in table:
+        return table[spec]()
+    if spec.startswith("mutant:"):
+        from .mutants import MUTANTS
+
+        return MUTANTS[spec[len("mutant:"):]].make()
+    cli = _import(spec)()
+    if not isinstance(cli, ClientUnderTest):
+        raise TypeError(f"{spec} did not return a ClientUnderTest")
+    return cli
+
+
+def is_hinted(spec: str) -> bool:
+    """Whether a bundled adapter is hinted (import paths: ask the adapter's `hinted` attribute, default True)."""
+    if spec in ("legacy", "model-legacy"):
+        return False
+    return True

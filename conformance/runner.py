@@ -1,0 +1,189 @@
+"""Run one client x server pair and report: properties, steps, time, the minimal failing trace."""
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+from typing import Optional
+from xml.sax.saxutils import escape
+
+import attrs
+
+from model.properties import PROPERTIES
+
+from .harness import RunConfig, Session
+from .machines import run_machine
+from .trace import render_mermaid, render_steps, write_steps
+
+
+
+def _rank(status: str) -> int:
+    if status.startswith("VIOLATED"):
+        return 5
+    if status.startswith("known"):
+        return 3
+    if status.startswith("skipped"):
+        return 2
+    if status == "held":
+        return 1
+    return 0
+
+
+def merge_tables(sessions: list[Session], rc: RunConfig) -> dict:
+    from .harness import property_table
+
+    table: dict = {}
+    for s in sessions:
+        t = property_table(s.results, rc, s.cfg, s.skipped, s.extra_claims())
+        for k, v in t.items():
+            if k not in table or _rank(v) > _rank(table[k]):
+                table[k] = v
+    return table
+
+
+@attrs.define
+class PairReport:
+    client: str
+    server: str
+    machine: str
+    strength: str
+    profile: str
+    chain: str
+    seed: int
+    ok: bool = True
+    steps: int = 0
+    examples: int = 0
+    seconds: float = 0.0
+    properties: dict = attrs.Factory(dict)
+    failure: Optional[str] = None
+    mermaid: Optional[str] = None
+    trace_file: Optional[str] = None
+    error: Optional[str] = None
+
+    @property
+    def steps_per_second(self) -> float:
+        return self.steps / self.seconds if self.seconds else 0.0
+
+    def to_json(self) -> dict:
+        d = attrs.asdict(self)
+        d["steps_per_second"] = round(self.steps_per_second, 1)
+        return d
+
+
+def run_pair(rc: RunConfig, profile: str = "ci", machine: str = "pair", progress=None,
+             trace_dir: Optional[str] = None, shrink: bool = True, shrink_budget: float = 30.0) -> PairReport:
+    rep = PairReport(rc.client, rc.server, machine, rc.strength, profile, rc.chain, rc.seed)
+    t0 = time.monotonic()
+    try:
+        col = run_machine(rc, profile, machine, progress)
+    except Exception as exc:  # an adapter crashed: that is a failure, never a pass
+        rep.ok = False
+        rep.error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        rep.failure = traceback.format_exc()
+        rep.seconds = time.monotonic() - t0
+        return rep
+    rep.seconds = time.monotonic() - t0
+    rep.steps, rep.examples = col.steps, len(col.sessions)
+    rep.properties = merge_tables(col.sessions, rc)
+    if col.failing is not None:
+        rep.ok = False
+        s = col.failing
+        if shrink:
+            s = minimize(s, machine, budget=shrink_budget)
+        rep.failure = render_steps(s.results)
+        rep.mermaid = render_mermaid(s.results, rc.n_clients)
+        d = trace_dir or os.getcwd()
+        os.makedirs(d, exist_ok=True)
+        name = f"trace-{machine}-{rc.client}-{rc.server}-{rc.strength}.json".replace(":", "_").replace("/", "_")
+        rep.trace_file = os.path.join(d, name)
+        write_steps(rep.trace_file, s.rc, s.steps, machine)
+    return rep
+
+
+def _session(rc: RunConfig, machine: str):
+    if machine == "pair":
+        return Session(rc)
+    from .adversary import AdversarySession, LyingServerSession
+
+    return (AdversarySession if machine == "server" else LyingServerSession)(rc)
+
+
+def _fails(rc: RunConfig, machine: str, steps: list, want: set):
+    """Replay `steps`; the session if it shows one of the `want` failures (stopping at the first), else None."""
+    s = _session(rc, machine)
+    try:
+        for step in steps:
+            r = s.do(step)
+            bad = {p for p, _ in r.violations} | ({"EQ"} if rc.strength == "strict" and r.mismatches else set())
+            if bad & want:
+                return s
+        return None
+    finally:
+        s.close()
+
+
+def minimize(failing: Session, machine: str, budget: float = 30.0) -> Session:
+    """Shrink a failing step list by replay (delta debugging: drop chunks, then single steps,
+    while the same property still fails), within `budget` seconds. Deterministic."""
+    rc = failing.rc
+    last = failing.results[-1]
+    want = {p for p, _ in last.violations} | ({"EQ"} if last.mismatches else set())
+    steps = list(failing.steps)
+    best = failing
+    deadline = time.monotonic() + budget
+    chunk = max(1, len(steps) // 2)
+    while chunk >= 1 and time.monotonic() < deadline:
+        i, changed = 0, False
+        while i < len(steps) and time.monotonic() < deadline:
+            trial = steps[:i] + steps[i + chunk:]
+            s = _fails(rc, machine, trial, want) if trial else None
+            if s is not None:
+                steps, best, changed = s.steps, s, True
+            else:
+                i += chunk
+        if not changed:
+            chunk //= 2
+    return best
+
+
+def replay(path: str, quiet: bool = False) -> tuple[bool, str]:
+    """Run a JSON steps file again; (ok, rendered trace)."""
+    with open(path) as f:
+        data = json.load(f)
+    rc = RunConfig(**data["config"])
+    machine = data.get("machine", "pair")
+    s = _session(rc, machine)
+    ok = True
+    for step in data["steps"]:
+        r = s.do(step)
+        if r.violations or (rc.strength == "strict" and r.mismatches):
+            ok = False
+    s.close()
+    return ok, render_steps(s.results) + "\n\n" + render_mermaid(s.results, rc.n_clients)
+
+
+def junit(reports: list[PairReport], path: str) -> None:
+    cases = []
+    for r in reports:
+        for pid, status in r.properties.items():
+            name = f"{r.machine}:{r.client}x{r.server}:{pid}"
+            body = ""
+            if status.startswith("VIOLATED"):
+                body = f'<failure message="{escape(status)}">{escape(r.failure or "")}</failure>'
+            elif status.startswith("skipped") or status.startswith("not claimed"):
+                body = f'<skipped message="{escape(status)}"/>'
+            cases.append(f'<testcase classname="conformance" name="{escape(name)}">{body}</testcase>')
+        if r.error:
+            cases.append(f'<testcase classname="conformance" name="{escape(r.machine)}:{escape(r.client)}x'
+                         f'{escape(r.server)}:run"><error message="{escape(r.error)}">{escape(r.failure or "")}'
+                         f'</error></testcase>')
+    fails = sum(c.count("<failure") + c.count("<error") for c in cases)
+    skips = sum(c.count("<skipped") for c in cases)
+    with open(path, "w") as f:
+        f.write(f'<?xml version="1.0"?>\n<testsuite name="tempo-session-conformance" tests="{len(cases)}" '
+                f'failures="{fails}" skipped="{skips}">\n' + "\n".join(cases) + "\n</testsuite>\n")
+
+
+def property_ids() -> list[str]:
+    return [p.id for p in PROPERTIES]
