@@ -27,10 +27,6 @@ _OPEN_UNFUNDED = ("R2", "bug (reported): the reference client opens a channel it
 
 # (client, server, machine, strength) -> ((property, reason), ...)
 KNOWN: dict = {
-    ("reference", "reference", "pair", "strict"): (_CLOSE,),
-    ("reference", "reference", "pair", "must"): (_OPEN_UNFUNDED,),
-    ("reference", "model", "pair", "must"): (_OPEN_UNFUNDED,),
-    ("reference", "model", "client", "must"): (_OPEN_UNFUNDED,),
 }
 
 

@@ -324,12 +324,7 @@ class Session:
             cl = list(cfg.clients)
             cl[i] = attrs.evolve(cl[i], use_keys=False)
             cfg = attrs.evolve(cfg, clients=tuple(cl))
-        if op in ("request", "head", "settle", "advance_time"):
-            self.twin, info = model_step(cfg, s, act)
-            return info
-        if op == "close":
-            if s.clients[i].entry is None:
-                return StepInfo(act=act, outcome="noop")
+        if op in ("request", "head", "settle", "advance_time", "close"):
             self.twin, info = model_step(cfg, s, act)
             return info
         if op == "restart_server":

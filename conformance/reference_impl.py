@@ -89,9 +89,11 @@ class ReferenceClient:
 
         cls = self.client_cls or SessionClient
         p = self.params
-        return cls(self.transport, p.key, self.env.chain, hinted=self.hinted, max_deposit=p.deposit + p.top_up,
+        # Like the model client: open with `deposit`, top up by `top_up` while the wallet allows
+        # (the wallet, not max_deposit, is what runs out); salts derived from the run's seed.
+        return cls(self.transport, p.key, self.env.chain, hinted=self.hinted, max_deposit=2**96 - 1,
                    max_unproven_hint=p.max_unproven, persist_path=self.persist_path, top_up=p.top_up,
-                   auto_idempotency_keys=False)
+                   deposit=p.deposit, seed=f"{self.env.seed}-{p.name}", auto_idempotency_keys=False)
 
     def reset(self, env: Env, params: ClientParams, transport: httpx.BaseTransport) -> None:
         self.env, self.params, self.transport = env, params, transport

@@ -216,9 +216,10 @@ def top_up_credential(cfg: ClientConfig, channel_id: str, deposit: int) -> Crede
 
 def close_credential(cfg: ClientConfig, st: ClientState, challenge: Challenge,
                      chain: Chain) -> tuple[ClientState, Credential] | Refused | None:
-    """Cooperative close: a voucher covering what the server says was spent, bounded by H4."""
-    entry = st.entry
-    if entry is None or not _ours_and_live(chain, entry.channel_id, cfg.payer):
+    """Cooperative close of the channel the client would pay on now (rules H0-H2 choose it),
+    with a voucher covering what the server says was spent, bounded by H4."""
+    entry = choose_channel(cfg, st, challenge, chain)
+    if entry is None:
         return None
     hints = challenge.hints if challenge.hints is not None and challenge.hints.channel_id == entry.channel_id else None
     spent_hint = hints.spent if (cfg.hinted and hints is not None and hints.spent is not None) else 0

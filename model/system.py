@@ -138,7 +138,7 @@ def actions(cfg: Config, s: System) -> Iterator[Act]:
         st, net = s.clients[i], s.net[i]
         if cfg.top_up and st.entry is not None:
             yield Act("top_up", i)
-        if cfg.close and st.entry is not None:
+        if cfg.close:
             yield Act("close", i)
         if cfg.duplicates and net.last is not None:
             yield Act("duplicate", i)
