@@ -61,6 +61,7 @@ __all__ = [
     "SessionClient",
     "ChannelView",
     "PaymentRefused",
+    "ServerUnreachable",
     "HintBoundExceeded",
     "DepositExhausted",
     "ChallengeRejected",
@@ -84,6 +85,18 @@ class DepositExhausted(PaymentRefused):
 
 class ChallengeRejected(PaymentRefused):
     """The challenge is not one this client can pay (other escrow, chain, token, method)."""
+
+
+class ServerUnreachable(httpx.TransportError):
+    """The server did not answer (refused, reset, timed out). Says where, and whether a
+    signed voucher may have reached it: the voucher's amount is already in `signed_max`
+    (persisted first), so nothing is lost and the next request reconciles."""
+
+    def __init__(self, method: str, url: str, cause: Exception, sent: str | None = None) -> None:
+        what = f"{method} {url}: no answer from the server ({type(cause).__name__}: {cause or 'no detail'})"
+        if sent:
+            what += f"; {sent} may or may not have been applied (retried once)"
+        super().__init__(what)
 
 
 @attrs.frozen
@@ -263,7 +276,10 @@ class SessionClient:
     def _unpaid(self, method: str, path: str, headers: dict[str, str] | None) -> httpx.Response:
         h = dict(headers or {})
         h[PAYER_HEADER] = self.address
-        resp = self._http.request(method, path, headers=h)
+        try:
+            resp = self._http.request(method, path, headers=h)
+        except httpx.TransportError as exc:
+            raise ServerUnreachable(method, str(self._http.base_url.join(path)), exc) from exc
         if resp.status_code == 402:
             self._emit_challenge(method, path, resp)
         return resp
@@ -316,7 +332,12 @@ class SessionClient:
         except httpx.TransportError:
             # The request may or may not have been applied: retry once with the same
             # Authorization and Idempotency-Key (draft, "Request Idempotency").
-            resp = self._http.request(method, path, headers=h)
+            try:
+                resp = self._http.request(method, path, headers=h)
+            except httpx.TransportError as exc:
+                amount = getattr(payload, "cumulative_amount", None)
+                sent = f"the {payload.action} credential" + (f" (cumulative {amount})" if amount is not None else "")
+                raise ServerUnreachable(method, str(self._http.base_url.join(path)), exc, sent) from exc
         info: dict[str, Any] = {"method": method, "path": path, "status": resp.status_code}
         if "payment-receipt" in resp.headers:
             try:

@@ -1,0 +1,63 @@
+"""A crashed server: the client's error says what and where, and nothing is lost."""
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from adapters.reference.client import ServerUnreachable, SessionClient
+from adapters.reference.server import SessionServer, serve
+
+from .test_reference_support import PATH, PRICE, config, memory_chain, new_key
+
+
+class _DropAfterApply(httpx.BaseTransport):
+    """Forwards to a live server, then loses every answer to a paid request: the server
+    applied the voucher and crashed before the response left."""
+
+    def __init__(self, url: str):
+        self.inner = httpx.HTTPTransport()
+        self.url = url
+        self.crashed = False
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        request.url = httpx.URL(self.url).join(request.url.path)
+        resp = self.inner.handle_request(request)
+        if "authorization" in request.headers and self.crashed:
+            resp.read()
+            raise httpx.ReadError("connection reset by peer", request=request)
+        return resp
+
+
+def test_unreachable_server_error_names_the_url():
+    chain = memory_chain()
+    client = SessionClient("http://127.0.0.1:9", new_key(chain), chain)
+    with pytest.raises(ServerUnreachable, match=r"GET http://127\.0\.0\.1:9/paid/resource: no answer"):
+        client.request("GET", PATH)
+
+
+def test_crash_after_apply_loses_nothing(tmp_path):
+    chain = memory_chain()
+    key = new_key(chain)
+    cfg = config(chain, tmp_path, hinted=True)
+    rs = serve(SessionServer(cfg))
+    transport = _DropAfterApply(rs.url)
+    client = SessionClient(transport, key, chain, hinted=True, persist_path=str(tmp_path / "client.json"))
+    try:
+        assert client.request("GET", PATH).status_code == 200
+        transport.crashed = True
+        with pytest.raises(ServerUnreachable, match=r"voucher credential \(cumulative 2000\) may or may not"):
+            client.request("GET", PATH)
+        cid = client.channel_id
+        assert client.view().signed_max == 2 * PRICE  # recorded before sending
+    finally:
+        rs.stop()
+    # The server restarts on the same database: the voucher it applied and its charge are there.
+    server = SessionServer(cfg)
+    rec = server.get_record(cid)
+    assert (rec.accepted_cumulative, rec.spent) == (2 * PRICE, 2 * PRICE)
+    with serve(server) as rs2:
+        transport.url, transport.crashed = rs2.url, False
+        client.restart()  # even with volatile state gone, the persisted entry and the hints reconcile
+        assert client.request("GET", PATH).status_code == 200
+        assert server.get_record(cid).spent == 3 * PRICE
+        assert client.view().signed_max == 3 * PRICE
