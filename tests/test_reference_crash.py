@@ -61,3 +61,19 @@ def test_crash_after_apply_loses_nothing(tmp_path):
         assert client.request("GET", PATH).status_code == 200
         assert server.get_record(cid).spent == 3 * PRICE
         assert client.view().signed_max == 3 * PRICE
+
+
+@pytest.mark.parametrize("header,why", [
+    ('Payment id="x", realm="r", method="tempo", intent="session", request="!!"', "request: expected base64url"),
+    ('Payment id="x" realm=', "WWW-Authenticate header: id"),
+    ('Bearer realm="x"', "no WWW-Authenticate: Payment challenge"),
+])
+def test_malformed_challenge_is_a_clear_refusal(header, why):
+    from adapters.reference.client import ChallengeRejected
+
+    chain = memory_chain()
+    transport = httpx.MockTransport(lambda req: httpx.Response(402, headers={"WWW-Authenticate": header}))
+    client = SessionClient(transport, new_key(chain), chain)
+    with pytest.raises(ChallengeRejected, match=why):
+        client.request("GET", PATH)
+    assert client.view() is None  # nothing signed, nothing opened

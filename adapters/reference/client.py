@@ -195,9 +195,7 @@ class SessionClient:
             resp = self._unpaid(method, path, headers)
             attempts = 0
             while resp.status_code == 402 and attempts < MAX_PAID_ATTEMPTS:
-                challenge = self._pick_challenge(resp)
-                if challenge is None:
-                    return resp
+                challenge = self._pick_challenge(resp, explain=True)
                 attempts += 1
                 resp, cid = self._pay(method, path, content, challenge, idempotency_key, headers)
                 if resp.status_code == 410:
@@ -300,15 +298,24 @@ class SessionClient:
                 info["request"] = None
         self._emit("challenge", **info)
 
-    def _pick_challenge(self, resp: httpx.Response) -> Challenge | None:
+    def _pick_challenge(self, resp: httpx.Response, explain: bool = False) -> Challenge | None:
+        """The first tempo session challenge of a 402. With `explain`, a 402 that has none
+        raises ChallengeRejected saying what was wrong with each Payment challenge and where."""
+        problems: list[str] = []
         for value in resp.headers.get_list("www-authenticate"):
             try:
                 found = parse_www_authenticate(value)
-            except WireError:
+            except WireError as exc:
+                problems.append(str(exc))
                 continue
             for ch in found:
                 if ch.method == "tempo" and ch.intent == "session":
                     return ch
+                problems.append(f"challenge {ch.id!r} is {ch.method}/{ch.intent}, not tempo/session")
+        if explain:
+            where = f"{resp.request.method} {resp.request.url}" if resp._request is not None else "402 response"
+            why = "; ".join(problems) or "no WWW-Authenticate: Payment challenge at all"
+            raise ChallengeRejected(f"{where}: 402 carries no payable tempo session challenge: {why}")
         return None
 
     def _send_paid(
