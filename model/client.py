@@ -74,6 +74,7 @@ class ClientConfig:
     deposit: int = 4  # what it escrows when it opens a channel
     top_up: int = 2  # what it adds when a voucher would exceed the deposit
     max_unproven: int = 0  # rule H4: how far above its proven floor a hint may take it
+    max_price: int | None = None  # rule H6: the most it pays per request (None: any price)
     persist: bool = False  # keeps (channel, signed_max) across restarts
     use_keys: bool = True  # sends Idempotency-Key on content requests
     # Swappable rules, so that tests can plant the first draft's bugs:
@@ -179,6 +180,9 @@ def amount_to_sign(cfg: ClientConfig, entry: Entry, hints: Hints | None, cost: i
 def next_credential(cfg: ClientConfig, st: ClientState, challenge: Challenge, chain: Chain,
                     content: bool) -> tuple[ClientState, Credential] | Refused:
     """The client's answer to a challenge: open, topUp or a voucher (seed flowchart)."""
+    if cfg.max_price is not None and challenge.price > cfg.max_price:
+        # Rule H6 (core, "Amount Verification": clients MUST verify the requested amount).
+        return Refused("price-too-high", f"price {challenge.price} above the client's limit {cfg.max_price}")
     cost = challenge.price if content else 0
     entry = choose_channel(cfg, st, challenge, chain)
     if entry is None:

@@ -30,10 +30,11 @@ def _server(price: int, hinted=True, profile="v2", **kw) -> ServerConfig:
 
 
 def _clients(hinted=(True, True), shared=False, persist=False, deposit=4, keys=(True, True),
-             **kw) -> tuple[ClientConfig, ...]:
+             max_price=None, **kw) -> tuple[ClientConfig, ...]:
     payers = (ALICE, ALICE) if shared else (ALICE, BOB)
     names = ("alice", "alice2") if shared else ("alice", "bob")
-    return tuple(ClientConfig(name=n, payer=p, hinted=h, persist=persist, deposit=deposit, use_keys=k, **kw)
+    return tuple(ClientConfig(name=n, payer=p, hinted=h, persist=persist, deposit=deposit, use_keys=k,
+                              max_price=max_price, **kw)
                  for n, p, h, k in zip(names, payers, hinted, keys))
 
 
@@ -56,7 +57,7 @@ def scenarios(price: int) -> list[Scenario]:
             _server(p), _clients(keys=(True, False)), fleet="mixed", faults=ALL_FAULTS, duplicates=True,
             late_responses=True, restarts=True)),
         Scenario(f"lying server p={p}", Config(
-            _server(p), _clients(), fleet="hinted", lying_server=True, restarts=True)),
+            _server(p), _clients(max_price=p), fleet="hinted", lying_server=True, restarts=True)),
     ]
     for ch in (True, False):
         for sh in (True, False):

@@ -134,7 +134,8 @@ def actions(cfg: Config, s: System) -> Iterator[Act]:
         if cfg.head:
             yield Act("head", i)
         if cfg.lying_server:
-            yield Act("lying_request", i)
+            yield Act("lying_request", i)  # inflated hints, no valid proof
+            yield Act("lying_price_request", i)  # a price far above the real one
         st, net = s.clients[i], s.net[i]
         if cfg.top_up and st.entry is not None:
             yield Act("top_up", i)
@@ -172,8 +173,11 @@ def _hinted_for(cfg: Config, act: Act) -> bool:
     return cfg.fleet == "hinted"
 
 
-def _lie(cfg: Config, s: System, i: int, ch: Challenge) -> Challenge:
-    """An adversarial challenge: hints inflated to the whole deposit, no valid proof."""
+def _lie(cfg: Config, s: System, i: int, ch: Challenge, kind: str) -> Challenge:
+    """An adversarial challenge: hints inflated to the whole deposit with no valid proof,
+    or (lying_price_request) a price of the client's whole wallet."""
+    if kind == "lying_price_request":
+        return attrs.evolve(ch, price=max(cfg.wallet, ch.price + 1))
     if ch.hints is None:
         return ch
     c = s.chain.channel(ch.hints.channel_id)
@@ -305,8 +309,8 @@ def step(cfg: Config, s: System, act: Act) -> tuple[System, StepInfo]:
     _NAMES[len(cfg.clients)] = tuple(c.name for c in cfg.clients)
     r = _Run(cfg, s, act)
     k = act.kind
-    if k in ("request", "head", "lying_request"):
-        _logical_request(r, act.client, content=(k != "head"), lying=(k == "lying_request"))
+    if k in ("request", "head", "lying_request", "lying_price_request"):
+        _logical_request(r, act.client, content=(k != "head"), lying=k.startswith("lying"))
     elif k == "top_up" or k == "close":
         _management(r, act.client, k)
     elif k in ("duplicate", "deliver_held_request"):
@@ -373,7 +377,7 @@ def _challenge(r: _Run, i: int, content: bool, lying: bool) -> Challenge:
         r.info["unhinted"] = True
     if lying:
         r.info["lying"] = True
-        ch = _lie(cfg, r.freeze(), i, ch)
+        ch = _lie(cfg, r.freeze(), i, ch, r.act.kind)
     return ch
 
 

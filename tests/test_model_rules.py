@@ -249,3 +249,9 @@ def test_I1_cached_response_only_for_an_authentic_credential():
     forged = Request(A, True, Credential("voucher", "c1", Voucher("c1", 3, None)), key="k1")
     _, _, r2 = sv.handle(CFG, s1, ch1, forged)
     assert r1.status == 200 and r2.status == 402 and r2.problem == "invalid-signature"
+
+
+def test_H6_price_above_the_clients_limit_is_refused():
+    capped = attrs.evolve(CC, max_price=1)
+    r = cl.next_credential(capped, cl.ClientState(), Challenge(5), escrow.mint(Chain(), A, 10), True)
+    assert isinstance(r, cl.Refused) and r.reason == "price-too-high"

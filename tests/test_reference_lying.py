@@ -146,3 +146,17 @@ def test_hint_for_another_payers_channel_is_ignored(tmp_path):
         assert rs.server.get_record(victim.channel_id).spent == PRICE
         victim.close_http()
         client.close_http()
+
+
+def test_price_above_max_price_is_refused_before_signing(tmp_path):
+    from adapters.reference.client import PriceTooHigh, SessionClient
+    from adapters.reference.server import SessionServer, serve
+
+    from .test_reference_support import PATH, PRICE, config, memory_chain, new_key
+
+    chain = memory_chain()
+    with serve(SessionServer(config(chain, tmp_path, price=PRICE * 50))) as rs:
+        client = SessionClient(rs.url, new_key(chain), chain, max_price=PRICE)
+        with pytest.raises(PriceTooHigh, match=r"asks 50000 per request, above this client's max_price 1000"):
+            client.request("GET", PATH)
+        assert client.view() is None

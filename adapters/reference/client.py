@@ -62,6 +62,7 @@ __all__ = [
     "ChannelView",
     "PaymentRefused",
     "ServerUnreachable",
+    "PriceTooHigh",
     "HintBoundExceeded",
     "DepositExhausted",
     "ChallengeRejected",
@@ -85,6 +86,10 @@ class DepositExhausted(PaymentRefused):
 
 class ChallengeRejected(PaymentRefused):
     """The challenge is not one this client can pay (other escrow, chain, token, method)."""
+
+
+class PriceTooHigh(PaymentRefused):
+    """The challenge's price is above the client's `max_price`."""
 
 
 class ServerUnreachable(httpx.TransportError):
@@ -146,6 +151,7 @@ class SessionClient:
         hinted: bool = True,
         max_deposit: int = 1_000_000,
         max_unproven_hint: int = 0,
+        max_price: int | None = None,
         persist_path: str | None = None,
         *,
         top_up: int | None = None,
@@ -160,6 +166,7 @@ class SessionClient:
         self.hinted = hinted
         self.max_deposit = max_deposit
         self.max_unproven_hint = max_unproven_hint
+        self.max_price = max_price
         self.persist_path = persist_path
         self.top_up = top_up
         self.open_deposit = deposit
@@ -465,6 +472,10 @@ class SessionClient:
     ) -> tuple[httpx.Response, str]:
         """One paid attempt (possibly preceded by a topUp); returns the response and the channel used."""
         req = self._check_request(challenge)
+        if self.max_price is not None and req.amount > self.max_price:
+            # Rule H6 (core, "Amount Verification"): the client verifies the requested amount.
+            raise PriceTooHigh(f"{method} {path}: the challenge asks {req.amount} per request, "
+                               f"above this client's max_price {self.max_price}")
         cost = req.amount if content else 0
         self._last_price = req.amount
         hints = self._hints(req)
