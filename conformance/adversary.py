@@ -33,7 +33,7 @@ from .interface import BASE_URL, IDEMPOTENCY_HEADER, PAID_PATH, PAYER_HEADER
 from .model_impl import ModelServer, challenge_from_response
 
 ADVERSARY_KINDS = ("lower", "replay", "above_deposit", "forged", "high_s", "other_channel", "advance_nokey",
-                   "head_advance", "lower_after_advance")
+                   "head_advance", "lower_after_advance", "keyed_retry")
 LIES = ("inflate", "stale", "other_channel", "backwards_receipt")
 
 EXTRA_PROPERTIES = {
@@ -73,7 +73,8 @@ class AdversarySession(Session):
         dup_key, closes = self._ghosts(wires, prev_real)
         for w in wires:  # the adversary holds the payer's key: its valid vouchers are the payer's
             if w.origin == "adversary" and w.amount is not None and step.get("kind") in (
-                    "lower", "replay", "above_deposit", "advance_nokey", "head_advance", "lower_after_advance"):
+                    "lower", "replay", "above_deposit", "advance_nokey", "head_advance", "lower_after_advance",
+                    "keyed_retry", "keyed_advance"):
                 self.signed[w.channel_id] = max(self.signed.get(w.channel_id, 0), w.amount)
         nxt = self.project()
         info = StepInfo(act=act, outcome=outcome, charged=tuple((w.channel_id, w.charged) for w in wires if w.charged),
@@ -119,6 +120,8 @@ class AdversarySession(Session):
         if step["kind"] == "lower_after_advance":  # unspent authorization, then a lower voucher
             return (self._attack(dict(step, kind="head_advance"))
                     + self._attack(dict(step, kind="lower")))
+        if step["kind"] == "keyed_retry":  # a keyed request leaving unspent authorization, then its retry
+            return self._attack(dict(step, kind="keyed_advance")) + self._retry_last()
         i, kind = step.get("client", 0), step["kind"]
         act = Act("duplicate", i)
         self._twin_info = StepInfo(act=act, outcome="noop")
@@ -134,7 +137,8 @@ class AdversarySession(Session):
         # head_advance authorizes two prices ahead without buying anything: unspent authorization,
         # the state where "lower" vouchers and requiredCumulative = max(accepted, spent + price) matter
         amount = {"lower": trec.accepted - price, "replay": trec.accepted, "above_deposit": tch.deposit + price,
-                  "head_advance": trec.accepted + 2 * price}.get(kind, trec.accepted + price)
+                  "head_advance": trec.accepted + 2 * price,
+                  "keyed_advance": trec.accepted + 2 * price}.get(kind, trec.accepted + price)
         if amount < 0:
             return []
         key_bytes, signer = self.keys[i], self.addrs[i]
@@ -162,6 +166,7 @@ class AdversarySession(Session):
         if key:
             headers[IDEMPOTENCY_HEADER] = key
         w, resp = self.net.send_raw(httpx.Request(method, BASE_URL + PAID_PATH, headers=headers))
+        self._last_attack = (i, method, headers, rcid, key)
         # the twin: model.server.handle on the same input
         r = _Run(self.cfg, self.twin, act)
         mreq = MRequest(self.addrs[i], method != "HEAD", MCredential("voucher", tcid, Voucher(tcid, amount, signer)), key)
@@ -181,6 +186,22 @@ class AdversarySession(Session):
         elif self.rc.strength == "strict" and (real_status, w.problem) != (mresp.status, mresp.problem):
             out.append(("SV", said))  # strict: the same status and problem type
         return out
+
+
+    def _retry_last(self) -> list:
+        """The same request again, byte for byte (a client retrying after a lost response).
+        With an Idempotency-Key the server must answer from its store and charge nothing (D3)."""
+        last = getattr(self, "_last_attack", None)
+        if last is None or last[4] is None:
+            return []
+        i, method, headers, rcid, key = last
+        before = self.server.record(rcid)
+        self.net.send_raw(httpx.Request(method, BASE_URL + PAID_PATH, headers=headers))
+        after = self.server.record(rcid)
+        if before is not None and after is not None and after.spent != before.spent:
+            return [("D3", f"a retry with Idempotency-Key {key} on {rcid[:10]} was charged again: "
+                           f"spent {before.spent} -> {after.spent}")]
+        return []
 
 
 def add_adversary_rules(Machine, rc: RunConfig, clients) -> None:

@@ -255,11 +255,19 @@ def _canonical_keys(s: System) -> System:
     """Symmetry reduction: Idempotency-Keys are opaque names, so renumber each client's
     live keys 1..k in order of issue. Two states that differ only in key names are one."""
     live: dict[str, set[int]] = {}
+    names = set(_client_names(s))
+
+    def parse(key):
+        """(client name, number) for the keys the model's clients issue; None for any other key."""
+        if key is None or "#" not in key:
+            return None
+        name, n = key.rsplit("#", 1)
+        return (name, int(n)) if name in names and n.isdigit() else None
 
     def note(key):
-        if key is not None:
-            name, n = key.rsplit("#", 1)
-            live.setdefault(name, set()).add(int(n))
+        p = parse(key)
+        if p is not None:
+            live.setdefault(p[0], set()).add(p[1])
 
     for (_, key), _ in s.server.idempotency:
         note(key)
@@ -272,21 +280,19 @@ def _canonical_keys(s: System) -> System:
     ren = {name: {old: new for new, old in enumerate(sorted(ns), 1)} for name, ns in live.items()}
 
     def rk(key):
-        if key is None:
-            return None
-        name, n = key.rsplit("#", 1)
-        return f"{name}#{ren[name][int(n)]}"
+        p = parse(key)
+        return key if p is None else f"{p[0]}#{ren[p[0]][p[1]]}"
 
     def rreq(req):
-        return None if req is None or req.key is None else attrs.evolve(req, key=rk(req.key))
+        return req if req is None or req.key is None else attrs.evolve(req, key=rk(req.key))
 
     keys_ok = all(max(ns) == len(ns) for ns in live.values())
-    names = _client_names(s)
+    order = _client_names(s)
     counts = {name: len(ns) for name, ns in live.items()}
-    if keys_ok and all(st.requests == counts.get(name, 0) for st, name in zip(s.clients, names)):
+    if keys_ok and all(st.requests == counts.get(name, 0) for st, name in zip(s.clients, order)):
         return s
     clients = tuple(st if st.requests == counts.get(name, 0) else attrs.evolve(st, requests=counts.get(name, 0))
-                    for st, name in zip(s.clients, names))
+                    for st, name in zip(s.clients, order))
     server = s.server
     if not keys_ok:
         idem = tuple(sorted((((cid, rk(k)), v) for (cid, k), v in server.idempotency), key=lambda kv: kv[0]))

@@ -13,8 +13,10 @@ import attrs
 
 from .clients import (chain_after_restart_client, deposit_drain_client, overwrite_view_client,
                       signs_below_own_client)
-from .servers import (accepts_above_deposit_server, accepts_lower_server, charges_head_server,
-                      free_replay_server, hints_closing_server, required_spent_plus_price_server)
+from .servers import (accepts_above_deposit_server, accepts_high_s_server, accepts_lower_server,
+                      accepts_while_closing_server, charges_head_server, close_captures_voucher_server,
+                      free_replay_server, hints_closing_server, ignores_idempotency_key_server,
+                      required_spent_plus_price_server)
 
 
 @attrs.frozen
@@ -46,6 +48,18 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in [
     Mutant("server-required-spent-plus-price", "server", "SH",
            "requiredCumulative = spent + price, without max(acceptedCumulative, .) (S-H2)",
            required_spent_plus_price_server, "model", ("server", "pair")),
+    Mutant("server-accepts-high-s", "server", "SV",
+           "normalizes a high-s signature instead of refusing it (draft Signature Malleability; mppx 0.11)",
+           accepts_high_s_server, "model", ("server",)),
+    Mutant("server-close-captures-voucher", "server", "S7",
+           "close captures the close voucher's whole amount instead of max(spent, settled) (X2)",
+           close_captures_voucher_server, "model", ("server", "pair")),
+    Mutant("server-accepts-while-closing", "server", "SV",
+           "accepts vouchers while a forced close is pending (V3)",
+           accepts_while_closing_server, "model", ("server", "pair")),
+    Mutant("server-ignores-idempotency-key", "server", "D3",
+           "charges a request repeated with the same Idempotency-Key again (I1; mppx 0.11)",
+           ignores_idempotency_key_server, "model", ("pair", "server")),
     Mutant("client-signs-below-own", "client", "C1",
            "signs exactly requiredCumulative even below what it already signed (H3b)",
            signs_below_own_client, "model", ("client", "pair")),

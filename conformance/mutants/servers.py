@@ -109,3 +109,73 @@ def hints_closing_server():
 
 def required_spent_plus_price_server():
     return _adapter("server-required-spent-plus-price", RequiredSpentPlusPrice)
+
+
+# --- bugs from the session fixes in mppx's history and from mppx 0.11 itself (FINDINGS.md) ---
+
+class AcceptsHighS(SessionServer):
+    """Bug (mppx 0.11 accepts high-s; draft "Signature Malleability"): the malleated twin of a
+    valid signature is normalized instead of refused, and stored as the highest voucher."""
+
+    def _recover(self, channel_id, amount, signature):
+        from model.crypto import SECP256K1_HALF_N, to_high_s
+
+        raw = bytes.fromhex(signature[2:]) if isinstance(signature, str) else signature
+        if len(raw) == 65 and int.from_bytes(raw[32:64], "big") > SECP256K1_HALF_N:
+            return super()._recover(channel_id, amount, to_high_s(signature))
+        return super()._recover(channel_id, amount, signature)
+
+
+class _CapturesWholeVoucher:
+    def __init__(self, chain):
+        self._chain = chain
+
+    def __getattr__(self, name):
+        return getattr(self._chain, name)
+
+    def close(self, payee_key, channel_id, cumulative_amount, signature, capture_amount=None):
+        return self._chain.close(payee_key, channel_id, cumulative_amount, signature)  # v1 close: capture all
+
+
+class CloseCapturesVoucher(SessionServer):
+    """Bug (mppx close-capture fixes): close captures the close voucher's whole amount, not
+    max(spent, settled) (draft "Cooperative Close")."""
+
+    def _close(self, cred, p):
+        real = self.chain
+        self.chain = _CapturesWholeVoucher(real)
+        try:
+            return super()._close(cred, p)
+        finally:
+            self.chain = real
+
+
+class AcceptsWhileClosing(SessionServer):
+    """Bug (mppx: charges accepted on close-pending channels): vouchers are accepted while a
+    forced close is pending (draft "Voucher Verification" 5)."""
+
+    def _accept(self, tx, rec, st, amount, signature):
+        return super()._accept(tx, rec, attrs.evolve(st, close_requested_at=0), amount, signature)
+
+
+class IgnoresIdempotencyKey(SessionServer):
+    """Bug (mppx 0.11 ignores Idempotency-Key): a retried request is charged again."""
+
+    def _replay(self, cid, key, content):
+        return None
+
+
+def accepts_high_s_server():
+    return _adapter("server-accepts-high-s", AcceptsHighS)
+
+
+def close_captures_voucher_server():
+    return _adapter("server-close-captures-voucher", CloseCapturesVoucher)
+
+
+def accepts_while_closing_server():
+    return _adapter("server-accepts-while-closing", AcceptsWhileClosing)
+
+
+def ignores_idempotency_key_server():
+    return _adapter("server-ignores-idempotency-key", IgnoresIdempotencyKey)
