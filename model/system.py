@@ -251,11 +251,11 @@ class _Run:
             self.clients[i] = cl.drop_channel(st, self.net[i].last.credential.channel_id)
 
 
-def _canonical_keys(s: System) -> System:
+def _canonical_keys(s: System, client_names: tuple[str, ...]) -> System:
     """Symmetry reduction: Idempotency-Keys are opaque names, so renumber each client's
     live keys 1..k in order of issue. Two states that differ only in key names are one."""
     live: dict[str, set[int]] = {}
-    names = set(_client_names(s))
+    names = set(client_names)
 
     def parse(key):
         """(client name, number) for the keys the model's clients issue; None for any other key."""
@@ -287,7 +287,7 @@ def _canonical_keys(s: System) -> System:
         return req if req is None or req.key is None else attrs.evolve(req, key=rk(req.key))
 
     keys_ok = all(max(ns) == len(ns) for ns in live.values())
-    order = _client_names(s)
+    order = client_names
     counts = {name: len(ns) for name, ns in live.items()}
     if keys_ok and all(st.requests == counts.get(name, 0) for st, name in zip(s.clients, order)):
         return s
@@ -304,15 +304,7 @@ def _canonical_keys(s: System) -> System:
     return attrs.evolve(s, server=server, net=net, clients=clients, charged_keys=charged)
 
 
-_NAMES: dict[int, tuple[str, ...]] = {}
-
-
-def _client_names(s: System) -> tuple[str, ...]:
-    return _NAMES[len(s.clients)]
-
-
 def step(cfg: Config, s: System, act: Act) -> tuple[System, StepInfo]:
-    _NAMES[len(cfg.clients)] = tuple(c.name for c in cfg.clients)
     r = _Run(cfg, s, act)
     k = act.kind
     if k in ("request", "head", "lying_request", "lying_price_request"):
@@ -372,7 +364,7 @@ def step(cfg: Config, s: System, act: Act) -> tuple[System, StepInfo]:
                     closes=tuple(r.closes), fresh_receipt=r.info.get("fresh", False),
                     lying=r.info.get("lying", False), unhinted_seen=r.info.get("unhinted", False),
                     server_answers=tuple(r.answers))
-    return _canonical_keys(r.freeze()), info
+    return _canonical_keys(r.freeze(), tuple(c.name for c in cfg.clients)), info
 
 
 def _challenge(r: _Run, i: int, content: bool, lying: bool) -> Challenge:
