@@ -7,8 +7,10 @@
     python -m conformance mutants [--profile quick]              every known-bad implementation must be killed
     python -m conformance replay FILE                            run a saved steps file again
 
-X, Y: a bundled name (reference, legacy, model, model-legacy), `mutant:<name>`, or package.module:factory.
-Exit status 0 only when every claimed property held (matrix: every pair as expected; mutants: all killed).
+X, Y: a bundled name (reference, legacy, model, model-legacy, mppx), `mutant:<name>`, or package.module:factory.
+Exit status 0 only when every claimed property held or every violation is an expected divergence listed in
+conformance/expectations.py (mppx: FINDINGS.md); a pair that cannot run here is reported SKIPPED with the reason
+(matrix: every pair as expected; mutants: all killed).
 """
 from __future__ import annotations
 
@@ -27,14 +29,44 @@ def _progress(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def as_expected(r: PairReport) -> bool:
+    """Every violated property is an expected divergence of the pair (conformance/expectations.py), no error,
+    no unexpected violation. A skipped pair is not a failure (and is never reported as passed)."""
+    from .expectations import expected_for
+
+    if r.skipped:
+        return True
+    if r.error or r.unexpected:
+        return False
+    allowed = {pid for pid, _ in expected_for(r.client, r.server, r.machine, r.strength)}
+    violated = {k for k, v in r.properties.items() if v.startswith("VIOLATED")}
+    return violated <= allowed and (r.ok or bool(violated))
+
+
 def _print_report(r: PairReport, verbose: bool = True) -> None:
-    head = "PASS" if r.ok else "FAIL"
+    if r.skipped:
+        print(f"SKIPPED  {r.machine:6} client={r.client} server={r.server} strength={r.strength}: {r.skipped}")
+        return
+    head = "PASS" if r.ok else ("AS EXPECTED" if as_expected(r) else "FAIL")
     print(f"{head}  {r.machine:6} client={r.client} server={r.server} strength={r.strength} "
           f"({r.examples} examples, {r.steps} steps, {r.seconds:.1f}s, {r.steps_per_second:.0f} steps/s)")
     if verbose:
         for pid, status in r.properties.items():
             print(f"    {pid:3} {status}")
-    if not r.ok:
+    if r.findings:
+        from .expectations import MPPX_FINDINGS
+
+        print("  known divergences seen (FINDINGS.md), each with its minimal trace:")
+        for fid, d in sorted(r.findings.items(), key=lambda kv: int(kv[0][1:])):
+            cls, title, _ = MPPX_FINDINGS.get(fid, ("?", "?", "?"))
+            print(f"  {fid} [{cls}] {title}")
+            print(f"     {d['property']}: {d['message']}")
+            if verbose:
+                print("\n".join("       " + line for line in d["steps"].splitlines()))
+            print(f"     replay: python -m conformance replay {d['trace_file']}")
+    if r.unexpected:
+        print("  UNEXPECTED: " + "; ".join(r.unexpected))
+    if not r.ok and (r.error or r.unexpected or not r.findings):
         if r.error:
             print(f"  error: {r.error}")
         print("  minimal failing trace:")
@@ -60,11 +92,11 @@ def cmd_run(args) -> int:
         if m == "pair" and rc.strength == "strict":
             rc = attrs.evolve(rc, faults=False)  # strict compares choices; network faults let retries differ
         _progress(f"running {m} machine: client={rc.client} server={rc.server} profile={args.profile}")
-        r = run_pair(rc, args.profile, m, _progress, args.trace_dir)
+        r = run_pair(rc, args.profile, m, _progress, args.trace_dir, shrink=not args.no_shrink)
         reports.append(r)
         _print_report(r)
     _write(args, reports)
-    return 0 if all(r.ok for r in reports) else 1
+    return 0 if all(as_expected(r) for r in reports) else 1
 
 
 def _write(args, reports) -> None:
@@ -79,7 +111,10 @@ def cmd_matrix(args) -> int:
     from .expectations import MATRIX, expected_for
 
     reports, rows, all_ok = [], [], True
+    skip_notes: dict = {}
     for client, server, machine, strength in MATRIX:
+        if args.include and args.include not in (client, server):
+            continue
         rc = _rc(args, client, server, strength)
         if strength == "strict":
             rc = attrs.evolve(rc, faults=False)
@@ -87,17 +122,27 @@ def cmd_matrix(args) -> int:
         r = run_pair(rc, args.profile, machine, None, args.trace_dir, shrink=not args.no_shrink)
         reports.append(r)
         exp = expected_for(client, server, machine, strength)
-        allowed = {pid for pid, _ in exp}
         violated = [k for k, v in r.properties.items() if v.startswith("VIOLATED")]
-        as_expected = not r.error and set(violated) <= allowed and (r.ok or bool(violated))
-        all_ok &= as_expected
-        shown = "pass" if r.ok else "FAIL " + (",".join(violated) or "error")
+        ok_row = as_expected(r)
+        all_ok &= ok_row
+        if r.skipped:
+            shown = "SKIPPED"
+            skip_notes.setdefault(r.skipped, f"(s{len(skip_notes) + 1})")
+        elif r.ok:
+            shown = "pass"
+        else:
+            shown = ("diverges " if ok_row and r.findings else "FAIL ") + (",".join(violated) or "error")
+            if r.findings:
+                shown += " (" + ",".join(sorted(r.findings, key=lambda f: int(f[1:]))) + ")"
         expect = "pass" if not exp else "pass, or " + "; ".join(f"{p} ({why})" for p, why in exp)
         limits = ",".join(k for k, v in r.properties.items() if v.startswith("known"))
         skipped = ",".join(k for k, v in r.properties.items() if v.startswith("skipped"))
-        rows.append((machine, client, server, strength, shown, expect, "yes" if as_expected else "NO",
+        if r.skipped:
+            skipped = "pair " + skip_notes[r.skipped]
+        rows.append((machine, client, server, strength, shown, expect,
+                     ("skipped" if r.skipped else "yes") if ok_row else "NO",
                      r.steps, f"{r.seconds:.1f}", limits, skipped))
-        if not as_expected:
+        if not ok_row:
             _print_report(r, verbose=False)
     hdr = ("machine", "client", "server", "strength", "result", "expected", "ok", "steps", "sec", "model limits seen",
            "skipped")
@@ -111,6 +156,8 @@ def cmd_matrix(args) -> int:
         print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)))
     for text, mark in notes.items():
         print(f"{mark} {text[len('pass, or '):]}")
+    for text, mark in skip_notes.items():
+        print(f"{mark} SKIPPED (never counted as passed): {text}")
     _write(args, reports)
     print("matrix: every pair as expected" if all_ok else "matrix: some pairs NOT as expected")
     return 0 if all_ok else 1
@@ -177,9 +224,11 @@ def main(argv=None) -> int:
     p.add_argument("--strength", default="must", choices=["must", "strict"])
     p.add_argument("--machine", default="all", choices=["pair", "server", "client", "all"])
     p.add_argument("--no-faults", action="store_true")
+    p.add_argument("--no-shrink", action="store_true", help="report failures unshrunk")
     common(p)
     p = sub.add_parser("matrix")
     p.add_argument("--no-shrink", action="store_true", help="report failures unshrunk")
+    p.add_argument("--include", help="only the rows whose client or server is this adapter (e.g. mppx)")
     common(p)
     p = sub.add_parser("mutants")
     p.add_argument("--only", nargs="*")

@@ -32,3 +32,76 @@ KNOWN: dict = {
 
 def expected_for(client: str, server: str, machine: str, strength: str = "must") -> tuple:
     return KNOWN.get((client, server, machine, strength), ())
+
+
+# ---------------------------------------------------------------------------------------------- mppx@0.11.0
+# Findings of the real mppx (FINDINGS.md has each with its classification, the rule it breaks and a replayable
+# trace). The v2 machines (conformance/mppx_machines.py) classify every violation; a violation that is not one
+# of the findings listed for its pair fails the run.
+
+MPPX_FINDINGS = {
+    "F1": ("MUST violation", "high-s voucher signatures accepted and stored as the highest voucher",
+           "draft 'Signature Malleability', 'Voucher Verification' 3"),
+    "F2": ("MUST violation", "the settled highest voucher cannot be resubmitted (equal voucher refused once settled)",
+           "draft 'Idempotency'"),
+    "F3": ("project rule (H4), no draft MUST", "the client signs an unproven snapshot's amounts (up to the deposit)",
+           "SPEC_NOTES H4 / property H1; seed security review"),
+    "F4": ("strict deviation (MUST in the draft's encoding section)", "Payment-Session-Snapshot in padded base64",
+           "draft 'Session Snapshot'"),
+    "F5": ("strict deviation (draft lists the format as accepted)", "EIP-2098 compact signatures refused",
+           "draft 'Signature Malleability' / payload table"),
+    "F6": ("strict deviation", "receipt units is the channel's running count", "draft 'Receipt Generation'"),
+    "F7": ("strict deviation", "no signer-mismatch problem (invalid-signature instead)",
+           "draft 'Rejection and Error Responses'"),
+    "F8": ("MUST violation (or undocumented SHOULD)", "Idempotency-Key ignored: a duplicate is charged again",
+           "draft 'Request Idempotency'"),
+    "F9": ("strict deviation", "insufficient-balance without requiredTopUp", "draft 'Per-Request Processing' 2"),
+    "F10": ("MUST violation (wire form)", "checksummed (mixed-case) addresses on the wire",
+            "draft 'Hexadecimal Values'"),
+    "F11": ("strict deviation (project Decision 1)", "requiredCumulative = spent + amount even below acceptedCumulative",
+            "SPEC_NOTES S-H2 / Decision 1; draft 'Session Snapshot' requiredCumulative"),
+    "F12": ("strict deviation", "the deposit check precedes signature verification (problem type of a forged voucher "
+                                "above the deposit)", "SPEC_NOTES 'order of the voucher checks'"),
+    "F14": ("MUST violation (draft's MUST stated for payment-need-voucher; project rule H5)",
+            "with a stored channel the client signs above the on-chain deposit (no top-up, no deposit read) and "
+            "raises its local cumulative on every refused attempt", "draft 'payment-need-voucher'; SPEC_NOTES H5"),
+    "F15": ("strict deviation (project rule H3; seed 'sign exact server target')",
+            "with a stored channel the client ignores the challenge's snapshot and signs local + amount, below "
+            "requiredCumulative after another device advanced the channel (one extra round trip)",
+            "seed 'Client Control Flow'; SPEC_NOTES H3"),
+    "F13": ("strict deviation", "snapshot deposit/settled are the server's cached copies, stale after on-chain "
+                                "top-ups or settlements until the next voucher", "draft 'Session Snapshot' table"),
+}
+
+_MPPX_SERVER_MUST = {"SV": ("F1", "F2", "F5"), "S4": ("F1",), "D3": ("F8",), "SH": ("F11", "F13")}
+_MPPX_SERVER_STRICT = dict(_MPPX_SERVER_MUST, SV=("F1", "F2", "F5", "F7", "F9", "F12"), SR=("F6",), HX=("F10",))
+MPPX_KNOWN: dict = {
+    ("model", "mppx", "server", "must"): _MPPX_SERVER_MUST,
+    ("model", "mppx", "server", "strict"): _MPPX_SERVER_STRICT,
+    ("mppx", "model", "client", "must"): {"H1": ("F3",), "H5": ("F14",), "H3": ("F15",)},
+    ("mppx", "model", "client", "strict"): {"H1": ("F3",), "H5": ("F14",), "H3": ("F15",)},
+    ("mppx", "model", "pair", "must"): {"H5": ("F14",), "B2": ("F14",), "H3": ("F15",)},
+}
+
+MPPX_MATRIX = [
+    ("model", "mppx", "server", "must"),
+    ("model", "mppx", "server", "strict"),
+    ("mppx", "model", "client", "must"),
+    ("mppx", "model", "pair", "must"),
+    ("mppx", "reference", "pair", "must"),  # reported SKIPPED: the wire does not allow it (FINDINGS.md)
+]
+MATRIX += MPPX_MATRIX
+
+
+def _reason(props: dict) -> tuple:
+    return tuple((p, "mppx 0.11.0 " + "; ".join(f"{f} {MPPX_FINDINGS[f][1]} ({MPPX_FINDINGS[f][0]})" for f in fs))
+                 for p, fs in props.items())
+
+
+for _k, _v in MPPX_KNOWN.items():
+    KNOWN[_k] = _reason(_v)
+
+
+def expected_findings(client: str, server: str, machine: str, strength: str = "must") -> set:
+    """The finding ids a pair may show (each violation must be one of them)."""
+    return {f for fs in MPPX_KNOWN.get((client, server, machine, strength), {}).values() for f in fs}

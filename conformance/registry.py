@@ -5,6 +5,8 @@ Bundled servers and clients:
   legacy     adapters/reference with hints off (server: channelId only; client: ignores hint values)
   model      model/ rules over the real wire (conformance/model_impl.py), hinted
   model-legacy  the same, legacy
+  mppx       the real mppx@0.11.0 over the Node bridge (conformance/mppx_impl.py; v2 only: its pairs run the
+             dedicated v2 machines of conformance/mppx_machines.py, or are reported SKIPPED with the reason)
 A factory is called with no arguments and returns a ServerUnderTest / ClientUnderTest.
 """
 from __future__ import annotations
@@ -24,7 +26,20 @@ def _servers() -> dict[str, Callable[[], ServerUnderTest]]:
         "legacy": lambda: ReferenceServer("legacy", hinted=False),
         "model": lambda: ModelServer("model"),
         "model-legacy": lambda: ModelServer("model-legacy", hinted=False),
+        "mppx": _mppx_server,
     }
+
+
+def _mppx_server() -> ServerUnderTest:
+    from .mppx_impl import MppxServer
+
+    return MppxServer("mppx")
+
+
+def _mppx_client() -> ClientUnderTest:
+    from .mppx_impl import MppxClient
+
+    return MppxClient("mppx")
 
 
 def _clients() -> dict[str, Callable[[], ClientUnderTest]]:
@@ -36,11 +51,12 @@ def _clients() -> dict[str, Callable[[], ClientUnderTest]]:
         "legacy": lambda: ReferenceClient("legacy", hinted=False),
         "model": lambda: ModelClient("model"),
         "model-legacy": lambda: ModelClient("model-legacy", hinted=False),
+        "mppx": _mppx_client,
     }
 
 
-BUNDLED_SERVERS = ("reference", "legacy", "model")
-BUNDLED_CLIENTS = ("reference", "legacy", "model")
+BUNDLED_SERVERS = ("reference", "legacy", "model", "mppx")
+BUNDLED_CLIENTS = ("reference", "legacy", "model", "mppx")
 
 
 def _import(spec: str):

@@ -60,6 +60,9 @@ class PairReport:
     mermaid: Optional[str] = None
     trace_file: Optional[str] = None
     error: Optional[str] = None
+    skipped: Optional[str] = None  # the pair could not run here (why); never counted as passed
+    findings: dict = attrs.Factory(dict)  # mppx: finding id -> {property, message, trace_file, steps}
+    unexpected: list = attrs.Factory(list)  # violations that are not an expected finding of the pair
 
     @property
     def steps_per_second(self) -> float:
@@ -74,6 +77,10 @@ class PairReport:
 def run_pair(rc: RunConfig, profile: str = "ci", machine: str = "pair", progress=None,
              trace_dir: Optional[str] = None, shrink: bool = True, shrink_budget: float = 30.0) -> PairReport:
     rep = PairReport(rc.client, rc.server, machine, rc.strength, profile, rc.chain, rc.seed)
+    if "mppx" in (rc.client, rc.server):
+        from .mppx_machines import run_pair_mppx
+
+        return run_pair_mppx(rc, profile, machine, rep, progress, trace_dir, shrink, shrink_budget)
     t0 = time.monotonic()
     try:
         col = run_machine(rc, profile, machine, progress)
@@ -151,6 +158,10 @@ def replay(path: str, quiet: bool = False) -> tuple[bool, str]:
     """Run a JSON steps file again; (ok, rendered trace)."""
     with open(path) as f:
         data = json.load(f)
+    if str(data.get("machine", "")).startswith("mppx-"):
+        from .mppx_machines import replay as replay_mppx
+
+        return replay_mppx(data)
     rc = RunConfig(**data["config"])
     machine = data.get("machine", "pair")
     s = _session(rc, machine)

@@ -23,6 +23,8 @@ def describe_step(step: dict) -> str:
         extra.append("persisted state lost")
     if op == "adversary":
         extra.append(step.get("kind", ""))
+    if step.get("lie"):
+        extra.append(f"lie: {step['lie']}")
     return f"{who}{op}" + (f" ({', '.join(extra)})" if extra else "")
 
 
@@ -41,9 +43,9 @@ def describe_wire(w: Wire) -> str:
         left = f"[{w.origin}] " + left
     if w.fate == "request-lost":
         return f"{left}  =>  (request lost in the network)"
-    if w.status == 200 and w.receipt:
+    if w.status is not None and 200 <= w.status < 300 and w.receipt:
         c, a, s, closed = w.receipt
-        right = f"200 receipt accepted={a} spent={s}" + (" (tx)" if closed else "")
+        right = f"{w.status} receipt accepted={a} spent={s}" + (" (tx)" if closed else "")
     else:
         right = f"{w.status} {w.problem}"
         if w.hints is not None:

@@ -685,8 +685,7 @@ function serverConfig(input = {}) {
   return cfg
 }
 
-function makeServer(cfg) {
-  const store = Store.memory()
+function makeServer(cfg, store = Store.memory()) {
   const account = privateKeyToAccount(cfg.payeePrivateKey)
   const client = makeViemClient(cfg.chainId)
   const mppx = Mppx.create({
@@ -922,6 +921,13 @@ async function serve(request) {
   return responseJson(result.withReceipt(content))
 }
 
+/** A process restart of the server on the same durable store (Store.memory() stands for the database). */
+async function serverRestart() {
+  const s = getServer()
+  server = makeServer(s.cfg, s.store)
+  return {}
+}
+
 async function serverChallenge(input) {
   return serve(buildRequest(input, { withAuthorization: false }))
 }
@@ -986,6 +992,7 @@ const OPS = {
   'server.challenge': serverChallenge,
   'server.handle': serverHandle,
   'server.record': serverRecord,
+  'server.restart': serverRestart,
   'chain.set_channel': chainSetChannel,
   'chain.get_channel': chainGetChannel,
   // Test hooks for the harness's own crash/timeout handling; harmless otherwise.

@@ -1,0 +1,368 @@
+"""mppx@0.11.0 behind the conformance Protocols, over the JSON-lines bridge (adapters/mppx).
+
+`MppxServer` is a `ServerUnderTest`: mppx's `tempo.session` server with its in-memory store and the
+adapter's fake chain. `MppxClient` is a `ClientUnderTest`: mppx's `sessionMethod` client, one
+`client.next_credential` call per challenge, its channel store kept here between calls.
+
+What the generic harness cannot give mppx, and why the mppx runs use the dedicated v2 machines of
+conformance/mppx_machines.py:
+
+* mppx 0.11.0 is v2 only (voucher domain "TIP20 Channel Reserve", uint96, channel ids derived from a
+  descriptor); the harness's chains (adapters.chain memory/evm) are our v1 escrow. mppx's chain is the
+  adapter's fake chain, so channels are seeded (`server.seed_channel` + `chain.set_channel`), not opened
+  through the harness's chain.
+* `settle` is simulated on the fake chain (the payee's settle transaction of the stored highest voucher,
+  applied only if that voucher would pass the escrow's check); the adapter has no settle op.
+* `restart` re-creates mppx's server on the same store (`server.restart`, Store.memory() standing for the
+  durable database).
+* mppx's client keeps no view of the server (it reads no receipts): `view()` reports only its channel and
+  local cumulative (`signed_max`); accepted/spent are 0 and properties about the view are SKIPPED.
+
+The adapter process is started once per Python process and shared (`get_adapter`). When Node is missing,
+`unavailable()` says why, and every mppx pair is reported SKIPPED, never passed.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import httpx
+
+from adapters.bridge import AdapterError, AdapterProcess
+from adapters.bridge.process import build_adapter, load_manifest
+from model.crypto import CryptoError, VoucherDomain, address_of, recover_voucher_signer
+
+from .interface import (BASE_URL, IDEMPOTENCY_HEADER, PAYER_HEADER, ChannelRecord, ClientParams, ClientView, Env,
+                        Outcome)
+
+REPO = Path(__file__).resolve().parents[1]
+MANIFEST = REPO / "adapters" / "mppx" / "manifest.json"
+SESSION_HEADER = "Payment-Session"  # the client's reusable channel (mppx's sessionManager convention)
+CHAIN_ID = 4217
+ESCROW = "0x9d136eea063ede5418a6bc7beaff009bbb6cfa70"
+TOKEN = "0x20c0000000000000000000000000000000000000"
+MIN_NODE = 20
+
+_lock = threading.Lock()
+_adapter: Optional[AdapterProcess] = None
+_unavailable: Optional[str] = None
+
+
+class MppxUnavailable(RuntimeError):
+    """Node/npm missing or the install cannot run: the mppx pairs are SKIPPED with this reason."""
+
+
+def _node_major() -> Optional[int]:
+    node = shutil.which("node")
+    if node is None:
+        return None
+    try:
+        out = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
+        return int(out.lstrip("v").split(".")[0])
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+
+
+def get_adapter() -> AdapterProcess:
+    """The shared mppx adapter process (built with npm ci on first use), or MppxUnavailable."""
+    global _adapter, _unavailable
+    with _lock:
+        if _adapter is not None:
+            return _adapter
+        if _unavailable is not None:
+            raise MppxUnavailable(_unavailable)
+        major = _node_major()
+        reason = None
+        if major is None:
+            reason = "node is not on PATH: the mppx adapter needs Node >= 20 (and npm for `make mppx`)"
+        elif major < MIN_NODE:
+            reason = f"node v{major} is too old: the mppx adapter needs Node >= {MIN_NODE}"
+        if reason is None:
+            manifest = load_manifest(MANIFEST)
+            if not manifest.is_built:
+                if shutil.which("npm") is None:
+                    reason = "npm is not on PATH: cannot install mppx@0.11.0 (run `make mppx` where npm exists)"
+                else:
+                    try:
+                        build_adapter(manifest)
+                    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+                        reason = f"cannot install the mppx adapter (npm ci): {exc}"
+        if reason is not None:
+            _unavailable = reason
+            raise MppxUnavailable(reason)
+        adapter = AdapterProcess(load_manifest(MANIFEST))
+        adapter.start()  # a built adapter that does not start is an error, not a skip
+        _adapter = adapter
+        return adapter
+
+
+def unavailable() -> Optional[str]:
+    """None when the mppx adapter runs here, else why not."""
+    try:
+        get_adapter()
+    except MppxUnavailable as exc:
+        return str(exc)
+    return None
+
+
+def domain() -> VoucherDomain:
+    return VoucherDomain("v2", CHAIN_ID, ESCROW)
+
+
+def recover_v2(channel_id: str, amount: int, signature: str) -> Optional[str]:
+    """The model's view of a v2 voucher: its recovered signer, None if it does not verify (incl. high-s)."""
+    try:
+        return recover_voucher_signer(domain(), channel_id, amount, signature)
+    except (CryptoError, ValueError):
+        return None
+
+
+def problem_of(raw: dict) -> Optional[str]:
+    body = raw.get("body")
+    if isinstance(body, dict) and isinstance(body.get("type"), str):
+        return body["type"].rsplit("/", 1)[-1]
+    return None
+
+
+# ---------------------------------------------------------------------------------------------- server
+
+
+class MppxServer:
+    """mppx's session server (v2) as a ServerUnderTest. `last` is the adapter's decoded last response."""
+
+    hinted = True
+    profile = "v2"
+
+    def __init__(self, name: str = "mppx"):
+        self.name = name
+        self.a: Optional[AdapterProcess] = None
+        self.last: Optional[dict] = None
+        self.config: dict = {}
+
+    # -- Protocol
+
+    def reset(self, env: Env) -> None:
+        self.a = get_adapter()
+        self.a.call("reset")
+        self.env = env
+        self.config = self.a.call(
+            "server.configure", amount=str(env.price), payeePrivateKey="0x" + env.payee_key.hex(),
+            secretKey=f"conformance-mppx-secret-{env.seed:08d}-0123456789abcdef", chainId=CHAIN_ID,
+            escrowContract=ESCROW, currency=TOKEN)
+        self.payee = self.config["recipient"].lower()
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        method = request.method.upper()
+        fields: dict = {"method": method, "path": "/resource"}
+        cid = request.headers.get(SESSION_HEADER)
+        if cid:
+            fields["channelId"] = cid
+        key = request.headers.get(IDEMPOTENCY_HEADER)
+        if key:
+            fields["idempotencyKey"] = key
+        body = request.content.decode() if request.content else None
+        if body and method not in ("GET", "HEAD"):
+            fields["body"] = body
+            fields["headers"] = {"content-type": request.headers.get("content-type", "application/json")}
+        auth = request.headers.get("authorization")
+        if auth:
+            raw = self.a.call("server.handle", authorization=auth, **fields)
+        else:
+            raw = self.a.call("server.challenge", **fields)
+        self.last = raw
+        return to_httpx(raw)
+
+    def record(self, channel_id: str) -> Optional[ChannelRecord]:
+        r = self.raw_record(channel_id)
+        if r is None:
+            return None
+        hv = r.get("highestVoucher") or {}
+        return ChannelRecord(r["channelId"], int(r["acceptedCumulative"]), int(r["spent"]), int(r["deposit"]),
+                             int(r["settled"]), bool(r["finalized"]), (r.get("payer") or "").lower(),
+                             hv.get("signature"))
+
+    def settle(self, channel_id: str) -> None:
+        """Simulated on the fake chain: settled := the stored highest voucher, if the escrow would take it
+        (signature of the channel's signer, low-s, above settled, within the deposit)."""
+        r = self.raw_record(channel_id)
+        ch = self.chain_state(channel_id)
+        if r is None or ch is None or ch.get("finalized") or not r.get("highestVoucher"):
+            return
+        hv = r["highestVoucher"]
+        amount = int(hv["cumulativeAmount"])
+        signer = (r.get("authorizedSigner") or r.get("payer") or "").lower()
+        if recover_v2(channel_id, amount, hv["signature"]) != signer:
+            return  # the escrow would revert (e.g. a stored high-s voucher)
+        if not int(ch["settled"]) < amount <= int(ch["deposit"]):
+            return
+        self.set_chain(channel_id, dict(ch, settled=str(amount)))
+
+    def restart(self) -> None:
+        self.a.call("server.restart")
+
+    # -- mppx-specific helpers (the v2 machines use these)
+
+    def raw_record(self, channel_id: str) -> Optional[dict]:
+        return self.a.call("server.record", channelId=channel_id)
+
+    def chain_state(self, channel_id: str) -> Optional[dict]:
+        return self.a.call("chain.get_channel", channelId=channel_id)
+
+    def set_chain(self, channel_id: str, state: dict) -> None:
+        clean = {k: v for k, v in state.items() if v is not None}
+        self.a.call("chain.set_channel", channelId=channel_id, state=clean)
+
+    def seed_channel(self, **fields: Any) -> dict:
+        return self.a.call("server.seed_channel", **fields)
+
+    def challenge(self, method: str = "GET", channel_id: Optional[str] = None) -> dict:
+        fields = {"method": method, "path": "/resource"}
+        if channel_id:
+            fields["channelId"] = channel_id
+        self.last = self.a.call("server.challenge", **fields)
+        return self.last
+
+    def handle_raw(self, method: str, authorization: str, key: Optional[str] = None,
+                   channel_id: Optional[str] = None) -> dict:
+        fields: dict = {"method": method, "path": "/resource", "authorization": authorization}
+        if key:
+            fields["idempotencyKey"] = key
+        if channel_id:
+            fields["channelId"] = channel_id
+        self.last = self.a.call("server.handle", **fields)
+        return self.last
+
+    def format_credential(self, credential: dict) -> str:
+        return self.a.call("credential.format", credential=credential)["header"]
+
+    def close_resources(self) -> None:
+        pass  # the adapter process is shared by every session of this Python process
+
+
+def to_httpx(raw: dict) -> httpx.Response:
+    headers = dict(raw.get("headers") or {})
+    headers.pop("content-length", None)
+    body = raw.get("body")
+    if body is None:
+        content = b""
+    elif isinstance(body, (dict, list)):
+        content = json.dumps(body).encode()
+    else:
+        content = str(body).encode()
+    return httpx.Response(int(raw["status"]), headers=headers, content=content)
+
+
+# ---------------------------------------------------------------------------------------------- client
+
+
+class MppxClient:
+    """mppx's `sessionMethod` client as a ClientUnderTest.
+
+    One logical request: the unpaid request (402 challenge) through the harness transport, then
+    `client.next_credential` with mppx's store, the paid request, and again on a 402 with a fresh
+    challenge (up to MAX_ROUND_TRIPS). mppx refusing to sign is `refused:<reason>`.
+    `chain_view` (set by a machine) answers mppx's chain reads for the call (the `chain` input).
+    `log` records every credential mppx made: (action, channelId, cumulativeAmount, echoed challenge).
+    """
+
+    hinted = True
+    MAX_ROUND_TRIPS = 4
+
+    def __init__(self, name: str = "mppx"):
+        self.name = name
+        self.chain_view: Optional[Callable[[], dict]] = None
+        self.log: list = []
+
+    def reset(self, env: Env, params: ClientParams, transport: httpx.BaseTransport) -> None:
+        self.a = get_adapter()
+        self.env, self.params = env, params
+        self.key_hex = "0x" + params.key.hex()
+        self.addr = address_of(params.key)
+        self.http = httpx.Client(transport=transport, base_url=BASE_URL)
+        self.store: list = []
+        self.persisted: list = []
+        self.log = []
+
+    def close_resources(self) -> None:
+        self.http.close()
+
+    def restart(self, keep_persisted: bool) -> None:
+        # mppx's default channelStore is in memory; `persist` stands for an application that saves it.
+        self.store = list(self.persisted) if (keep_persisted and self.params.persist) else []
+
+    def view(self) -> ClientView:
+        if not self.store:
+            return ClientView(None)
+        e = self.store[-1]
+        return ClientView(e["channelId"].lower(), 0, 0, int(e["cumulativeAmount"]))
+
+    def _headers(self) -> dict:
+        h = {PAYER_HEADER: self.addr}
+        if self.store:
+            h[SESSION_HEADER] = self.store[-1]["channelId"].lower()
+        return h
+
+    def request(self, method: str, path: str, idempotency_key: Optional[str] = None) -> Outcome:
+        try:
+            return self._request(method, path, idempotency_key)
+        except httpx.TransportError:
+            return Outcome("unknown")
+
+    def _request(self, method: str, path: str, key: Optional[str]) -> Outcome:
+        resp = self.http.request(method, path, headers=self._headers())
+        www = resp.headers.get("www-authenticate")
+        trips = 1
+        while True:
+            if resp.status_code != 402 or not www:
+                return Outcome(f"failed:no-challenge", resp.status_code)
+            if trips >= self.MAX_ROUND_TRIPS:
+                return Outcome("failed:gave-up", resp.status_code)
+            fields: dict = {"privateKey": self.key_hex, "challenge": www, "store": self.store}
+            if self.chain_view is not None:
+                fields["chain"] = self.chain_view()
+            try:
+                out = self.a.call("client.next_credential", **fields)
+            except AdapterError as exc:
+                if exc.type != "rejected":
+                    raise
+                return Outcome("refused:" + _reason(exc.message))
+            self.store = out["store"]
+            if self.params.persist:
+                self.persisted = list(self.store)
+            cred = out["credential"]
+            p = cred["payload"]
+            self.log.append((p.get("action"), (p.get("channelId") or "").lower(),
+                             int(p["cumulativeAmount"]) if p.get("cumulativeAmount") is not None else None,
+                             cred.get("challenge")))
+            headers = self._headers()
+            headers["Authorization"] = out["authorization"]
+            if key and p.get("action") in ("open", "voucher"):
+                headers[IDEMPOTENCY_HEADER] = key
+            resp = self.http.request(method, path, headers=headers)
+            trips += 1
+            if 200 <= resp.status_code < 300:
+                return Outcome("served", resp.status_code)
+            www = resp.headers.get("www-authenticate")
+            if resp.status_code != 402 or not www:
+                return Outcome(f"failed:{_problem(resp)}", resp.status_code)
+
+
+def _reason(message: str) -> str:
+    m = message.lower()
+    if "deposit" in m:
+        return "deposit-exhausted"
+    if "pending close" in m or "closing" in m:
+        return "channel-closing"
+    return "mppx-rejected"
+
+
+def _problem(resp: httpx.Response) -> str:
+    try:
+        t = json.loads(resp.content or b"{}").get("type", "")
+        return t.rsplit("/", 1)[-1] or f"http-{resp.status_code}"
+    except ValueError:
+        return f"http-{resp.status_code}"
