@@ -41,12 +41,13 @@ class Entry:
         return max(self.accepted, self.signed_max)
 
 
-def sign_at_least_own(target: int, signed_max: int) -> int:
-    """Rule H3b: never sign below what this client already signed on the channel.
+def sign_at_least_own(target: int, floor: int) -> int:
+    """Rule H3b: never sign below what the payer provably already authorized on the
+    channel (at least what this client itself signed).
 
     A lower voucher authorizes nothing new (the higher one exists) and the
     server must refuse it once it holds the higher one (rule V5)."""
-    return max(target, signed_max)
+    return max(target, floor)
 
 
 def merge_receipt(entry: Entry, receipt: Receipt) -> Entry:
@@ -167,14 +168,15 @@ def trust_bound(entry: Entry, chain: Chain, hints: Hints | None, cfg: ClientConf
     return proven_floor(entry, chain, hints, cfg.payer) + cost + cfg.max_unproven
 
 
-def amount_to_sign(cfg: ClientConfig, entry: Entry, hints: Hints | None, cost: int) -> int:
+def amount_to_sign(cfg: ClientConfig, entry: Entry, hints: Hints | None, cost: int, floor: int) -> int:
     """Rule H3 (seed: "sign exact server target", else "local cumulative + amount"):
     target = requiredCumulative when the hint is for this channel, else local + cost;
-    then never below its own highest signature (H3b)."""
+    then never below the proven floor (H3b): its own highest signature, chain settled, or a
+    verified highestVoucher. Together with H4 every voucher lies in [floor, floor + price + allowance]."""
     use_required = (cfg.hinted and hints is not None and hints.required is not None
                     and hints.channel_id == entry.channel_id)
     target = hints.required if use_required else entry.local_cumulative + cost
-    return cfg.amount(target, entry.signed_max)
+    return cfg.amount(target, max(entry.signed_max, floor))
 
 
 def next_credential(cfg: ClientConfig, st: ClientState, challenge: Challenge, chain: Chain,
@@ -197,8 +199,9 @@ def next_credential(cfg: ClientConfig, st: ClientState, challenge: Challenge, ch
     hints = challenge.hints if challenge.hints is not None and challenge.hints.channel_id == entry.channel_id else None
     if _ignores_hints(cfg, st):
         hints = None
-    amount = amount_to_sign(cfg, entry, hints, cost)
-    bound = trust_bound(entry, chain, hints, cfg, cost)
+    floor = proven_floor(entry, chain, hints if cfg.hinted else None, cfg.payer)
+    amount = amount_to_sign(cfg, entry, hints, cost, floor)
+    bound = floor + cost + cfg.max_unproven
     if amount > bound and cfg.enforce_bound:
         return Refused("hint-bound-exceeded", f"asked to sign {amount}, proven floor + price allows {bound}")
     deposit = chain.channel(entry.channel_id).deposit

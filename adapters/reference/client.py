@@ -487,7 +487,10 @@ class SessionClient:
             target = h.required
         else:
             target = max(entry.accepted, entry.signed_max) + cost
-        amount = max(target, entry.signed_max)
+        # Rule H3b: never below what the payer provably authorized already (its own signatures,
+        # chain settled, a verified highestVoucher): a lower voucher could only be refused.
+        floor, _ = self._proven_floor(entry, h if self.hinted else None)
+        amount = max(target, floor)
         self._check_bound(entry, h, amount, cost)
         st = self.chain.get_channel(entry.channel_id)
         entry.deposit = st.deposit
