@@ -467,22 +467,28 @@ class SessionServer:
 
     # -- open
 
+    def _decode_client_tx(self, raw: str, kind: str, cid: str) -> tuple[Any, list[str]]:
+        """Decode a client-signed transaction (draft "Open/TopUp Verification" 1) and list what
+        makes it the wrong call: another function, contract or chain."""
+        try:
+            dtx = self.chain.decode_tx(raw)
+        except ChainError as exc:
+            raise _Reject("verification-failed", f"payload.transaction: {exc}", channel_id=cid) from None
+        problems = []
+        if dtx.kind != kind:
+            problems.append(f"transaction is a {dtx.kind}, not a{'n' if kind == 'open' else ''} {kind}")
+        if dtx.to != self.chain.escrow:
+            problems.append(f"transaction calls {dtx.to}, not the escrow {self.chain.escrow}")
+        if dtx.chain_id != self.chain.chain_id:
+            problems.append(f"transaction is for chain {dtx.chain_id}, not {self.chain.chain_id}")
+        return dtx, problems
+
     def _open(self, method: str, path: str, content: bool, cred: Credential, p: OpenPayload, key: str | None) -> _Reply:
         cid = p.channel_id
         if self.store.get(cid) is not None:
             # A replayed open for a known channel carries a voucher like any other.
             return self._voucher(method, path, content, cred, p, key)
-        try:
-            dtx = self.chain.decode_tx(p.transaction)
-        except ChainError as exc:
-            raise _Reject("verification-failed", f"payload.transaction: {exc}", channel_id=cid) from None
-        problems = []
-        if dtx.kind != "open":
-            problems.append(f"transaction is a {dtx.kind}, not an open")
-        if dtx.to != self.chain.escrow:
-            problems.append(f"transaction calls {dtx.to}, not the escrow {self.chain.escrow}")
-        if dtx.chain_id != self.chain.chain_id:
-            problems.append(f"transaction is for chain {dtx.chain_id}, not {self.chain.chain_id}")
+        dtx, problems = self._decode_client_tx(p.transaction, "open", cid)
         if dtx.payee != self.payee:
             problems.append(f"channel payee {dtx.payee} is not the recipient {self.payee}")
         if dtx.token != self.chain.token:
@@ -604,17 +610,7 @@ class SessionServer:
         if done is not None:
             # The same signed transaction again: it applied once; answer as then.
             return self._success(rec, cred, "HEAD", "", False, done, units=None)
-        try:
-            dtx = self.chain.decode_tx(p.transaction)
-        except ChainError as exc:
-            raise _Reject("verification-failed", f"payload.transaction: {exc}", channel_id=cid) from None
-        problems = []
-        if dtx.kind != "topUp":
-            problems.append(f"transaction is a {dtx.kind}, not a topUp")
-        if dtx.to != self.chain.escrow:
-            problems.append(f"transaction calls {dtx.to}, not the escrow {self.chain.escrow}")
-        if dtx.chain_id != self.chain.chain_id:
-            problems.append(f"transaction is for chain {dtx.chain_id}, not {self.chain.chain_id}")
+        dtx, problems = self._decode_client_tx(p.transaction, "topUp", cid)
         if dtx.channel_id != cid:
             problems.append(f"transaction tops up {dtx.channel_id}, payload.channelId is {cid}")
         if dtx.amount != p.additional_deposit:
