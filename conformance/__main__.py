@@ -7,7 +7,9 @@
     python -m conformance mutants [--profile quick]              every known-bad implementation must be killed
     python -m conformance replay FILE                            run a saved steps file again
 
-X, Y: a bundled name (reference, legacy, model, model-legacy, mppx), `mutant:<name>`, or package.module:factory.
+X, Y: a bundled name (reference, legacy, model, model-legacy, mppx), `mutant:<name>`, package.module:factory, or
+`bridge:PATH/TO/manifest.json`: any adapter speaking adapters/bridge/PROTOCOL.md (mppx = bridge:adapters/mppx/
+manifest.json), driven through the v2 machines; a missing path or an invalid manifest exits 2.
 Exit status 0 only when every claimed property held or every violation is an expected divergence listed in
 conformance/expectations.py (mppx: FINDINGS.md); a pair that cannot run here is reported SKIPPED with the reason
 (matrix: every pair as expected; mutants: all killed).
@@ -84,9 +86,42 @@ def _rc(args, client: str, server: str, strength: str | None = None) -> RunConfi
                      faults=not getattr(args, "no_faults", False))
 
 
+def _check_bridge(*specs: str) -> int | None:
+    """2 (after printing the message) when a bridge: spec names a missing path or an invalid manifest."""
+    from .bridge_spec import BridgeSpecError, check_specs
+
+    try:
+        check_specs(*specs)
+    except BridgeSpecError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    return None
+
+
+def _whole_run_skipped(client: str, server: str) -> str | None:
+    """Why no machine can test the adapter (it lacks an essential op, per its hello), or None."""
+    from .bridge_spec import is_bridge
+
+    if is_bridge(client) == is_bridge(server):
+        return None
+    from .mppx_machines import essential_missing
+
+    spec, side = (server, "server") if is_bridge(server) else (client, "client")
+    return essential_missing(spec, side)
+
+
 def cmd_run(args) -> int:
+    code = _check_bridge(args.client, args.server)
+    if code is not None:
+        return code
     reports = []
     machines = ["pair", "server", "client"] if args.machine == "all" else [args.machine]
+    try:
+        whole = _whole_run_skipped(args.client, args.server)
+    except Exception:  # a built adapter that does not start: a failure, reported by each machine
+        whole = None
+    if whole is not None:
+        print(f"SKIPPED  the whole run: client={args.client} server={args.server}: {whole}")
     for m in machines:
         rc = _rc(args, args.client, args.server)
         if m == "pair" and rc.strength == "strict":
@@ -110,6 +145,9 @@ def _write(args, reports) -> None:
 def cmd_matrix(args) -> int:
     from .expectations import MATRIX, expected_for
 
+    code = _check_bridge(*{x for row in MATRIX for x in row[:2]})
+    if code is not None:
+        return code
     reports, rows, all_ok = [], [], True
     skip_notes: dict = {}
     for client, server, machine, strength in MATRIX:

@@ -30,7 +30,16 @@ KNOWN: dict = {
 }
 
 
+def _names(client: str, server: str) -> tuple:
+    """Expectations are keyed by implementation name: a subprocess adapter (`mppx`, `bridge:PATH`) by its
+    manifest's `name`, never by its path (an adapter with another name has no expected findings)."""
+    from .bridge_spec import impl_name
+
+    return impl_name(client), impl_name(server)
+
+
 def expected_for(client: str, server: str, machine: str, strength: str = "must") -> tuple:
+    client, server = _names(client, server)
     return KNOWN.get((client, server, machine, strength), ())
 
 
@@ -104,4 +113,5 @@ for _k, _v in MPPX_KNOWN.items():
 
 def expected_findings(client: str, server: str, machine: str, strength: str = "must") -> set:
     """The finding ids a pair may show (each violation must be one of them)."""
+    client, server = _names(client, server)
     return {f for fs in MPPX_KNOWN.get((client, server, machine, strength), {}).values() for f in fs}

@@ -18,8 +18,10 @@ conformance/mppx_machines.py:
 * mppx's client keeps no view of the server (it reads no receipts): `view()` reports only its channel and
   local cumulative (`signed_max`); accepted/spent are 0 and properties about the view are SKIPPED.
 
-The adapter process is started once per Python process and shared (`get_adapter`). When Node is missing,
-`unavailable()` says why, and every mppx pair is reported SKIPPED, never passed.
+The adapter process is started once per Python process and manifest and shared (`get_adapter(manifest)`). Any
+adapter that speaks adapters/bridge/PROTOCOL.md runs through the same classes (`MppxServer("bridge:PATH")`,
+`MppxClient("bridge:PATH")`; conformance/bridge_spec.py). When Node (or the adapter's command) is missing,
+`unavailable()` says why, and every pair of that adapter is reported SKIPPED, never passed.
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ from adapters.bridge import AdapterError, AdapterProcess
 from adapters.bridge.process import build_adapter, load_manifest
 from model.crypto import CryptoError, VoucherDomain, address_of, recover_voucher_signer
 
+from .bridge_spec import effective_capabilities, manifest_path
 from .interface import (BASE_URL, IDEMPOTENCY_HEADER, PAYER_HEADER, ChannelRecord, ClientParams, ClientView, Env,
                         Outcome)
 
@@ -48,12 +51,14 @@ TOKEN = "0x20c0000000000000000000000000000000000000"
 MIN_NODE = 20
 
 _lock = threading.Lock()
-_adapter: Optional[AdapterProcess] = None
-_unavailable: Optional[str] = None
+_adapters: dict = {}  # resolved manifest path -> AdapterProcess (one process per manifest)
+_unavailable: dict = {}  # resolved manifest path -> why it cannot run here
+_capabilities: dict = {}  # resolved manifest path -> the ops its hello (and manifest) list
 
 
 class MppxUnavailable(RuntimeError):
-    """Node/npm missing or the install cannot run: the mppx pairs are SKIPPED with this reason."""
+    """Node/npm (or the adapter's command/build tool) missing, or the install cannot run: the pairs of that
+    adapter are SKIPPED with this reason."""
 
 
 def _node_major() -> Optional[int]:
@@ -67,43 +72,66 @@ def _node_major() -> Optional[int]:
         return None
 
 
-def get_adapter() -> AdapterProcess:
-    """The shared mppx adapter process (built with npm ci on first use), or MppxUnavailable."""
-    global _adapter, _unavailable
-    with _lock:
-        if _adapter is not None:
-            return _adapter
-        if _unavailable is not None:
-            raise MppxUnavailable(_unavailable)
+def _why_not(manifest) -> Optional[str]:
+    """None when the adapter of `manifest` can be built and started here, else why not (a SKIPPED reason)."""
+    exe = manifest.command[0]
+    if Path(exe).name == "node" and "/" not in exe:
         major = _node_major()
-        reason = None
         if major is None:
-            reason = "node is not on PATH: the mppx adapter needs Node >= 20 (and npm for `make mppx`)"
-        elif major < MIN_NODE:
-            reason = f"node v{major} is too old: the mppx adapter needs Node >= {MIN_NODE}"
-        if reason is None:
-            manifest = load_manifest(MANIFEST)
-            if not manifest.is_built:
-                if shutil.which("npm") is None:
-                    reason = "npm is not on PATH: cannot install mppx@0.11.0 (run `make mppx` where npm exists)"
-                else:
-                    try:
-                        build_adapter(manifest)
-                    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
-                        reason = f"cannot install the mppx adapter (npm ci): {exc}"
+            return (f"node is not on PATH: the {manifest.name} adapter needs Node >= {MIN_NODE}"
+                    + (" (and npm for `make mppx`)" if manifest.name == "mppx" else ""))
+        if major < MIN_NODE:
+            return f"node v{major} is too old: the {manifest.name} adapter needs Node >= {MIN_NODE}"
+    elif shutil.which(exe) is None and not Path(exe).exists():
+        return f"{exe!r} is not on PATH: cannot start the {manifest.name} adapter ({manifest.root})"
+    if manifest.build and not manifest.is_built:
+        tool = manifest.build[0]
+        if shutil.which(tool) is None and not Path(tool).exists():
+            if manifest.name == "mppx" and tool == "npm":
+                return "npm is not on PATH: cannot install mppx@0.11.0 (run `make mppx` where npm exists)"
+            return f"{tool!r} is not on PATH: cannot build the {manifest.name} adapter ({' '.join(manifest.build)})"
+        try:
+            build_adapter(manifest)
+        except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+            what = "npm ci" if manifest.name == "mppx" else " ".join(manifest.build)
+            return f"cannot install the {manifest.name} adapter ({what}): {exc}"
+    return None
+
+
+def get_adapter(manifest_path: Any = None) -> AdapterProcess:
+    """The shared adapter process of a manifest (default: mppx's), built on first use (its `build`, e.g. npm ci),
+    or MppxUnavailable. One process per resolved manifest path."""
+    path = Path(manifest_path if manifest_path is not None else MANIFEST).resolve()
+    with _lock:
+        if path in _adapters:
+            return _adapters[path]
+        if path in _unavailable:
+            raise MppxUnavailable(_unavailable[path])
+        manifest = load_manifest(path)
+        reason = _why_not(manifest)
         if reason is not None:
-            _unavailable = reason
+            _unavailable[path] = reason
             raise MppxUnavailable(reason)
-        adapter = AdapterProcess(load_manifest(MANIFEST))
-        adapter.start()  # a built adapter that does not start is an error, not a skip
-        _adapter = adapter
+        adapter = AdapterProcess(manifest)
+        hello = adapter.start()  # a built adapter that does not start is an error, not a skip
+        _capabilities[path] = effective_capabilities(manifest, hello)
+        _adapters[path] = adapter
         return adapter
 
 
-def unavailable() -> Optional[str]:
-    """None when the mppx adapter runs here, else why not."""
+def capabilities(manifest_path: Any = None) -> frozenset:
+    """The ops the adapter of a manifest answers (its hello capabilities; starts it if needed)."""
+    path = Path(manifest_path if manifest_path is not None else MANIFEST).resolve()
+    adapter = get_adapter(path)
+    if path not in _capabilities:  # get_adapter replaced by a test double
+        _capabilities[path] = effective_capabilities(adapter.manifest, adapter.hello)
+    return _capabilities[path]
+
+
+def unavailable(manifest_path: Any = None) -> Optional[str]:
+    """None when the adapter runs here, else why not."""
     try:
-        get_adapter()
+        get_adapter(manifest_path)
     except MppxUnavailable as exc:
         return str(exc)
     return None
@@ -138,7 +166,8 @@ class MppxServer:
     profile = "v2"
 
     def __init__(self, name: str = "mppx"):
-        self.name = name
+        self.name = name  # the spec: "mppx" or "bridge:PATH/manifest.json" (any adapter of PROTOCOL.md)
+        self.manifest = manifest_path(name) if name.startswith("bridge:") else MANIFEST
         self.a: Optional[AdapterProcess] = None
         self.last: Optional[dict] = None
         self.config: dict = {}
@@ -146,7 +175,7 @@ class MppxServer:
     # -- Protocol
 
     def reset(self, env: Env) -> None:
-        self.a = get_adapter()
+        self.a = get_adapter(self.manifest)
         self.a.call("reset")
         self.env = env
         self.config = self.a.call(
@@ -273,12 +302,13 @@ class MppxClient:
     MAX_ROUND_TRIPS = 4
 
     def __init__(self, name: str = "mppx"):
-        self.name = name
+        self.name = name  # the spec: "mppx" or "bridge:PATH/manifest.json"
+        self.manifest = manifest_path(name) if name.startswith("bridge:") else MANIFEST
         self.chain_view: Optional[Callable[[], dict]] = None
         self.log: list = []
 
     def reset(self, env: Env, params: ClientParams, transport: httpx.BaseTransport) -> None:
-        self.a = get_adapter()
+        self.a = get_adapter(self.manifest)
         self.env, self.params = env, params
         self.key_hex = "0x" + params.key.hex()
         self.addr = address_of(params.key)

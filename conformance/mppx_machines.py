@@ -51,8 +51,11 @@ from model.records import Hints, Voucher
 
 from .harness import RunConfig, StepResult
 from .interface import ClientParams, Env, PAYER_HEADER
+from .bridge_spec import (CLIENT_ESSENTIAL, MACHINE_OPS, SERVER_ESSENTIAL, BridgeSpecError, impl_name,
+                          is_bridge, manifest_path, missing)
 from .mppx_impl import (CHAIN_ID, ESCROW, SESSION_HEADER, TOKEN, MppxClient, MppxServer, MppxUnavailable, domain,
                         get_adapter, problem_of, recover_v2)
+from .mppx_impl import capabilities as adapter_capabilities
 from .network import Wire
 from .trace import describe_step, describe_wire, render_mermaid
 
@@ -168,11 +171,16 @@ class V2Session:
         self.unexpected: list = []  # (step number, property, message)
         self.skipped: dict = {}
         self.found: set = set()  # (property, finding)
+        self.violations: list = []  # (step number, property, message, finding or None), every one
+        self.dropped: dict = {}  # optional op the adapter lacks -> (steps not run, what is not checked)
+        self.impl = impl_name(rc.server if self.machine == "mppx-server" else rc.client)  # the adapter's name
         self.n = 0
 
     # bookkeeping shared by the machines
     def _violation(self, out: list, prop: str, msg: str, ctx: Optional[dict] = None) -> None:
         fid = classify(prop, ctx or {})
+        if self.impl != "mppx":  # the messages name the implementation under test
+            msg = msg.replace("mppx's", f"{self.impl}'s").replace("mppx ", f"{self.impl} ")
         out.append((prop, f"[{fid}] {msg}" if fid else msg, fid))
 
     def do(self, step: dict) -> StepResult:
@@ -184,6 +192,7 @@ class V2Session:
         res = StepResult(self.n, step, outcome, outcome, [(p, m) for p, m, _ in viols], [], [], wires)
         self.last_findings = list(viols)
         for p, m, f in viols:
+            self.violations.append((self.n, p, m, f))
             if f is None:
                 self.unexpected.append((self.n, p, m))
             else:
@@ -247,7 +256,8 @@ class ServerV2Session(V2Session):
     def __init__(self, rc: RunConfig):
         super().__init__(rc)
         self.strict = rc.strength == "strict"
-        self.srv = MppxServer()
+        self.srv = MppxServer(rc.server)
+        self.dropped = dropped_ops("mppx-server", rc.server)
         self.srv.reset(Env(chain=None, payee_key=_key("payee", rc.seed), price=PRICE, seed=rc.seed))
         self.a = self.srv.a
         self.payee = self.srv.payee
@@ -483,6 +493,10 @@ class ServerV2Session(V2Session):
             out = self.attack(i, step["kind"], wires, viols)
         elif op == "probe":
             out = self.probe(i, wires, viols)
+        elif op in ("settle", "top_up_chain") and "chain.set_channel" in self.dropped:
+            out = "skipped: the adapter lacks chain.set_channel"
+        elif op == "restart_server" and "server.restart" in self.dropped:
+            out = "skipped: the adapter lacks server.restart"
         elif op == "settle":
             for cid in self.cids:
                 self.srv.settle(cid)
@@ -530,6 +544,8 @@ class ServerV2Session(V2Session):
                 return "noop:would-open (opening needs a Tempo transaction; not driven)"
             self.cst[i] = st_
             if mc.action == "topUp":  # the payer's topUp, applied on the fake chain directly
+                if "chain.set_channel" in self.dropped:
+                    return "noop:would-top-up (the adapter lacks chain.set_channel)"
                 self.top_up(i)
                 self.obs = self.observe()
                 raw = self.unpaid(i, method, mc.channel_id, wires, viols)
@@ -779,7 +795,7 @@ class ClientV2Session(V2Session):
 
     def __init__(self, rc: RunConfig):
         super().__init__(rc)
-        self.a = get_adapter()
+        self.a = get_adapter(manifest_path(rc.client))
         self.a.call("reset")
         payee_key = _key("payee", rc.seed)
         self.payee = address_of(payee_key)
@@ -810,7 +826,7 @@ class ClientV2Session(V2Session):
         self.server = msv.Server(channels=recs, opened=len(SEEDS))
         self.scfg = msv.ServerConfig(payee=self.payee, price=PRICE, hinted=True, profile="v2", suggested_deposit=4)
         self.liar = V2ModelServer(self)
-        self.client = MppxClient()
+        self.client = MppxClient(rc.client)
         self.client.reset(Env(chain=None, payee_key=payee_key, price=PRICE, seed=rc.seed),
                           ClientParams("mppx", self.keys[0], True, 4, TOP_UP, 0, False),
                           httpx.MockTransport(self.liar.handle))
@@ -946,7 +962,18 @@ def _table(sess: V2Session, claimed: tuple) -> dict:
             table[p] = "held"
         else:
             table[p] = "not claimed for this machine"
+    for op, (steps, what) in sess.dropped.items():
+        table[f"op {op}"] = f"skipped: the adapter lacks {op}: steps {', '.join(steps)} not run; {what}"
     return table
+
+
+def dropped_ops(machine: str, spec: str) -> dict:
+    """The optional ops of `machine` the adapter of `spec` lacks (its hello capabilities): op -> (steps, what)."""
+    _side, _needed, optional = MACHINE_OPS[machine]
+    if not optional:
+        return {}
+    caps = adapter_capabilities(manifest_path(spec))
+    return {op: v for op, v in optional.items() if op not in caps}
 
 
 SESSIONS = {"mppx-server": ServerV2Session, "mppx-client": ClientV2Session, "mppx-pair": PairV2Session}
@@ -955,10 +982,12 @@ SESSIONS = {"mppx-server": ServerV2Session, "mppx-client": ClientV2Session, "mpp
 # ------------------------------------------------------------------------------------------ exploration
 
 
-def operations(machine: str) -> list:
+def operations(machine: str, dropped: tuple = ()) -> list:
+    """The steps explored; `dropped`: steps needing an op the adapter lacks (reported skipped, never run)."""
     if machine == "mppx-server":
-        return (["request"] * 5 + ["adversary"] * 7 + ["probe"] * 2
-                + ["head", "settle", "top_up_chain", "restart_server", "close"])
+        ops = (["request"] * 5 + ["adversary"] * 7 + ["probe"] * 2
+               + ["head", "settle", "top_up_chain", "restart_server", "close"])
+        return [o for o in ops if o not in dropped]
     ops = ["request"] * 5 + ["settle", "top_up_chain", "restart_client", "restart_client", "other_device"]
     if machine == "mppx-client":
         ops += ["lie"] * 5
@@ -979,9 +1008,9 @@ class Collector:
         self.t0 = time.monotonic()
 
 
-def build(rc: RunConfig, machine: str, col: Collector, expected: set):
+def build(rc: RunConfig, machine: str, col: Collector, expected: set, dropped: tuple = ()):
     cls = SESSIONS[machine]
-    ops = operations(machine)
+    ops = operations(machine, dropped)
     counter = [0]
 
     class Machine(RuleBasedStateMachine):
@@ -1055,10 +1084,16 @@ def run(rc: RunConfig, profile: str, machine: str, rep, progress=None, trace_dir
     from .expectations import expected_findings
 
     expected = expected_findings(rc.client, rc.server, rep.machine, rc.strength)
+    side = rc.server if MACHINE_OPS[machine][0] == "server" else rc.client
+    dropped = tuple(st_ for steps, _ in dropped_ops(machine, side).values() for st_ in steps)
     examples, nsteps = PROFILES[profile]
     col = Collector(progress)
     t0 = time.monotonic()
-    cls = hseed(rc.seed)(build(rc, machine, col, expected))
+    cls = hseed(rc.seed)(build(rc, machine, col, expected, dropped))
+
+    def bad(sess) -> list:  # violations that are not an expected finding of this pair: (n, property, message)
+        return [(n, p, m) for n, p, m, f in sess.violations if f is None or f not in expected]
+
     s = settings(max_examples=examples, stateful_step_count=nsteps, deadline=None, database=None,
                  suppress_health_check=list(HealthCheck), report_multiple_bugs=False, print_blob=False,
                  phases=[Phase.explicit, Phase.generate])
@@ -1073,13 +1108,17 @@ def run(rc: RunConfig, profile: str, machine: str, rep, progress=None, trace_dir
         for k, v in sess.property_table().items():
             table.setdefault(k, v)
     found: dict = {}
+    name = impl_name(side)
     for sess in col.sessions:
         for n, p, m in sess.unexpected:
             table[p] = "VIOLATED"
         for p, f in sess.found:
-            found.setdefault(p, set()).add(f)
+            if f in expected:
+                found.setdefault(p, set()).add(f)
+            elif not table.get(p, "").startswith("VIOLATED"):
+                table[p] = f"VIOLATED (the divergence of mppx finding {f}, not an expected finding of {name})"
     for p, fs in found.items():
-        if table.get(p) != "VIOLATED":
+        if not table.get(p, "").startswith("VIOLATED"):
             table[p] = f"VIOLATED (expected: {', '.join(sorted(fs))})"
     rep.properties = table
     d = trace_dir or os.getcwd()
@@ -1100,14 +1139,15 @@ def run(rc: RunConfig, profile: str, machine: str, rep, progress=None, trace_dir
                            "steps": render_steps(final.results)}
     if col.failing is not None:
         sess = col.failing
-        n = sess.unexpected[0][0]
+        first = bad(sess)
+        n = first[0][0]
         steps = sess.steps[:n]
-        want = {p for _, p, _ in sess.unexpected}
+        want = {p for _, p, _ in first}
         if shrink_traces:
-            steps = shrink(sess.rc, machine, steps, lambda x: any(p in want for _, p, _ in x.unexpected),
+            steps = shrink(sess.rc, machine, steps, lambda x: any(p in want for _, p, _ in bad(x)),
                            shrink_budget * 3)
         final = replay_steps(sess.rc, machine, steps)
-        rep.unexpected = [f"{p}: {m}" for _, p, m in final.unexpected] or [f"{p}: {m}" for _, p, m in sess.unexpected]
+        rep.unexpected = [f"{p}: {m}" for _, p, m in bad(final)] or [f"{p}: {m}" for _, p, m in first]
         rep.failure = render_steps(final.results)
         rep.mermaid = render_mermaid(final.results, 2)
         rep.trace_file = os.path.join(d, f"{base}.json")
@@ -1142,50 +1182,104 @@ REFERENCE_WIRE = (
     "check (invalid-signature) and neither of our chains can apply its open (FINDINGS.md, 'Not run')")
 
 
+def _label(spec: str) -> str:
+    """How a pair's reasons name an adapter: "mppx 0.11.0" for the bundled mppx, else its name and spec."""
+    return "mppx 0.11.0" if spec == "mppx" else f"adapter {impl_name(spec)} ({spec})"
+
+
 def plan(rc: RunConfig, machine: str) -> tuple[Optional[str], Optional[str]]:
-    """(v2 machine, None) or (None, why the pair is SKIPPED)."""
+    """(v2 machine, None) or (None, why the pair is SKIPPED). Either side may be a subprocess adapter (`mppx`, or
+    `bridge:PATH`): it is driven through the same v2 machines."""
     c, s = rc.client, rc.server
-    if c == "mppx" and s == "mppx":
-        return None, "mppx against itself is mppx's own suite; the conformance suite pairs it with the model"
-    if s == "mppx":
+    cb, sb = is_bridge(c), is_bridge(s)
+    if cb and sb:
+        if c == s == "mppx":
+            return None, "mppx against itself is mppx's own suite; the conformance suite pairs it with the model"
+        return None, ("two subprocess adapters against each other are not a conformance pair: the v2 machines pair "
+                      "one adapter with the model (run --server ADAPTER --client model, --client ADAPTER "
+                      "--server model)")
+    if sb:
+        who = _label(s)
         if machine == "server":
             return "mppx-server", None
         if machine == "pair":
             if c.startswith("model"):
-                return None, ("the model-driven v2 client against mppx's server is machine `server` (its honest "
+                return None, (f"the model-driven v2 client against the server of {who} is machine `server` (its honest "
                               "rules: requests, HEAD, close, settle, top-ups, restarts); the generic pair machine "
                               "needs the harness's v1 chain")
-            return None, (f"client {c} speaks v1 on the harness's chain and mppx 0.11.0 has only a v2 server "
+            return None, (f"client {c} speaks v1 on the harness's chain and the v2 machines drive the server of {who} "
                           "(voucher domain 'TIP20 Channel Reserve', descriptor-derived channel ids)")
-        return None, (f"machine `client` tests the client ({c}) against the model's lying server; mppx's server "
+        return None, (f"machine `client` tests the client ({c}) against the model's lying server; the server of {who} "
                       "takes no part")
-    if c == "mppx":
+    if cb:
+        who = _label(c)
         if machine == "client":
             return "mppx-client", None
         if machine == "pair":
             if s.startswith("model"):
                 return "mppx-pair", None
             if s in ("reference", "legacy"):
-                return None, REFERENCE_WIRE
-            return None, f"server {s} is not a v2 deployment the mppx client can pay"
-        return None, (f"machine `server` tests the server ({s}) with the model client; mppx's client takes no part")
-    raise ValueError("not an mppx pair")
+                if c == "mppx":
+                    return None, REFERENCE_WIRE
+                return None, (f"the wire does not allow it: the reference server is a v1 deployment (voucher domain "
+                              f"'Tempo Stream Channel' / uint128, channel ids assigned by our escrow's open) and the "
+                              f"v2 machines drive the client of {who} as a v2 client (domain 'TIP20 Channel Reserve' / "
+                              "uint96, descriptor-derived channel ids)")
+            return None, f"server {s} is not a v2 deployment the client of {who} can pay"
+        return None, (f"machine `server` tests the server ({s}) with the model client; the client of {who} takes no part")
+    raise ValueError("not an adapter pair")
+
+
+def _adapter_or_why(spec: str) -> tuple:
+    """(capabilities, None) or (None, a SKIPPED reason); an adapter that is built but does not start raises."""
+    try:
+        get_adapter(manifest_path(spec))
+    except MppxUnavailable as exc:
+        return None, str(exc)
+    return adapter_capabilities(manifest_path(spec)), None
+
+
+def essential_missing(spec: str, side: str) -> Optional[str]:
+    """Why the whole run of an adapter on `side` is SKIPPED (it lacks an essential op), or None. Starts it."""
+    caps, why = _adapter_or_why(spec)
+    if caps is None:
+        return None  # unavailable here: each machine reports that
+    gone = missing(caps, SERVER_ESSENTIAL if side == "server" else CLIENT_ESSENTIAL)
+    if not gone:
+        return None
+    return (f"adapter {impl_name(spec)} ({spec}) lacks the essential {side} op{'s' if len(gone) > 1 else ''} "
+            f"{', '.join(gone)} (its hello capabilities): nothing of its {side} can be tested "
+            "(adapters/bridge/PROTOCOL.md, 'What the conformance machines need')")
 
 
 def run_pair_mppx(rc: RunConfig, profile: str, machine: str, rep, progress=None, trace_dir=None, shrink_=True,
                   shrink_budget: float = 30.0):
-    v2, why = plan(rc, machine)
-    if v2 is None:
-        rep.skipped = why
-        return rep
-    try:
-        get_adapter()
-    except MppxUnavailable as exc:
-        rep.skipped = str(exc)
-        return rep
     t0 = time.monotonic()
     try:
+        for spec, side in ((rc.server, "server"), (rc.client, "client")):
+            if is_bridge(spec) and not (is_bridge(rc.client) and is_bridge(rc.server)):
+                why = essential_missing(spec, side)
+                if why is not None:
+                    rep.skipped = why
+                    return rep
+        v2, why = plan(rc, machine)
+        if v2 is None:
+            rep.skipped = why
+            return rep
+        side, needed, _optional = MACHINE_OPS[v2]
+        spec = rc.server if side == "server" else rc.client
+        caps, why = _adapter_or_why(spec)
+        if caps is None:
+            rep.skipped = why
+            return rep
+        gone = missing(caps, needed)
+        if gone:
+            rep.skipped = (f"adapter {impl_name(spec)} ({spec}) lacks {', '.join(gone)}, which machine {v2} needs "
+                           "(adapters/bridge/PROTOCOL.md, 'What the conformance machines need')")
+            return rep
         return run(rc, profile, v2, rep, progress, trace_dir, shrink_, min(shrink_budget, 6.0))
+    except BridgeSpecError:
+        raise  # a missing path or an invalid manifest: the CLI exits 2 with the message
     except Exception as exc:  # an adapter crash or a harness bug: a failure, never a pass
         rep.ok = False
         rep.error = "".join(traceback.format_exception_only(type(exc), exc)).strip()

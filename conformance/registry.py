@@ -7,6 +7,8 @@ Bundled servers and clients:
   model-legacy  the same, legacy
   mppx       the real mppx@0.11.0 over the Node bridge (conformance/mppx_impl.py; v2 only: its pairs run the
              dedicated v2 machines of conformance/mppx_machines.py, or are reported SKIPPED with the reason)
+  bridge:PATH  any adapter speaking adapters/bridge/PROTOCOL.md, started from its manifest (PATH, relative to the
+             cwd or absolute; `mppx` is the short name of bridge:adapters/mppx/manifest.json), driven like mppx
 A factory is called with no arguments and returns a ServerUnderTest / ClientUnderTest.
 """
 from __future__ import annotations
@@ -73,6 +75,12 @@ def load_server(spec: str) -> ServerUnderTest:
     table = _servers()
     if spec in table:
         return table[spec]()
+    if spec.startswith("bridge:"):
+        from .bridge_spec import manifest_of
+        from .mppx_impl import MppxServer
+
+        manifest_of(spec)  # BridgeSpecError when the path or the manifest is wrong
+        return MppxServer(spec)
     if spec.startswith("mutant:"):
         from .mutants import MUTANTS
 
@@ -87,6 +95,12 @@ def load_client(spec: str) -> ClientUnderTest:
     table = _clients()
     if spec in table:
         return table[spec]()
+    if spec.startswith("bridge:"):
+        from .bridge_spec import manifest_of
+        from .mppx_impl import MppxClient
+
+        manifest_of(spec)
+        return MppxClient(spec)
     if spec.startswith("mutant:"):
         from .mutants import MUTANTS
 

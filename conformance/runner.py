@@ -77,7 +77,9 @@ class PairReport:
 def run_pair(rc: RunConfig, profile: str = "ci", machine: str = "pair", progress=None,
              trace_dir: Optional[str] = None, shrink: bool = True, shrink_budget: float = 30.0) -> PairReport:
     rep = PairReport(rc.client, rc.server, machine, rc.strength, profile, rc.chain, rc.seed)
-    if "mppx" in (rc.client, rc.server):
+    from .bridge_spec import is_bridge
+
+    if is_bridge(rc.client) or is_bridge(rc.server):  # mppx, or any bridge:PATH adapter: the v2 machines
         from .mppx_machines import run_pair_mppx
 
         return run_pair_mppx(rc, profile, machine, rep, progress, trace_dir, shrink, shrink_budget)

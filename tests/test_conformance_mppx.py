@@ -100,7 +100,7 @@ def test_missing_node_is_reported_skipped_never_passed(monkeypatch):
     from conformance import mppx_machines
     from conformance.mppx_impl import MppxUnavailable
 
-    def missing():
+    def missing(*_args):
         raise MppxUnavailable("node is not on PATH: the mppx adapter needs Node >= 20")
 
     monkeypatch.setattr(mppx_machines, "get_adapter", missing)
