@@ -162,10 +162,10 @@ def proven_floor(entry: Entry, chain: Chain, hints: Hints | None, payer: str) ->
     return floor
 
 
-def trust_bound(entry: Entry, chain: Chain, hints: Hints | None, cfg: ClientConfig, cost: int) -> int:
+def trust_bound(floor: int, cfg: ClientConfig, cost: int) -> int:
     """Rule H4: the highest cumulative any hint can make this client sign:
     proven floor + this request's price + the configured allowance."""
-    return proven_floor(entry, chain, hints, cfg.payer) + cost + cfg.max_unproven
+    return floor + cost + cfg.max_unproven
 
 
 def amount_to_sign(cfg: ClientConfig, entry: Entry, hints: Hints | None, cost: int, floor: int) -> int:
@@ -201,7 +201,7 @@ def next_credential(cfg: ClientConfig, st: ClientState, challenge: Challenge, ch
         hints = None
     floor = proven_floor(entry, chain, hints if cfg.hinted else None, cfg.payer)
     amount = amount_to_sign(cfg, entry, hints, cost, floor)
-    bound = floor + cost + cfg.max_unproven
+    bound = trust_bound(floor, cfg, cost)
     if amount > bound and cfg.enforce_bound:
         return Refused("hint-bound-exceeded", f"asked to sign {amount}, proven floor + price allows {bound}")
     deposit = chain.channel(entry.channel_id).deposit
@@ -231,7 +231,7 @@ def close_credential(cfg: ClientConfig, st: ClientState, challenge: Challenge,
     hints = challenge.hints if challenge.hints is not None and challenge.hints.channel_id == entry.channel_id else None
     spent_hint = hints.spent if (cfg.hinted and hints is not None and hints.spent is not None) else 0
     amount = max(entry.local_cumulative, spent_hint)
-    if amount > trust_bound(entry, chain, hints, cfg, 0):
+    if amount > trust_bound(proven_floor(entry, chain, hints, cfg.payer), cfg, 0):
         return Refused("hint-bound-exceeded", f"close at {amount} not proven")
     entry = attrs.evolve(entry, signed_max=max(entry.signed_max, amount))
     st = _remember(cfg, st, entry)

@@ -229,14 +229,14 @@ def handle(cfg: ServerConfig, server: Server, chain: Chain, req: Request,
     elif cred.action == "topUp":
         if rec is None:
             return server, chain, _reject(cfg, server, chain, req, Rejected("channel-not-found", "T1"), hinted)
-        if (cred.channel_id, cred.tx_nonce) in chain_used(chain):
+        if (cred.channel_id, cred.tx_nonce) in chain.used_txs:
             pass  # a replayed signed transaction does nothing more (rule T2)
         else:
             topped = escrow.top_up(chain, cred.payer, cred.channel_id, cred.amount)
             if isinstance(topped, Rejected):
                 code = "channel-finalized" if topped.code == "ChannelFinalized" else "verification-failed"
                 return server, chain, _reject(cfg, server, chain, req, Rejected(code, "T1", topped.code), hinted)
-            chain = mark_used(topped, cred.channel_id, cred.tx_nonce)
+            chain = attrs.evolve(topped, used_txs=topped.used_txs | {(cred.channel_id, cred.tx_nonce)})
         rec = refresh(rec, chain)
     elif cred.action == "close":
         new = close_rule(cfg, rec, chain, cred.voucher)
@@ -299,12 +299,3 @@ def settle_highest(cfg: ServerConfig, server: Server, chain: Chain, channel_id: 
     if isinstance(done, Rejected):
         return done
     return server.put(refresh(rec, done)), done
-
-
-# A signed topUp transaction applies once: the chain remembers (channel, nonce).
-def chain_used(chain: Chain) -> frozenset:
-    return chain.used_txs
-
-
-def mark_used(chain: Chain, channel_id: str, nonce: int) -> Chain:
-    return attrs.evolve(chain, used_txs=chain.used_txs | {(channel_id, nonce)})

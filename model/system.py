@@ -120,8 +120,6 @@ class StepInfo:
     duplicate_with_key: bool = False
     closes: tuple[tuple[str, int, int, int], ...] = ()  # (channel, capture, spent, settled before)
     fresh_receipt: bool = False  # the client got the response to a request just applied
-    lying: bool = False
-    unhinted_seen: bool = False  # some challenge in this step carried no hints (rollout mix)
     server_answers: tuple[tuple[Request, Response, Response], ...] = ()  # (req, hinted answer, legacy answer)
 
 
@@ -362,7 +360,6 @@ def step(cfg: Config, s: System, act: Act) -> tuple[System, StepInfo]:
                     round_trips=r.info.get("round_trips", 0), signatures=tuple(r.signatures),
                     charged=tuple(r.charged), duplicate_with_key=r.info.get("recharged_key", False),
                     closes=tuple(r.closes), fresh_receipt=r.info.get("fresh", False),
-                    lying=r.info.get("lying", False), unhinted_seen=r.info.get("unhinted", False),
                     server_answers=tuple(r.answers))
     return _canonical_keys(r.freeze(), tuple(c.name for c in cfg.clients)), info
 
@@ -371,10 +368,7 @@ def _challenge(r: _Run, i: int, content: bool, lying: bool) -> Challenge:
     cfg = r.cfg
     hinted = _hinted_for(cfg, r.act) or lying
     ch = sv.author_challenge(cfg.server, r.server, r.chain, cfg.clients[i].payer, content, hinted)
-    if ch.hints is None or not ch.hints.has_values:
-        r.info["unhinted"] = True
     if lying:
-        r.info["lying"] = True
         ch = _lie(cfg, r.freeze(), i, ch, r.act.kind)
     return ch
 
