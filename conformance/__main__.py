@@ -208,7 +208,7 @@ def _violates(r: PairReport, pid: str) -> bool:
 def cmd_mutants(args) -> int:
     from .mutants import MUTANTS
 
-    survived = []
+    survived, errors = [], []
     print(f"{'mutant':34} {'breaks':8} {'verdict':9} {'killed by':12} {'time':>6}  machine")
     for name, m in MUTANTS.items():
         if args.only and name not in args.only:
@@ -222,15 +222,19 @@ def cmd_mutants(args) -> int:
             prof = "mutants" if args.profile == "quick" else args.profile
             r = run_pair(rc, prof, machine, None, args.trace_dir, shrink=args.shrink)
             bad = [k for k, v in r.properties.items() if v.startswith("VIOLATED")]
-            if not r.ok:
-                killed_by, machine_used = (",".join(bad) or "error"), machine
+            if not r.ok and bad:
+                killed_by, machine_used = ",".join(bad), machine
                 break
+            if not r.ok:  # a crash is not a kill: the suite must name the property the bug breaks
+                errors.append(f"{name} ({machine}): {r.error or 'failed without a violated property'}")
         dt = time.monotonic() - t0
         verdict = "killed" if killed_by else "SURVIVED"
         if not killed_by:
             survived.append(name)
         print(f"{name:34} {m.breaks:8} {verdict:9} {killed_by or '-':12} {dt:5.1f}s  {machine_used or '-'}",
               flush=True)
+    for e in errors:
+        print(f"error: {e}")
     print(f"{len(survived)} survived" + (f": {', '.join(survived)}" if survived else ""))
     return 1 if survived else 0
 
