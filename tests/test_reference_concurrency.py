@@ -202,3 +202,30 @@ def test_transport_error_retry_is_charged_once(tmp_path):
         assert rec.spent == 3 * PRICE and rec.units == 3
         assert client.view().spent == 3 * PRICE
         client.close_http()
+
+
+def test_same_idempotency_key_sent_concurrently_is_served_once(tmp_path):
+    """30 copies of one keyed request at once, with balance for many: one charge, and every
+    copy gets the same receipt (no 500 from a lost race on the stored response)."""
+    chain = memory_chain()
+    cm, rs, key, client = _opened(chain, tmp_path)
+    try:
+        cid = client.channel_id
+        _, ch = get_challenge(rs.url, payer_of(key))
+        amount = 11 * PRICE
+        auth = authorization(echo(ch), voucher_payload(cid, amount, sign(chain, key, cid, amount)))
+        barrier = threading.Barrier(30)
+
+        def one(_):
+            with httpx.Client(base_url=rs.url) as h:
+                barrier.wait()
+                return h.get(PATH, headers={"Authorization": auth, "Idempotency-Key": "same-key"})
+
+        with ThreadPoolExecutor(30) as pool:
+            results = list(pool.map(one, range(30)))
+        assert [r.status_code for r in results] == [200] * 30
+        assert {receipt(r).spent for r in results} == {2 * PRICE}
+        assert rs.server.get_record(cid).spent == 2 * PRICE
+    finally:
+        client.close_http()
+        cm.__exit__(None, None, None)

@@ -581,6 +581,13 @@ class SessionServer:
             cur = tx.get(cid)
             if cur is None:  # pragma: no cover - records are never deleted
                 raise _Reject("channel-not-found", f"no channel {cid}", channel_id=cid)
+            if key is not None and content:
+                # Checked again under the channel's write lock: a concurrent request with the
+                # same key may have been served since the check above (draft "Concurrent Request
+                # Handling": at most one delivery and one charge).
+                stored = tx.get_response(cid, key)
+                if stored is not None:
+                    return _Reply(stored.status, stored.headers, stored.body.encode("utf-8"))
             new = self._accept(tx, cur, st, p.cumulative_amount, p.signature)
             try:
                 reply = self._serve(tx, new, method, path, content, cred, key)
