@@ -28,6 +28,7 @@ PROFILES = {
     "ci": (20, 25),
     "deep": (200, 50),
     "mutants": (60, 40),  # mutants --profile quick: a few more steps, no shrinking (time to kill)
+    "mutants-ci": (150, 40),  # mutants --profile ci (the run stops at the first kill)
 }
 
 
