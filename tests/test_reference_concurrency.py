@@ -36,6 +36,19 @@ def _opened(chain, tmp_path, **cfg):
     return rs_cm, rs, key, client
 
 
+def _race(url: str, headers: dict, n: int = 30) -> list[httpx.Response]:
+    """The same request sent n times at once (threads released together by a barrier)."""
+    barrier = threading.Barrier(n)
+
+    def one(_):
+        with httpx.Client(base_url=url) as h:
+            barrier.wait()
+            return h.get(PATH, headers=headers)
+
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(one, range(n)))
+
+
 def test_one_voucher_many_concurrent_requests(tmp_path):
     """A voucher covering 10 requests, sent 30 times at once: exactly 10 are served."""
     chain = memory_chain()
@@ -45,15 +58,7 @@ def test_one_voucher_many_concurrent_requests(tmp_path):
         _, ch = get_challenge(rs.url, payer_of(key))
         amount = 11 * PRICE
         auth = authorization(echo(ch), voucher_payload(cid, amount, sign(chain, key, cid, amount)))
-        barrier = threading.Barrier(30)
-
-        def one(_):
-            with httpx.Client(base_url=rs.url) as h:
-                barrier.wait()
-                return h.get(PATH, headers={"Authorization": auth})
-
-        with ThreadPoolExecutor(30) as pool:
-            results = list(pool.map(one, range(30)))
+        results = _race(rs.url, {"Authorization": auth})
         served = [r for r in results if r.status_code == 200]
         refused = [r for r in results if r.status_code != 200]
         assert len(served) == 10
@@ -214,15 +219,7 @@ def test_same_idempotency_key_sent_concurrently_is_served_once(tmp_path):
         _, ch = get_challenge(rs.url, payer_of(key))
         amount = 11 * PRICE
         auth = authorization(echo(ch), voucher_payload(cid, amount, sign(chain, key, cid, amount)))
-        barrier = threading.Barrier(30)
-
-        def one(_):
-            with httpx.Client(base_url=rs.url) as h:
-                barrier.wait()
-                return h.get(PATH, headers={"Authorization": auth, "Idempotency-Key": "same-key"})
-
-        with ThreadPoolExecutor(30) as pool:
-            results = list(pool.map(one, range(30)))
+        results = _race(rs.url, {"Authorization": auth, "Idempotency-Key": "same-key"})
         assert [r.status_code for r in results] == [200] * 30
         assert {receipt(r).spent for r in results} == {2 * PRICE}
         assert rs.server.get_record(cid).spent == 2 * PRICE
