@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test check bench clean
+.PHONY: venv run test check bench soak clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) on PATH"; exit 1; }
@@ -26,6 +26,12 @@ check: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# A long soak: the deep profile on every bundled pair and machine, several seeds (never part of `make test`).
+SOAK_SEEDS ?= 1 2 3 4 5
+soak: $(STAMP)
+	for s in $(SOAK_SEEDS); do $(BIN)/python -m conformance matrix --profile deep --seed $$s || exit 1; done
+	$(BIN)/python -m conformance run --client reference --server reference --chain evm --profile ci --machine all
 
 # Benchmarks (ratios measured in one run; never part of `make test`).
 bench: $(STAMP)
