@@ -2,6 +2,7 @@
 and the client's one retry after a transport error."""
 from __future__ import annotations
 
+import contextlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -27,33 +28,38 @@ from .test_reference_support import (
 )
 
 
+@contextlib.contextmanager
 def _opened(chain, tmp_path, **cfg):
+    """A running server and a client that has opened a channel on it (one paid request)."""
     key = new_key(chain)
-    rs_cm = running(config(chain, tmp_path, **cfg))
-    rs = rs_cm.__enter__()
-    client = SessionClient(rs.url, key, chain, max_deposit=10**6)
-    assert client.request("GET", PATH).status_code == 200
-    return rs_cm, rs, key, client
+    with running(config(chain, tmp_path, **cfg)) as rs:
+        client = SessionClient(rs.url, key, chain, max_deposit=10**6)
+        try:
+            assert client.request("GET", PATH).status_code == 200
+            yield rs, key, client
+        finally:
+            client.close_http()
 
 
-def _race(url: str, headers: dict, n: int = 30) -> list[httpx.Response]:
-    """The same request sent n times at once (threads released together by a barrier)."""
-    barrier = threading.Barrier(n)
+def _race(url: str, headers: dict | list[dict], n: int = 30) -> list[httpx.Response]:
+    """Requests sent at once (threads released together by a barrier): n copies of one
+    header set, or one request per header set in a list."""
+    each = headers if isinstance(headers, list) else [headers] * n
+    barrier = threading.Barrier(len(each))
 
-    def one(_):
+    def one(h_):
         with httpx.Client(base_url=url) as h:
             barrier.wait()
-            return h.get(PATH, headers=headers)
+            return h.get(PATH, headers=h_)
 
-    with ThreadPoolExecutor(n) as pool:
-        return list(pool.map(one, range(n)))
+    with ThreadPoolExecutor(len(each)) as pool:
+        return list(pool.map(one, each))
 
 
 def test_one_voucher_many_concurrent_requests(tmp_path):
     """A voucher covering 10 requests, sent 30 times at once: exactly 10 are served."""
     chain = memory_chain()
-    cm, rs, key, client = _opened(chain, tmp_path)
-    try:
+    with _opened(chain, tmp_path) as (rs, key, client):
         cid = client.channel_id
         _, ch = get_challenge(rs.url, payer_of(key))
         amount = 11 * PRICE
@@ -67,29 +73,17 @@ def test_one_voucher_many_concurrent_requests(tmp_path):
         assert spents == [PRICE * (i + 2) for i in range(10)]  # each charge seen exactly once
         rec = rs.server.get_record(cid)
         assert rec.spent == 11 * PRICE == rec.accepted_cumulative and rec.units == 11
-    finally:
-        client.close_http()
-        cm.__exit__(None, None, None)
 
 
 def test_racing_vouchers_never_double_charge(tmp_path):
     """Threads racing with different vouchers: spent == price x served, spent <= accepted."""
     chain = memory_chain()
-    cm, rs, key, client = _opened(chain, tmp_path)
-    try:
+    with _opened(chain, tmp_path) as (rs, key, client):
         cid = client.channel_id
         _, ch = get_challenge(rs.url, payer_of(key))
         auths = [authorization(echo(ch), voucher_payload(cid, a, sign(chain, key, cid, a)))
                  for a in [PRICE * (2 + i // 3) for i in range(24)]]  # 3 threads per amount
-        barrier = threading.Barrier(len(auths))
-
-        def one(auth):
-            with httpx.Client(base_url=rs.url) as h:
-                barrier.wait()
-                return h.get(PATH, headers={"Authorization": auth})
-
-        with ThreadPoolExecutor(len(auths)) as pool:
-            results = list(pool.map(one, auths))
+        results = _race(rs.url, [{"Authorization": a} for a in auths])
         served = sum(r.status_code == 200 for r in results)
         rec = rs.server.get_record(cid)
         assert rec.spent == PRICE * (1 + served) and rec.units == 1 + served
@@ -98,16 +92,12 @@ def test_racing_vouchers_never_double_charge(tmp_path):
         for r in results:
             if r.status_code != 200:
                 assert problem_slug(r) in ("insufficient-balance", "verification-failed")
-    finally:
-        client.close_http()
-        cm.__exit__(None, None, None)
 
 
 def test_concurrent_clients_of_one_payer(tmp_path):
     """Several client threads paying on the same channel through the hints: every served request charged once."""
     chain = memory_chain()
-    cm, rs, key, client = _opened(chain, tmp_path)
-    try:
+    with _opened(chain, tmp_path) as (rs, key, client):
         cid = client.channel_id
         served = []
         lock = threading.Lock()
@@ -128,15 +118,11 @@ def test_concurrent_clients_of_one_payer(tmp_path):
         assert len(rs.server.records()) == 1
         assert rec.spent == PRICE * (1 + sum(served)) and rec.spent <= rec.accepted_cumulative
         assert sum(served) >= 4  # typically 14-16 of 20; contention may refuse some (never double-charge)
-    finally:
-        client.close_http()
-        cm.__exit__(None, None, None)
 
 
 def test_idempotency_key_replay_charges_once(tmp_path):
     chain = memory_chain()
-    cm, rs, key, client = _opened(chain, tmp_path)
-    try:
+    with _opened(chain, tmp_path) as (rs, key, client):
         cid = client.channel_id
         _, ch = get_challenge(rs.url, payer_of(key))
         auth = authorization(echo(ch), voucher_payload(cid, 2 * PRICE, sign(chain, key, cid, 2 * PRICE)))
@@ -163,9 +149,6 @@ def test_idempotency_key_replay_charges_once(tmp_path):
         assert rs.server.get_record(cid).spent == 3 * PRICE
         assert client.request("GET", PATH).status_code == 200
         assert rs.server.get_record(cid).spent == 4 * PRICE
-    finally:
-        client.close_http()
-        cm.__exit__(None, None, None)
 
 
 class _DropFirstPaidResponse(httpx.HTTPTransport):
@@ -213,8 +196,7 @@ def test_same_idempotency_key_sent_concurrently_is_served_once(tmp_path):
     """30 copies of one keyed request at once, with balance for many: one charge, and every
     copy gets the same receipt (no 500 from a lost race on the stored response)."""
     chain = memory_chain()
-    cm, rs, key, client = _opened(chain, tmp_path)
-    try:
+    with _opened(chain, tmp_path) as (rs, key, client):
         cid = client.channel_id
         _, ch = get_challenge(rs.url, payer_of(key))
         amount = 11 * PRICE
@@ -223,6 +205,3 @@ def test_same_idempotency_key_sent_concurrently_is_served_once(tmp_path):
         assert [r.status_code for r in results] == [200] * 30
         assert {receipt(r).spent for r in results} == {2 * PRICE}
         assert rs.server.get_record(cid).spent == 2 * PRICE
-    finally:
-        client.close_http()
-        cm.__exit__(None, None, None)

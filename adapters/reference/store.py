@@ -112,6 +112,12 @@ _COLUMNS = (
 )
 
 
+def _accounting(rec: ChannelRecord) -> tuple:
+    """The columns a channel's accounting updates, in table order (amounts as decimal TEXT)."""
+    return (str(rec.deposit), str(rec.settled), int(rec.close_requested_at), int(rec.finalized),
+            str(rec.accepted_cumulative), rec.highest_signature, str(rec.spent), int(rec.units))
+
+
 def _record(row: tuple) -> ChannelRecord:
     return ChannelRecord(
         channel_id=row[0],
@@ -170,14 +176,7 @@ class Tx:
                 rec.payee,
                 rec.token,
                 rec.authorized_signer,
-                str(rec.deposit),
-                str(rec.settled),
-                int(rec.close_requested_at),
-                int(rec.finalized),
-                str(rec.accepted_cumulative),
-                rec.highest_signature,
-                str(rec.spent),
-                int(rec.units),
+                *_accounting(rec),
                 rec.created_seq,
             ),
         )
@@ -187,17 +186,7 @@ class Tx:
         cur = self._c.execute(
             "UPDATE channels SET deposit=?, settled=?, close_requested_at=?, finalized=?, "
             "accepted_cumulative=?, highest_signature=?, spent=?, units=? WHERE channel_id=?",
-            (
-                str(rec.deposit),
-                str(rec.settled),
-                int(rec.close_requested_at),
-                int(rec.finalized),
-                str(rec.accepted_cumulative),
-                rec.highest_signature,
-                str(rec.spent),
-                int(rec.units),
-                rec.channel_id.lower(),
-            ),
+            (*_accounting(rec), rec.channel_id.lower()),
         )
         if cur.rowcount != 1:
             raise KeyError(rec.channel_id)
