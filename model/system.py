@@ -339,15 +339,10 @@ def step(cfg: Config, s: System, act: Act) -> tuple[System, StepInfo]:
             if not isinstance(done, Rejected):
                 r.server, r.chain = done
         r.info["outcome"] = "done"
-    elif k == "request_close":
-        st = r.clients[act.client]
-        done = escrow.request_close(r.chain, cfg.clients[act.client].payer, st.entry.channel_id)
-        if not isinstance(done, Rejected):
-            r.chain = done
-        r.info["outcome"] = "done"
-    elif k == "withdraw":
-        st = r.clients[act.client]
-        done = escrow.withdraw(r.chain, cfg.clients[act.client].payer, st.entry.channel_id)
+    elif k in ("request_close", "withdraw"):
+        # The payer's own forced-close calls on chain (draft "Forced Close").
+        call = escrow.request_close if k == "request_close" else escrow.withdraw
+        done = call(r.chain, cfg.clients[act.client].payer, r.clients[act.client].entry.channel_id)
         if not isinstance(done, Rejected):
             r.chain = done
         r.info["outcome"] = "done"
