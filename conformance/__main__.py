@@ -52,6 +52,8 @@ def _print_report(r: PairReport, verbose: bool = True) -> None:
     head = "PASS" if r.ok else ("AS EXPECTED" if as_expected(r) else "FAIL")
     print(f"{head}  {r.machine:6} client={r.client} server={r.server} strength={r.strength} "
           f"({r.examples} examples, {r.steps} steps, {r.seconds:.1f}s, {r.steps_per_second:.0f} steps/s)")
+    if r.drives:
+        print(f"    drives: {r.drives}")
     if verbose:
         for pid, status in r.properties.items():
             print(f"    {pid:3} {status}")
@@ -124,8 +126,6 @@ def cmd_run(args) -> int:
         print(f"SKIPPED  the whole run: client={args.client} server={args.server}: {whole}")
     for m in machines:
         rc = _rc(args, args.client, args.server)
-        if m == "pair" and rc.strength == "strict":
-            rc = attrs.evolve(rc, faults=False)  # strict compares choices; network faults let retries differ
         _progress(f"running {m} machine: client={rc.client} server={rc.server} profile={args.profile}")
         r = run_pair(rc, args.profile, m, _progress, args.trace_dir, shrink=not args.no_shrink)
         reports.append(r)
@@ -154,8 +154,6 @@ def cmd_matrix(args) -> int:
         if args.include and args.include not in (client, server):
             continue
         rc = _rc(args, client, server, strength)
-        if strength == "strict":
-            rc = attrs.evolve(rc, faults=False)
         _progress(f"{machine}: {client} x {server} ({strength})")
         r = run_pair(rc, args.profile, machine, None, args.trace_dir, shrink=not args.no_shrink)
         reports.append(r)

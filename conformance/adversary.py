@@ -16,25 +16,23 @@ from typing import Optional
 
 import attrs
 import httpx
-from hypothesis import strategies as st
-from hypothesis.stateful import rule
 
 from model import server as msv
 from model.crypto import address_of, sign_voucher, to_high_s
 from model.messages import Credential as MCredential
 from model.messages import Request as MRequest
 from model.records import Voucher
-from model.system import Act, Exchange, StepInfo, _Run
+from model.system import LIES, OTHER_CHANNEL, Act, Exchange, StepInfo, _Run
 from model import wire
 from model.profiles import method_details_with_hints
 
 from .harness import RunConfig, Session, StepResult
 from .interface import BASE_URL, IDEMPOTENCY_HEADER, PAID_PATH, PAYER_HEADER
+from .network import LIE_HEADER
 from .model_impl import ModelServer, challenge_from_response
 
 ADVERSARY_KINDS = ("lower", "replay", "above_deposit", "forged", "high_s", "other_channel", "advance_nokey",
                    "head_advance", "lower_after_advance", "keyed_retry")
-LIES = ("inflate", "stale", "other_channel", "backwards_receipt")
 
 EXTRA_PROPERTIES = {
     "SV": "the server's verdict on any credential equals model.server.handle's (voucher rule V1-V7, charge C1-C3)",
@@ -52,8 +50,10 @@ def _mapped_back(s: Session, real_cid: str) -> Optional[str]:
 
 
 class AdversarySession(Session):
+    """Machine (b): the server under test against model clients (hinted or legacy as the client named by
+    --client is) plus the adversary; the client named by --client is not driven (see `drives`)."""
+
     def __init__(self, rc: RunConfig, workdir=None):
-        rc = attrs.evolve(rc, client="model" if rc.client in ("reference", "model") else rc.client)
         super().__init__(rc, workdir)
         self.other_key = hashlib.sha256(b"conformance:mallory:" + str(rc.seed).encode()).digest()
         self.adv_n = 0
@@ -204,40 +204,23 @@ class AdversarySession(Session):
         return []
 
 
-def add_adversary_rules(Machine, rc: RunConfig, clients) -> None:
-    @rule(client=clients, kind=st.sampled_from(ADVERSARY_KINDS))
-    def adversary(self, client, kind):
-        self._do({"op": "adversary", "client": client, "kind": kind})
-
-    @rule(client=clients)
-    def probe(self, client):
-        self._do({"op": "probe", "client": client})
-
-    @rule(client=clients, kind=st.sampled_from(ADVERSARY_KINDS))
-    def adversary2(self, client, kind):
-        self._do({"op": "adversary", "client": client, "kind": kind})
-
-    @rule(client=clients, kind=st.sampled_from(ADVERSARY_KINDS))
-    def adversary3(self, client, kind):
-        self._do({"op": "adversary", "client": client, "kind": kind})
-
-    Machine.adversary = adversary
-    Machine.adversary2 = adversary2
-    Machine.adversary3 = adversary3
-    Machine.probe = probe
-
-
 # ---------------------------------------------------------------------------- (c) lying server
 
 
 class Liar:
-    """Wraps the model server; rewrites its next answers according to an armed lie."""
+    """Wraps the model server; rewrites its answers during a lying step exactly as the model's lying
+    server does (model/system.py LIES): the first, unpaid challenge of a logical request (inflate,
+    stale, other_channel) or every receipt (backwards_receipt). Rewritten responses carry LIE_HEADER,
+    so wire checks that assume honest hints (H3) skip them."""
 
     def __init__(self, inner: ModelServer):
         self.inner = inner
         self.name = "liar"
         self.lie: Optional[str] = None
-        self.other_cid = "0x" + "ab" * 32
+        self.challenged = False  # the lying step's first challenge was sent (challenge lies are one-shot)
+
+    def arm(self, lie: Optional[str]) -> None:
+        self.lie, self.challenged = lie, False
 
     def __getattr__(self, item):
         return getattr(self.inner, item)
@@ -247,13 +230,17 @@ class Liar:
         lie = self.lie
         if lie is None:
             return resp
-        if resp.status_code == 402 and lie in ("inflate", "stale", "other_channel"):
-            return self._rewrite_challenge(resp, lie)
+        first = resp.status_code == 402 and "authorization" not in request.headers and not self.challenged
+        if first:
+            self.challenged = True
+            if lie in ("inflate", "stale", "other_channel"):
+                return self._rewrite_challenge(resp, lie)
         if resp.status_code == 200 and lie == "backwards_receipt" and "payment-receipt" in resp.headers:
             r = wire.parse_receipt(resp.headers["payment-receipt"])
             low = r.model_copy(update={"accepted_cumulative": 0, "spent": 0})
             headers = dict(resp.headers)
             headers["payment-receipt"] = wire.encode_receipt(low)
+            headers[LIE_HEADER] = lie
             return httpx.Response(200, headers=headers, content=resp.content)
         return resp
 
@@ -271,7 +258,7 @@ class Liar:
             h = attrs.evolve(h, accepted=chain_ch.settled, spent=chain_ch.settled, required=chain_ch.settled,
                              proof=None)
         else:
-            h = attrs.evolve(h, channel_id=self.other_cid, proof=None)
+            h = attrs.evolve(h, channel_id=OTHER_CHANNEL, proof=None)
         if h.settled is None:
             h = attrs.evolve(h, settled=0)
         base = wire.MethodDetails(escrow_contract=srv.chain.escrow, chain_id=srv.chain.chain_id)
@@ -281,40 +268,30 @@ class Liar:
         c = wire.Challenge.issue(srv.secret, realm=wc.realm, request=req, expires=wc.expires)
         headers = dict(resp.headers)
         headers["www-authenticate"] = wire.format_www_authenticate(c)
+        headers[LIE_HEADER] = lie
         return httpx.Response(402, headers=headers, content=resp.content)
 
 
 class LyingServerSession(Session):
+    """Machine (c): the client under test against the model server behind a Liar (the server named by
+    --server is not used); the twin is the model's system with the same lie (Act lying_request)."""
+
     def __init__(self, rc: RunConfig, workdir=None):
-        rc = attrs.evolve(rc, server="model")
         super().__init__(rc, workdir)
         self.liar = Liar(self.server)
         self.net.server = self.liar
         self.cfg = attrs.evolve(self.cfg, lying_server=True)
 
     def do(self, step: dict) -> StepResult:
-        lie = step.get("lie")
-        self.liar.lie = lie
+        self.liar.arm(step.get("lie"))
         try:
-            base = {k: v for k, v in step.items() if k != "lie"}
-            if lie == "inflate" and base["op"] == "request":
-                res = self._do_lying(step)
-            else:
-                res = super().do(step) if not lie else self._do_lying(step)
+            return super().do(step)
         finally:
-            self.liar.lie = None
-        if lie == "backwards_receipt":  # R1 (view == record) assumes honest receipts
-            res.violations = [(p, m) for p, m in res.violations if p != "R1"]
-        return res
-
-    def _do_lying(self, step):
-        # the twin: the model's lying_request for inflated hints, a plain request otherwise
-        res = Session.do(self, step)
-        return res
+            self.liar.arm(None)
 
     def _act(self, step):
-        if step.get("lie") == "inflate":
-            return Act("lying_request", step.get("client", 0))
+        if step.get("lie"):
+            return Act("lying_request", step.get("client", 0), lie=step["lie"])
         return super()._act(step)
 
     def _twin(self, step, act):
@@ -324,17 +301,3 @@ class LyingServerSession(Session):
             self.twin, info = model_step(self.cfg, self.twin, act)
             return info
         return super()._twin(step, act)
-
-
-
-def add_liar_rules(Machine, rc: RunConfig, clients) -> None:
-    @rule(client=clients, lie=st.sampled_from(LIES))
-    def lying_request(self, client, lie):
-        self._do({"op": "request", "client": client, "lie": lie})
-
-    @rule(client=clients, lie=st.sampled_from(LIES))
-    def lying_request2(self, client, lie):
-        self._do({"op": "request", "client": client, "lie": lie})
-
-    Machine.lying_request = lying_request
-    Machine.lying_request2 = lying_request2

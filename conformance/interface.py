@@ -15,7 +15,7 @@ that satisfies one of them; the harness never reaches past them.
 
 Observables: the server's per-channel accounting record (`ChannelRecord`), the
 client's view of its channel (`ClientView`) and each logical request's
-`Outcome`. The harness reads the wire itself (conformance/wirelog.py), so
+`Outcome`. The harness reads the wire itself (conformance/network.py), so
 what a client signed and what a server answered are never taken on trust.
 """
 from __future__ import annotations
@@ -158,7 +158,10 @@ class ClientUnderTest(Protocol):
     view()                        -- its view of its channel.
 
     Optional: close() -> Outcome (cooperative close of its channel). An adapter without
-    it makes the close rule SKIPPED.
+    it makes the close rule SKIPPED. Optional attribute `max_paid_attempts` (int): the client's
+    retry budget, voucher-carrying attempts per logical request; the model twin then gives up
+    when the client does, so strict mode does not count a smaller budget as a divergence.
+    Optional attribute `hinted` (bool, default True): whether it follows hints.
     """
 
     name: str

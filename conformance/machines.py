@@ -1,12 +1,16 @@
 """Hypothesis state machines over a `Session` (conformance/harness.py).
 
+Which named adapters each machine drives (harness.machine_config, printed as "drives:"):
+
 pair      (a) a real client against a real server through the harness network, with faults.
-server    (b) a real server against the model client plus an adversary that sends what a
+server    (b) the real server named by --server (the --client adapter is not driven) against the model client
+              (legacy when --client is legacy) plus an adversary that sends what a
               normal client never would (stale, replayed, lower, above deposit, forged or high-s
               signatures, another channel's voucher, keyless replays); every verdict is compared
               with model.server.handle on the same inputs (conformance/adversary.py).
-client    (c) a real client against the model server plus a lying server (stale or inflated
-              hints, hints for another channel, receipts going backwards); H1, C1, R1 checked.
+client    (c) the real client named by --client (the --server adapter is not driven) against the model server
+              behind a liar (stale or inflated hints, hints for another channel, receipts going backwards), the
+              twin lying the same way (model/system.py LIES); H1, C1, R1 checked.
 
 Every rule is one protocol step (a dict), so the minimal failing example is a
 JSON steps file that `python -m conformance replay FILE` runs again.
@@ -14,12 +18,14 @@ JSON steps file that `python -m conformance replay FILE` runs again.
 from __future__ import annotations
 
 import time
+
+import attrs
 from typing import Callable, Optional
 
 from hypothesis import HealthCheck, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule, run_state_machine_as_test
 
-from .harness import RunConfig, Session
+from .harness import RunConfig, Session, machine_config
 from .trace import render_steps
 
 PROFILES = {
@@ -52,22 +58,12 @@ class Collector:
             self.progress(f"  {len(self.sessions)} examples, {self.steps} steps, {time.monotonic() - self.t0:.1f}s")
 
 
-def _session_factory(rc: RunConfig, machine: str):
-    if machine == "pair":
-        return lambda seed: Session(_with_seed(rc, seed))
+def new_session(rc: RunConfig, machine: str) -> Session:
+    """A fresh session of `machine` on the configuration it really runs (harness.machine_config)."""
     from .adversary import AdversarySession, LyingServerSession
 
-    if machine == "server":
-        return lambda seed: AdversarySession(_with_seed(rc, seed))
-    if machine == "client":
-        return lambda seed: LyingServerSession(_with_seed(rc, seed))
-    raise ValueError(machine)
-
-
-def _with_seed(rc: RunConfig, seed: int) -> RunConfig:
-    import attrs
-
-    return attrs.evolve(rc, seed=seed)
+    cls = {"pair": Session, "server": AdversarySession, "client": LyingServerSession}[machine]
+    return cls(machine_config(rc, machine))
 
 
 def operations(rc: RunConfig, machine: str) -> list[str]:
@@ -87,7 +83,7 @@ def operations(rc: RunConfig, machine: str) -> list[str]:
 def build_machine(rc: RunConfig, collector: Collector, machine: str = "pair"):
     from .adversary import ADVERSARY_KINDS, LIES
 
-    factory = _session_factory(rc, machine)
+    rc = machine_config(rc, machine)
     clients = st.integers(0, rc.n_clients - 1)
     faults = st.sampled_from(["none", "none", "lose_request", "drop_response"] if rc.faults else ["none"])
     ops = operations(rc, machine)
@@ -97,7 +93,7 @@ def build_machine(rc: RunConfig, collector: Collector, machine: str = "pair"):
         @initialize()
         def start(self):
             counter[0] += 1
-            self.session = factory(rc.seed * 10_000 + counter[0])
+            self.session = new_session(attrs.evolve(rc, seed=rc.seed * 10_000 + counter[0]), machine)
             collector.add(self.session)
 
         def teardown(self):

@@ -180,6 +180,11 @@ class ModelServer:
             if not ok:
                 ch = msv.author_challenge(self.cfg, self.state, self._snap([cid], [payer]), payer, content)
                 return self._problem(402, "verification-failed", ch, channel_id=cid)
+        if not payer:
+            # Hint resolution without a Payment-Payer header: the payer of the credential's channel (the
+            # reference server does the same: "without that header, the channel of the rejected credential")
+            rec = self.state.record(cid)
+            payer = rec.payer if rec is not None else (tx.sender if tx is not None else "")
         voucher = None
         sig = getattr(p, "signature", None)
         if sig is not None:
@@ -434,3 +439,20 @@ class ModelClient:
             return Outcome("done" if resp.status_code == 200 else f"failed:{problem_slug(resp)}", resp.status_code)
         except httpx.TransportError:
             return Outcome("unknown")
+
+
+# Factories by import path (`--client conformance.model_impl:model_legacy_client`); the bundled names use them too.
+def model_server() -> ModelServer:
+    return ModelServer("model")
+
+
+def model_legacy_server() -> ModelServer:
+    return ModelServer("model-legacy", hinted=False)
+
+
+def model_client() -> ModelClient:
+    return ModelClient("model")
+
+
+def model_legacy_client() -> ModelClient:
+    return ModelClient("model-legacy", hinted=False)

@@ -97,6 +97,10 @@ def _receipt(resp: httpx.Response) -> Optional[tuple]:
     return (r.channel_id, r.accepted_cumulative, r.spent, r.tx_hash is not None)
 
 
+LIE_HEADER = "x-conformance-lie"
+"""Set by the harness's lying server (conformance/adversary.py Liar) on every response it rewrote."""
+
+
 def copy_request(request: httpx.Request) -> httpx.Request:
     return httpx.Request(request.method, request.url, headers=list(request.headers.multi_items()),
                          content=request.content)
@@ -164,6 +168,8 @@ class Network(httpx.BaseTransport):
         w.receipt = _receipt(resp)
         if resp.status_code == 402:
             w.hints = _hints(resp)
+        if LIE_HEADER in resp.headers:
+            w.note = f"lie:{resp.headers[LIE_HEADER]}"
         if fault == "drop_response":
             w.fate = "response-dropped"
             return w, None

@@ -81,8 +81,11 @@ class ReferenceClient:
     client_cls = None  # mutants override
 
     def __init__(self, name: str = "reference", hinted: Optional[bool] = None):
+        from adapters.reference.client import MAX_PAID_ATTEMPTS
+
         self.name = name
         self.force_hinted = hinted
+        self.max_paid_attempts = MAX_PAID_ATTEMPTS  # its retry budget (conformance/interface.py)
 
     def _make(self):
         from adapters.reference.client import SessionClient
@@ -152,3 +155,20 @@ class ReferenceClient:
         if v is None:
             return ClientView(None)
         return ClientView(v.channel_id, v.accepted, v.spent, v.signed_max)
+
+
+# Factories by import path (`--server conformance.reference_impl:legacy_server`); the bundled names use them too.
+def reference_server() -> ReferenceServer:
+    return ReferenceServer("reference")
+
+
+def legacy_server() -> ReferenceServer:
+    return ReferenceServer("legacy", hinted=False)
+
+
+def reference_client() -> ReferenceClient:
+    return ReferenceClient("reference")
+
+
+def legacy_client() -> ReferenceClient:
+    return ReferenceClient("legacy", hinted=False)

@@ -20,16 +20,11 @@ from .interface import ClientUnderTest, ServerUnderTest
 
 
 def _servers() -> dict[str, Callable[[], ServerUnderTest]]:
-    from .model_impl import ModelServer
-    from .reference_impl import ReferenceServer
+    from . import model_impl as m
+    from . import reference_impl as r
 
-    return {
-        "reference": lambda: ReferenceServer("reference"),
-        "legacy": lambda: ReferenceServer("legacy", hinted=False),
-        "model": lambda: ModelServer("model"),
-        "model-legacy": lambda: ModelServer("model-legacy", hinted=False),
-        "mppx": _mppx_server,
-    }
+    return {"reference": r.reference_server, "legacy": r.legacy_server, "model": m.model_server,
+            "model-legacy": m.model_legacy_server, "mppx": _mppx_server}
 
 
 def _mppx_server() -> ServerUnderTest:
@@ -45,16 +40,11 @@ def _mppx_client() -> ClientUnderTest:
 
 
 def _clients() -> dict[str, Callable[[], ClientUnderTest]]:
-    from .model_impl import ModelClient
-    from .reference_impl import ReferenceClient
+    from . import model_impl as m
+    from . import reference_impl as r
 
-    return {
-        "reference": lambda: ReferenceClient("reference"),
-        "legacy": lambda: ReferenceClient("legacy", hinted=False),
-        "model": lambda: ModelClient("model"),
-        "model-legacy": lambda: ModelClient("model-legacy", hinted=False),
-        "mppx": _mppx_client,
-    }
+    return {"reference": r.reference_client, "legacy": r.legacy_client, "model": m.model_client,
+            "model-legacy": m.model_legacy_client, "mppx": _mppx_client}
 
 
 BUNDLED_SERVERS = ("reference", "legacy", "model", "mppx")
@@ -112,7 +102,12 @@ def load_client(spec: str) -> ClientUnderTest:
 
 
 def is_hinted(spec: str) -> bool:
-    """Whether a bundled adapter is hinted (import paths: ask the adapter's `hinted` attribute, default True)."""
+    """Whether an adapter follows hints: bundled names by name; an import path's adapter by its `hinted`
+    attribute, or the `force_hinted` our own adapters carry (default True)."""
     if spec in ("legacy", "model-legacy"):
         return False
-    return True
+    if spec in _servers() or spec in _clients() or spec.startswith(("bridge:", "mutant:")):
+        return True
+    obj = _import(spec)()
+    forced = getattr(obj, "force_hinted", None)
+    return bool(getattr(obj, "hinted", True) if forced is None else forced)

@@ -13,7 +13,7 @@ import attrs
 from model.properties import PROPERTIES
 
 from .harness import RunConfig, Session
-from .machines import run_machine
+from .machines import new_session as _session, run_machine
 from .trace import render_mermaid, render_steps, write_steps
 
 
@@ -63,6 +63,7 @@ class PairReport:
     skipped: Optional[str] = None  # the pair could not run here (why); never counted as passed
     findings: dict = attrs.Factory(dict)  # mppx: finding id -> {property, message, trace_file, steps}
     unexpected: list = attrs.Factory(list)  # violations that are not an expected finding of the pair
+    drives: str = ""  # which named adapters the machine really drove (harness.drives)
 
     @property
     def steps_per_second(self) -> float:
@@ -76,8 +77,11 @@ class PairReport:
 
 def run_pair(rc: RunConfig, profile: str = "ci", machine: str = "pair", progress=None,
              trace_dir: Optional[str] = None, shrink: bool = True, shrink_budget: float = 30.0) -> PairReport:
-    rep = PairReport(rc.client, rc.server, machine, rc.strength, profile, rc.chain, rc.seed)
     from .bridge_spec import is_bridge
+    from .harness import drives
+
+    rep = PairReport(rc.client, rc.server, machine, rc.strength, profile, rc.chain, rc.seed)
+    rep.drives = drives(rc, machine)
 
     if is_bridge(rc.client) or is_bridge(rc.server):  # mppx, or any bridge:PATH adapter: the v2 machines
         from .mppx_machines import run_pair_mppx
@@ -108,14 +112,6 @@ def run_pair(rc: RunConfig, profile: str = "ci", machine: str = "pair", progress
         rep.trace_file = os.path.join(d, name)
         write_steps(rep.trace_file, s.rc, s.steps, machine)
     return rep
-
-
-def _session(rc: RunConfig, machine: str):
-    if machine == "pair":
-        return Session(rc)
-    from .adversary import AdversarySession, LyingServerSession
-
-    return (AdversarySession if machine == "server" else LyingServerSession)(rc)
 
 
 def _fails(rc: RunConfig, machine: str, steps: list, want: set):

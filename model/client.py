@@ -78,6 +78,10 @@ class ClientConfig:
     max_price: int | None = None  # rule H6: the most it pays per request (None: any price)
     persist: bool = False  # keeps (channel, signed_max) across restarts
     use_keys: bool = True  # sends Idempotency-Key on content requests
+    # An implementation's retry budget: a logical request gives up after this many voucher-carrying
+    # attempts (None: only the system's round-trip bound). Not a rule: the harness copies the budget a
+    # client under test declares, so that its twin gives up when it does.
+    max_paid_attempts: int | None = None
     # Swappable rules, so that tests can plant the first draft's bugs:
     amount: Callable[[int, int], int] = sign_at_least_own
     reconcile: Callable[[Entry, Receipt], Entry] = merge_receipt

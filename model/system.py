@@ -90,10 +90,13 @@ class Act:
     client: int = -1
     fault: Fault = "none"
     hinted: bool | None = None  # for a mixed fleet: does this challenge carry hints?
+    lie: str | None = None  # lying_request: which lie (LIES); None is "inflate"
 
     def describe(self, cfg: Config) -> str:
         who = cfg.clients[self.client].name if self.client >= 0 else "server"
         extra = []
+        if self.lie is not None:
+            extra.append(f"lie: {self.lie}")
         if self.fault != "none":
             extra.append(self.fault.replace("_", " "))
         if self.hinted is not None:
@@ -171,17 +174,41 @@ def _hinted_for(cfg: Config, act: Act) -> bool:
     return cfg.fleet == "hinted"
 
 
-def _lie(cfg: Config, s: System, i: int, ch: Challenge, kind: str) -> Challenge:
-    """An adversarial challenge: hints inflated to the whole deposit with no valid proof,
-    or (lying_price_request) a price of the client's whole wallet."""
-    if kind == "lying_price_request":
+LIES = ("inflate", "stale", "other_channel", "backwards_receipt")
+"""What the lying server of a `lying_request` does (`lying_price_request` asks a price of the whole wallet):
+
+inflate            the first challenge's hints say the whole deposit is accepted, spent and required, no proof
+stale              the first challenge's hints go back to the chain's settled amount, no proof
+other_channel      the first challenge's hints name a channel that is not the payer's, no proof
+backwards_receipt  every receipt of the request says accepted = spent = 0
+"""
+OTHER_CHANNEL = "0x" + "ab" * 32  # the channel a lying other_channel hint names (no payer has it)
+
+
+def _lie(cfg: Config, s: System, i: int, ch: Challenge, act: Act) -> Challenge:
+    """The lying server's first challenge of a logical request (see LIES)."""
+    if act.kind == "lying_price_request":
         return attrs.evolve(ch, price=max(cfg.wallet, ch.price + 1))
-    if ch.hints is None:
+    lie = act.lie or "inflate"
+    if ch.hints is None or lie == "backwards_receipt":
         return ch
     c = s.chain.channel(ch.hints.channel_id)
-    top = c.deposit if c else 0
-    lie = attrs.evolve(ch.hints, accepted=top, required=top, spent=top, deposit=top, proof=None)
-    return attrs.evolve(ch, hints=lie)
+    if lie == "inflate":
+        top = c.deposit if c else 0
+        hints = attrs.evolve(ch.hints, accepted=top, required=top, spent=top, deposit=top, proof=None)
+    elif lie == "stale":
+        low = c.settled if c else 0
+        hints = attrs.evolve(ch.hints, accepted=low, required=low, spent=low, proof=None)
+    else:
+        hints = attrs.evolve(ch.hints, channel_id=OTHER_CHANNEL, proof=None)
+    return attrs.evolve(ch, hints=hints)
+
+
+def _lie_receipt(act: Act, resp: Response) -> Response:
+    """The lying server's receipts (backwards_receipt: accepted = spent = 0)."""
+    if act.kind != "lying_request" or act.lie != "backwards_receipt" or resp.receipt is None:
+        return resp
+    return attrs.evolve(resp, receipt=attrs.evolve(resp.receipt, accepted=0, spent=0))
 
 
 class _Run:
@@ -364,7 +391,7 @@ def _challenge(r: _Run, i: int, content: bool, lying: bool) -> Challenge:
     hinted = _hinted_for(cfg, r.act) or lying
     ch = sv.author_challenge(cfg.server, r.server, r.chain, cfg.clients[i].payer, content, hinted)
     if lying:
-        ch = _lie(cfg, r.freeze(), i, ch, r.act.kind)
+        ch = _lie(cfg, r.freeze(), i, ch, r.act)
     return ch
 
 
@@ -395,9 +422,9 @@ def _logical_request(r: _Run, i: int, content: bool, lying: bool) -> None:
     unpaid = Request(c.payer, content)
     challenge = _challenge(r, i, content, lying)
     r.exchanges.append(Exchange(unpaid, Response(402, problem="payment-required", challenge=challenge)))
-    trips, fault = 1, r.act.fault
+    trips, attempts, fault = 1, 0, r.act.fault
     while True:
-        if trips >= MAX_ROUND_TRIPS:
+        if trips >= MAX_ROUND_TRIPS or (c.max_paid_attempts is not None and attempts >= c.max_paid_attempts):
             r.info.update(outcome="failed:gave-up", round_trips=trips)
             return
         made = cl.next_credential(c, r.clients[i], challenge, r.chain, content)
@@ -405,6 +432,7 @@ def _logical_request(r: _Run, i: int, content: bool, lying: bool) -> None:
             r.info.update(outcome=f"refused:{made.reason}", round_trips=trips)
             return
         r.clients[i], cred = made
+        attempts += cred.voucher is not None
         r.note_signature(i, cred)
         req = Request(c.payer, content, cred, key if cred.action in ("open", "voucher") else None)
         f = fault if cred.voucher is not None else "none"
@@ -415,6 +443,8 @@ def _logical_request(r: _Run, i: int, content: bool, lying: bool) -> None:
         if resp is None:
             r.info.update(outcome="unknown", round_trips=trips)
             return
+        if lying:
+            resp = _lie_receipt(r.act, resp)
         r.receive(i, resp)
         if resp.status == 200 and cred.action == "topUp":
             challenge = _challenge(r, i, content, False)

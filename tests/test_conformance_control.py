@@ -1,0 +1,53 @@
+"""Control: the unmodified reference and model adapters, loaded by import path the way an SDK author loads
+theirs, pass every machine in both strengths on several seeds. A failure here is a false alarm of the suite
+(or a real divergence between the reference and the model, which must be settled before it ships)."""
+from __future__ import annotations
+
+import pytest
+
+from conformance.harness import RunConfig, drives
+from conformance.runner import run_pair
+
+REF, MODEL = "conformance.reference_impl", "conformance.model_impl"
+SERVERS = [f"{REF}:reference_server", f"{REF}:legacy_server", f"{MODEL}:model_server", f"{MODEL}:model_legacy_server"]
+CLIENTS = [f"{REF}:reference_client", f"{REF}:legacy_client", f"{MODEL}:model_client", f"{MODEL}:model_legacy_client"]
+SEEDS = (0, 1, 2)
+
+
+def _cases():
+    for seed in SEEDS:
+        for strength in ("must", "strict"):
+            for c in CLIENTS[::2]:  # hinted clients against every server
+                for s in SERVERS:
+                    yield seed, strength, "pair", c, s
+            yield seed, strength, "pair", CLIENTS[1], SERVERS[1]  # legacy with legacy
+            for s in SERVERS:
+                yield seed, strength, "server", CLIENTS[0], s
+            yield seed, strength, "server", CLIENTS[1], SERVERS[0]  # the legacy flavour of the model clients
+            for c in CLIENTS:
+                yield seed, strength, "client", c, SERVERS[0]
+
+
+def _id(case):
+    seed, strength, machine, c, s = case
+    return f"{machine}-{strength}-s{seed}-{c.split(':')[1]}-x-{s.split(':')[1]}"
+
+
+@pytest.mark.parametrize("case", list(_cases()), ids=_id)
+def test_correct_adapter_by_import_path_passes(case, tmp_path):
+    seed, strength, machine, client, server = case
+    rc = RunConfig(client=client, server=server, seed=seed, strength=strength)
+    r = run_pair(rc, "quick", machine, None, str(tmp_path), shrink=False)
+    assert r.error is None, r.failure
+    assert r.ok, f"false alarm ({drives(rc, machine)}):\n{r.failure}"
+    assert r.steps > 0
+    assert all(not v.startswith("VIOLATED") for v in r.properties.values()), r.properties
+
+
+def test_each_machine_says_what_it_drives():
+    rc = RunConfig(client=CLIENTS[0], server=SERVERS[0])
+    assert "not used" in drives(rc, "client") and SERVERS[0] in drives(rc, "client")
+    assert "model + adversary" in drives(rc, "server")
+    assert drives(rc, "pair") == f"client {CLIENTS[0]} and server {SERVERS[0]} under test"
+    legacy = RunConfig(client=CLIENTS[1], server=SERVERS[0])
+    assert "model-legacy" in drives(legacy, "server")
