@@ -193,6 +193,7 @@ class Session:
         self.skipped = {"B1": "a model-level claim (one server, hinted vs legacy answers); implementations: SV of the server machine"}
         self.request_no = 0
         self.views: list = [dict() for _ in self.clients]  # RM: highest view seen per channel
+        self.wire_signed: list = [dict() for _ in self.clients]  # WM: highest voucher each client sent per channel
 
     # ------------------------------------------------------------- projection
 
@@ -238,6 +239,7 @@ class Session:
         self.net.step = n
         start = len(self.net.log)
         prev_real, prev_twin = self.project(), self.twin
+        synced = not self._state_mismatches()
         act = self._act(step)
         outcome = self._real(step)
         self.net.disarm()
@@ -256,7 +258,9 @@ class Session:
         real_v = self._check(prev_real, info, nxt)
         twin_v = self._check(prev_twin, twin_info, self.twin)
         twin_ids = {p for p, _ in twin_v}
-        violations = [(p, m) for p, m in real_v if p not in twin_ids] + self._client_checks_wires(wires)
+        violations = ([(p, m) for p, m in real_v if p not in twin_ids] + self._client_checks_wires(wires)
+                      + self._wire_checks(step, wires, prev_real) + self._close_checks(closes)
+                      + self._liveness(step, synced, outcome, twin_info.outcome))
         expected = [(p, m) for p, m in real_v if p in twin_ids]
         self._map_channels(wires, twin_info)
         mismatches = self._compare(step, outcome, twin_info.outcome) if self.rc.strength == "strict" else []
@@ -434,6 +438,11 @@ class Session:
         if step["op"] in ("request", "head", "close") and outcome != "skipped" \
                 and outcome_class(outcome) != outcome_class(twin_outcome):
             out.append(("outcome", outcome, twin_outcome))
+        return out + self._state_mismatches()
+
+    def _state_mismatches(self) -> list:
+        """(what, real, model) where the real run's records and views differ from the twin's."""
+        out = []
         for t, r in self.map.items():
             tr = self.twin.server.record(t)
             rr = self.server.record(r)
@@ -454,6 +463,57 @@ class Session:
                 b = b and b + (v.accepted, v.spent)
             if a != b:
                 out.append((f"client {i} view (channel, signed_max[, accepted, spent])", b, a))
+        return out
+
+    def _liveness(self, step: dict, synced: bool, outcome: str, twin_outcome: str) -> list:
+        """LV: a request (or HEAD) the model completes, from the same state, with no fault and no lie in the
+        step, the implementation completes too. `refused:*` and `failed:*` while the model is served are
+        violations (a client that refuses everything, a HEAD that never completes, a false deposit-exhausted)."""
+        if not synced or step["op"] not in ("request", "head") or step.get("lie") \
+                or step.get("fault", "none") != "none":
+            return []
+        if outcome_class(twin_outcome) == "served" and outcome_class(outcome) != "served":
+            return [("LV", f"{step['op']} by client {step.get('client', 0)} ended {outcome!r}; from the same state "
+                           f"the model is served")]
+        return []
+
+    def _wire_checks(self, step: dict, wires, prev: System) -> list:
+        """WM and HF, read from what each client put on the wire (not from its own report)."""
+        out = []
+        if step["op"] == "restart_client" and not (self.rc.persist and step.get("keep", True)):
+            self.wire_signed[step.get("client", 0)] = {}  # it lost its memory: a lower voucher is C1's business
+        last_hint: dict = {}
+        for w in wires:
+            if w.origin != "client":
+                continue
+            i, cid = w.client, w.channel_id
+            if w.status == 402 and w.hints and "required" in w.hints and not w.note.startswith("lie:"):
+                last_hint[i] = w.hints
+            if w.amount is None or w.action not in ("open", "voucher", "close") or not cid:
+                continue
+            mine = self.wire_signed[i]
+            before = mine.get(cid)
+            if before is not None and w.amount < before:
+                out.append(("WM", f"client {i} sent a voucher of {w.amount} on {cid[:10]} after sending {before}"))
+            h = last_hint.get(i)
+            if h is not None and h.get("channel") == cid and w.action == "voucher" and self.client_hinted:
+                ch = prev.chain.channel(cid)
+                floor = max(before or 0, ch.settled if ch else 0, h.get("proof") or 0)
+                bound = max(h["required"], floor) + self.rc.max_unproven
+                if w.amount > bound:
+                    out.append(("HF", f"client {i} signed {w.amount} on {cid[:10]} after an honest hint "
+                                      f"requiredCumulative={h['required']} (its proven floor {floor}, allowance "
+                                      f"{self.rc.max_unproven})"))
+            mine[cid] = max(before or 0, w.amount)
+        return out
+
+    def _close_checks(self, closes) -> list:
+        """CX: a cooperative close captures exactly max(spent, settled): never more (S7), and never less, which
+        would give back to the payer what it was served (a close while authorization is unspent)."""
+        out = []
+        for cid, capture, spent, settled in closes:
+            if capture != max(spent, settled):
+                out.append(("CX", f"close of {cid[:10]} captured {capture}; spent was {spent}, settled {settled}"))
         return out
 
     def _client_checks_wires(self, wires) -> list:
@@ -506,7 +566,7 @@ class Session:
     def extra_claims(self) -> dict:
         """Harness-level properties (conformance/adversary.py EXTRA_PROPERTIES) -> claimed here?"""
         hinted = self.client_hinted and (self.server_hinted or self.cfg.lying_server)
-        return {"H3": hinted, "RM": hinted}
+        return {"H3": hinted, "RM": hinted, "WM": True, "HF": hinted, "CX": True, "LV": True}
 
     def failures(self) -> list:
         out = []

@@ -38,6 +38,20 @@ PROFILES = {
 }
 
 
+# Prices and amounts as real services have them (draft "Cost Calculation", "Insufficient Balance During
+# Streaming"): each example draws one. name: (price, deposit, top_up, wallet). "unit" is the model checker's
+# world; "odd" has deposits and top-ups that are not multiples of the price, so balances are partial; "large"
+# is 18-decimal token amounts; "bound" sits just under 2^96 (the v2 bound; v1's is 2^128), where an
+# implementation that computes in floats or 64-bit integers breaks.
+MONEY = {
+    "unit": (1, 4, 2, 6),
+    "odd": (3, 10, 4, 20),
+    "large": (10**18, 4 * 10**18 + 7, 2 * 10**18 + 3, 10**19),
+    "bound": (2**93, 2**95 + 3, 2**93 + 1, 2**96 - 1),
+}
+MONEY_NAMES = tuple(MONEY)  # sampled_from shrinks towards the first: unit amounts
+
+
 class ConformanceFailure(AssertionError):
     pass
 
@@ -90,10 +104,12 @@ def build_machine(rc: RunConfig, collector: Collector, machine: str = "pair"):
     counter = [0]
 
     class Machine(RuleBasedStateMachine):
-        @initialize()
-        def start(self):
+        @initialize(money=st.sampled_from(MONEY_NAMES))
+        def start(self, money):
             counter[0] += 1
-            self.session = new_session(attrs.evolve(rc, seed=rc.seed * 10_000 + counter[0]), machine)
+            price, deposit, top_up, wallet = MONEY[money]
+            self.session = new_session(attrs.evolve(rc, seed=rc.seed * 10_000 + counter[0], price=price,
+                                                    deposit=deposit, top_up=top_up, wallet=wallet), machine)
             collector.add(self.session)
 
         def teardown(self):

@@ -12,9 +12,10 @@ from typing import Callable
 import attrs
 
 from .clients import (chain_after_restart_client, deposit_drain_client, overwrite_view_client,
-                      signs_below_own_client)
+                      refuses_head_client, signs_ahead_client, signs_below_own_client)
 from .servers import (accepts_above_deposit_server, accepts_high_s_server, accepts_lower_server,
-                      accepts_while_closing_server, charges_head_server, close_captures_voucher_server,
+                      accepts_while_closing_server, charges_head_server, close_captures_settled_server,
+                      close_captures_voucher_server,
                       free_replay_server, hints_closing_server, ignores_idempotency_key_server,
                       required_spent_plus_price_server)
 
@@ -69,6 +70,15 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in [
     Mutant("client-chain-after-restart", "client", "H3",
            "after a restart recovers from chain `settled` although the server hinted (H1-H2)",
            chain_after_restart_client, "reference", ("pair",)),
+    Mutant("server-close-captures-settled", "server", "CX",
+           "close captures only the settled amount, not max(spent, settled) (X2): the payer gets back what it "
+           "was served", close_captures_settled_server, "model", ("pair", "server")),
+    Mutant("client-signs-ahead", "client", "HF",
+           "signs one price above max(requiredCumulative, its floor) (H3): pays ahead of the server's target",
+           signs_ahead_client, "model", ("client", "pair")),
+    Mutant("client-refuses-head", "client", "LV",
+           "never pays for HEAD (it treats HEAD as free): HEAD requests never complete",
+           refuses_head_client, "model", ("pair", "client")),
     Mutant("client-deposit-drain", "client", "H1",
            "signs requiredCumulative without the trust bound (H4): a lying server drains the deposit",
            deposit_drain_client, "model", ("client",)),

@@ -26,3 +26,23 @@ def chain_after_restart_client():
 
 def deposit_drain_client():
     return _mutant("client-deposit-drain", max_unproven=10**30)
+
+
+def signs_ahead_client():
+    """Bug: pays one price ahead of the server's target (a client that adds the price to requiredCumulative)."""
+    return _mutant("client-signs-ahead", amount=lambda target, floor: max(target, floor) + 1, max_unproven=1)
+
+
+class _RefusesHead(ModelClient):
+    """Bug: HEAD requests are treated as free and never paid: the client refuses them."""
+
+    def request(self, method, path, idempotency_key=None):
+        from ..interface import Outcome
+
+        if method.upper() == "HEAD":
+            return Outcome("refused:head-not-paid")
+        return super().request(method, path, idempotency_key)
+
+
+def refuses_head_client():
+    return _RefusesHead("client-refuses-head")

@@ -137,6 +137,31 @@ class _CapturesWholeVoucher:
         return self._chain.close(payee_key, channel_id, cumulative_amount, signature)  # v1 close: capture all
 
 
+class _CapturesSettledOnly:
+    def __init__(self, chain):
+        self._chain = chain
+
+    def __getattr__(self, name):
+        return getattr(self._chain, name)
+
+    def close(self, payee_key, channel_id, cumulative_amount, signature, capture_amount=None):
+        settled = self._chain.get_channel(channel_id).settled
+        return self._chain.close(payee_key, channel_id, cumulative_amount, signature, capture_amount=settled)
+
+
+class CloseCapturesSettled(SessionServer):
+    """Bug: close captures only what was already settled, forgetting the unsettled spent (a close right
+    after an advance gives the payer back what it was served)."""
+
+    def _close(self, cred, p):
+        real = self.chain
+        self.chain = _CapturesSettledOnly(real)
+        try:
+            return super()._close(cred, p)
+        finally:
+            self.chain = real
+
+
 class CloseCapturesVoucher(SessionServer):
     """Bug (mppx close-capture fixes): close captures the close voucher's whole amount, not
     max(spent, settled) (draft "Cooperative Close")."""
@@ -183,3 +208,7 @@ def accepts_while_closing_server():
 
 def ignores_idempotency_key_server():
     return _adapter("server-ignores-idempotency-key", IgnoresIdempotencyKey)
+
+
+def close_captures_settled_server():
+    return _adapter("server-close-captures-settled", CloseCapturesSettled)
