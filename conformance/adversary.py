@@ -33,6 +33,19 @@ from .model_impl import ModelServer, challenge_from_response
 
 ADVERSARY_KINDS = ("lower", "replay", "above_deposit", "forged", "high_s", "other_channel", "advance_nokey",
                    "head_advance", "lower_after_advance", "keyed_retry")
+VARIANT_KINDS = ("same:upper_hex", "same:key_order", "same:whitespace", "same:foreign_source", "same:compact",
+                 "not:chain_id", "not:escrow", "not:amount")
+
+# Wire variance (draft "Encoding Conventions", httpauth "Credentials"): adversary kinds too (op "variant" of the
+# server machine). An honest advance by one price, written
+# differently. `same:*` means the same credential: the verdict must equal the canonical form's (the model's).
+# Mixed-case hex is a SHOULD-accept and the 64-byte EIP-2098 signature a format the draft lists, so those two
+# count in `strict` only; JSON key order, whitespace and the informational `source` count always. `not:*` echoes a
+# challenge whose request was altered (another chainId, escrow or price): never the same challenge, so the
+# server must refuse it and change nothing (httpauth "Challenge Binding").
+STRICT_ONLY_VARIANTS = ("same:upper_hex", "same:compact")
+PAYER_SIGNED_KINDS = ("lower", "replay", "above_deposit", "advance_nokey", "head_advance", "lower_after_advance",
+                      "keyed_retry", "keyed_advance")  # the adversary holds the payer's key for these
 
 EXTRA_PROPERTIES = {
     "SV": "the server's verdict on any credential equals model.server.handle's (voucher rule V1-V7, charge C1-C3)",
@@ -76,9 +89,9 @@ class AdversarySession(Session):
         wires = self.net.log[start:]
         dup_key, closes = self._ghosts(wires, prev_real)
         for w in wires:  # the adversary holds the payer's key: its valid vouchers are the payer's
-            if w.origin == "adversary" and w.amount is not None and step.get("kind") in (
-                    "lower", "replay", "above_deposit", "advance_nokey", "head_advance", "lower_after_advance",
-                    "keyed_retry", "keyed_advance"):
+            payers_voucher = step.get("kind") in PAYER_SIGNED_KINDS or (
+                str(step.get("kind")).startswith("same:") and w.status == 200)  # a refused variant authorizes nothing
+            if w.origin == "adversary" and w.amount is not None and payers_voucher:
                 self.signed[w.channel_id] = max(self.signed.get(w.channel_id, 0), w.amount)
         nxt = self.project()
         info = StepInfo(act=act, outcome=outcome, charged=tuple((w.channel_id, w.charged) for w in wires if w.charged),
@@ -119,6 +132,41 @@ class AdversarySession(Session):
         return []
 
     # -- attacks: compare verdicts
+
+    @staticmethod
+    def _rewrite(kind: str, cred: "wire.Credential") -> str:
+        """The Authorization value of `cred` written in the variant `kind` (see ADVERSARY_KINDS)."""
+        import base64
+        import json
+
+        from model.crypto import parse_signature, to_compact
+
+        obj = cred.to_wire()
+        pl = obj["payload"]
+        if kind == "same:upper_hex":
+            pl["channelId"] = "0x" + pl["channelId"][2:].upper()
+            pl["signature"] = "0x" + pl["signature"][2:].upper()
+        elif kind == "same:compact":
+            pl["signature"] = to_compact(pl["signature"])
+        elif kind == "same:foreign_source":
+            obj["source"] = "did:pkh:eip155:1:0x" + "5e" * 20
+        elif kind.startswith("not:"):
+            req = json.loads(wire.b64url_decode(obj["challenge"]["request"]))
+            md = req.setdefault("methodDetails", {})
+            if kind == "not:chain_id":
+                md["chainId"] = int(md.get("chainId") or 0) + 1
+            elif kind == "not:escrow":
+                md["escrowContract"] = "0x" + "e5" * 20
+            else:
+                req["amount"] = "0"
+            obj["challenge"]["request"] = wire.b64url_encode(wire.canonical_json(req))
+        if kind == "same:key_order":
+            text = json.dumps({k: obj[k] for k in reversed(list(obj))}, separators=(",", ":"))
+        elif kind == "same:whitespace":
+            text = json.dumps(obj, indent=2)
+        else:
+            text = json.dumps(obj, separators=(",", ":"), sort_keys=True)
+        return "Payment " + base64.urlsafe_b64encode(text.encode()).rstrip(b"=").decode()
 
     def _attack(self, step) -> list:
         if step["kind"] == "lower_after_advance":  # unspent authorization, then a lower voucher
@@ -166,11 +214,26 @@ class AdversarySession(Session):
             return [("SV", "the server's 402 carried no decodable session challenge")]
         payload = wire.VoucherPayload(channel_id=rcid, cumulative_amount=amount, signature=sig)
         cred = wire.Credential(challenge=wc, payload=payload)
-        headers = {PAYER_HEADER: self.addrs[i], "Authorization": wire.encode_authorization(cred)}
+        variant = kind.startswith(("same:", "not:"))
+        auth = self._rewrite(kind, cred) if variant else wire.encode_authorization(cred)
+        headers = {PAYER_HEADER: self.addrs[i], "Authorization": auth}
         if key:
             headers[IDEMPOTENCY_HEADER] = key
+        before = self.server.record(rcid)
         w, resp = self.net.send_raw(httpx.Request(method, BASE_URL + PAID_PATH, headers=headers))
         self._last_attack = (i, method, headers, rcid, key)
+        if kind.startswith("not:"):  # a challenge the server never issued: refused, nothing changes
+            after = self.server.record(rcid)
+            status = resp.status_code if resp is not None else None
+            if status == 200 or (before and after and (after.accepted, after.spent) != (before.accepted, before.spent)):
+                return [("SV", f"{kind}: a credential echoing an altered challenge request was answered {status} "
+                               f"{w.problem}; (accepted, spent) {before and (before.accepted, before.spent)} -> "
+                               f"{after and (after.accepted, after.spent)}")]
+            return []
+        real_status = resp.status_code if resp is not None else None
+        strict_only = kind in STRICT_ONLY_VARIANTS
+        if strict_only and self.rc.strength != "strict" and real_status != 200:
+            return []  # refusing a SHOULD-accept form is a strict deviation; the twin does not advance either
         # the twin: model.server.handle on the same input
         r = _Run(self.cfg, self.twin, act)
         mreq = MRequest(self.addrs[i], method != "HEAD", MCredential("voucher", tcid, Voucher(tcid, amount, signer)), key)
@@ -181,12 +244,11 @@ class AdversarySession(Session):
         self.twin = r.freeze()
         self._twin_info = StepInfo(act=act, exchanges=tuple(r.exchanges), outcome="done", charged=tuple(r.charged),
                                    duplicate_with_key=r.info.get("recharged_key", False))
-        real_status = resp.status_code if resp is not None else None
         out = []
         said = (f"{kind}: {method} voucher cumulative={amount} on {rcid[:10]}: server answered "
                 f"{real_status} {w.problem}, model {mresp.status} {mresp.problem}")
-        if (real_status == 200) != (mresp.status == 200):  # must: the same verdict, accepted or refused
-            out.append(("SV", said))
+        if (real_status == 200) != (mresp.status == 200) and (not strict_only or self.rc.strength == "strict"):
+            out.append(("SV", said))  # must: the same verdict, accepted or refused
         elif self.rc.strength == "strict" and (real_status, w.problem) != (mresp.status, mresp.problem):
             out.append(("SV", said))  # strict: the same status and problem type
         return out

@@ -88,14 +88,14 @@ def operations(rc: RunConfig, machine: str) -> list[str]:
     if rc.faults:
         ops += ["deliver_held"]
     if machine == "server":
-        ops += ["adversary"] * 8 + ["probe"] * 3
+        ops += ["adversary"] * 8 + ["variant"] * 3 + ["probe"] * 4
     if machine == "client":
         ops += ["lie"] * 6
     return ops
 
 
 def build_machine(rc: RunConfig, collector: Collector, machine: str = "pair"):
-    from .adversary import ADVERSARY_KINDS, LIES
+    from .adversary import ADVERSARY_KINDS, LIES, VARIANT_KINDS
 
     rc = machine_config(rc, machine)
     clients = st.integers(0, rc.n_clients - 1)
@@ -138,6 +138,9 @@ def build_machine(rc: RunConfig, collector: Collector, machine: str = "pair"):
                 step["keep"] = data.draw(st.booleans().map(lambda b: not b), label="keep")
             if op == "adversary":
                 step["kind"] = data.draw(st.sampled_from(ADVERSARY_KINDS), label="kind")
+            if op == "variant":  # the same credential written differently, or an altered challenge (adversary.py)
+                step = {"op": "adversary", "client": step["client"],
+                        "kind": data.draw(st.sampled_from(VARIANT_KINDS), label="kind")}
             if op == "lie":
                 step = {"op": "request", "client": step["client"],
                         "lie": data.draw(st.sampled_from(LIES), label="lie")}

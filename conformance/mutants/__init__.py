@@ -17,7 +17,7 @@ from .servers import (accepts_above_deposit_server, accepts_high_s_server, accep
                       accepts_while_closing_server, charges_head_server, close_captures_settled_server,
                       close_captures_voucher_server,
                       free_replay_server, hints_closing_server, ignores_idempotency_key_server,
-                      required_spent_plus_price_server)
+                      required_spent_plus_price_server, skips_challenge_binding_server, trusts_source_server)
 
 
 @attrs.frozen
@@ -70,6 +70,12 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in [
     Mutant("client-chain-after-restart", "client", "H3",
            "after a restart recovers from chain `settled` although the server hinted (H1-H2)",
            chain_after_restart_client, "reference", ("pair",)),
+    Mutant("server-skips-challenge-binding", "server", "SV",
+           "accepts a credential whose echoed challenge request was altered (httpauth Challenge Binding)",
+           skips_challenge_binding_server, "model", ("server",)),
+    Mutant("server-trusts-source", "server", "SV",
+           "refuses a valid voucher whose informational `source` names someone else (wire variance)",
+           trusts_source_server, "model", ("server",)),
     Mutant("server-close-captures-settled", "server", "CX",
            "close captures only the settled amount, not max(spent, settled) (X2): the payer gets back what it "
            "was served", close_captures_settled_server, "model", ("pair", "server")),

@@ -212,3 +212,44 @@ def ignores_idempotency_key_server():
 
 def close_captures_settled_server():
     return _adapter("server-close-captures-settled", CloseCapturesSettled)
+
+
+class SkipsChallengeBinding(SessionServer):
+    """Bug: checks the echoed challenge's HMAC id but reads the price, escrow and chain from its own config,
+    never comparing them with the echoed request (a client can echo an altered request)."""
+
+    def _verify_challenge(self, ch):
+        from model.wire import decode_request, verify_challenge_id
+
+        if not verify_challenge_id(self.config.secret, ch):
+            try:
+                return decode_request(ch.request)  # the id did not match: trusted anyway
+            except Exception:
+                pass
+        return super()._verify_challenge(ch)
+
+
+def skips_challenge_binding_server():
+    return _adapter("server-skips-challenge-binding", SkipsChallengeBinding)
+
+
+class TrustsSource(SessionServer):
+    """Bug: treats the credential's informational `source` as the payer's identity and refuses a valid voucher
+    when it names someone else (httpauth: `source` is an optional payer identifier, not an authorization)."""
+
+    def _dispatch(self, method, path, content, cred, request, key):
+        from adapters.reference.server import _Reject
+
+        src, payers = (cred.source or "").lower(), self._payers_of(cred)
+        if src and payers and not src.endswith(tuple(a.lower() for a in payers)):
+            raise _Reject("verification-failed", f"source {cred.source} is not the channel's payer")
+        return super()._dispatch(method, path, content, cred, request, key)
+
+    def _payers_of(self, cred):
+        cid = getattr(cred.payload, "channel_id", None)
+        rec = self.store.get(cid) if cid else None
+        return (rec.payer,) if rec is not None else ()
+
+
+def trusts_source_server():
+    return _adapter("server-trusts-source", TrustsSource)
