@@ -32,7 +32,7 @@ from .network import LIE_HEADER
 from .model_impl import ModelServer, challenge_from_response
 
 ADVERSARY_KINDS = ("lower", "replay", "above_deposit", "forged", "high_s", "other_channel", "advance_nokey",
-                   "head_advance", "lower_after_advance", "keyed_retry")
+                   "head_advance", "lower_after_advance", "keyed_retry", "probe_after_advance")
 VARIANT_KINDS = ("same:upper_hex", "same:key_order", "same:whitespace", "same:foreign_source", "same:compact",
                  "not:chain_id", "not:escrow", "not:amount")
 
@@ -172,6 +172,12 @@ class AdversarySession(Session):
         if step["kind"] == "lower_after_advance":  # unspent authorization, then a lower voucher
             return (self._attack(dict(step, kind="head_advance"))
                     + self._attack(dict(step, kind="lower")))
+        if step["kind"] == "probe_after_advance":  # unspent authorization, then the hints for it (S-H2's max)
+            out = self._attack(dict(step, kind="head_advance"))
+            info = self._twin_info
+            out += self._probe(step)
+            self._twin_info = info  # the step's twin effects are the advance's
+            return out
         if step["kind"] == "keyed_retry":  # a keyed request leaving unspent authorization, then its retry
             return self._attack(dict(step, kind="keyed_advance")) + self._retry_last()
         i, kind = step.get("client", 0), step["kind"]
