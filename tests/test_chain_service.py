@@ -266,3 +266,85 @@ def test_clients_in_two_processes_share_one_chain(process):
     a.broadcast(raw)
     assert b.get_channel(cid).deposit == 4_000
     assert cid in b.opened_channel_ids(payee)
+
+
+# ------------------------------------------------------------------ a server process restarted on the same chain
+
+
+def _events(path: str) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def test_a_killed_server_restarts_on_the_same_store_and_chain(process, tmp_path):
+    """Chain service, server and client in three processes: kill -9 the server, start it again on the
+    same SQLite file and chain, and the client (another process again) goes on on its channel."""
+    from adapters.reference.soak import PRICE, ServerProcess, count_failures, start_client
+
+    workdir = str(tmp_path)
+    server = ServerProcess(process.url, str(tmp_path / "server.sqlite"), workdir)
+    records = str(tmp_path / "client-0.jsonl")
+    try:
+        server.start()
+        first = start_client(0, 11, server.url, process.url, workdir, requests=3)
+        assert first.wait(timeout=300) == 0
+        served_before = [e for e in _events(records) if e["event"] == "served"]
+        assert len(served_before) == 3
+        cid = served_before[0]["receipt"]["channelId"]
+        server.kill9()
+        assert server.process.returncode == -9
+        server.start()
+        second = start_client(0, 11, server.url, process.url, workdir, requests=3)
+        assert second.wait(timeout=300) == 0
+    finally:
+        server.stop()
+    events = _events(records)
+    served = [e for e in events if e["event"] == "served"]
+    assert len(served) == 6
+    assert {e["receipt"]["channelId"] for e in served} == {cid}  # the same channel, found again on chain
+    assert [e["action"] for e in events if e["event"] == "sent"].count("open") == 1
+    assert int(served[-1]["receipt"]["spent"]) == 6 * PRICE
+    counts = count_failures(workdir, server.db_path, process.url)
+    assert (counts.lost_vouchers, counts.double_charges, counts.orphaned_deposits, counts.served) == (0, 0, 0, 6)
+
+
+def test_soak_counts_each_kind_of_failure(tmp_path):
+    """count_failures on a made-up store and client records: each kind of failure is counted."""
+    from adapters.reference.__main__ import PAYEE_KEY
+    from adapters.reference.soak import count_failures
+    from adapters.reference.store import ChannelRecord, Store, StoredResponse
+
+    def served(key, cid, accepted):
+        return {"event": "served", "key": key, "receipt": {"channelId": cid, "acceptedCumulative": str(accepted)}}
+
+    with start_chain_service(log_dir=str(tmp_path)) as svc:
+        chain = make_chain("rpc", url=svc.url)
+        payee = chain.fund(PAYEE_KEY, 0)
+        chain.fund(KEY, 100_000)
+        cids = []
+        for salt in ("01", "02", "03"):
+            raw, cid = chain.build_open_tx(KEY, payee, 10_000, "0x" + salt * 32, "0x" + "00" * 20)
+            chain.broadcast(raw)
+            cids.append(cid)
+        in_store, in_client_file, orphan = cids
+        other = "0x" + "ab" * 32  # a stored channel that is not on this chain at all
+        store = Store(str(tmp_path / "server.sqlite"))
+        with store.transaction() as tx:
+            for cid, accepted, spent in ((in_store, 2_000, 3_000), (other, 1_000, 1_000)):
+                tx.insert(ChannelRecord(cid, address_of_key(KEY), payee, chain.token, "0x" + "00" * 20, 10_000, 0, 0,
+                                        False, accepted, "0x", spent, spent // 1_000, 0))
+            for cid, key in ((in_store, "k1"), (in_store, "k2"), (other, "k2")):
+                tx.put_response(cid, key, StoredResponse("GET", "/paid/resource", 200, (), ""))
+        store.close()
+        with open(tmp_path / "client-0.json", "w") as f:
+            json.dump({"channels": {in_client_file: {"signed_max": "0"}}}, f)
+        with open(tmp_path / "client-0.jsonl", "w") as f:
+            for e in (served("k1", in_store, 2_000), served("k2", in_store, 5_000), served("k3", "0x" + "cd" * 32, 1_000)):
+                f.write(json.dumps(e) + "\n")
+        counts = count_failures(str(tmp_path), str(tmp_path / "server.sqlite"), svc.url)
+    # k2 claims 5000 accepted (store: 2000); k3's channel is not in the store at all.
+    assert counts.lost_vouchers == 2
+    # k2 charged on two channels; in_store spent 3 prices with 2 stored requests.
+    assert counts.double_charges == 2
+    assert counts.orphaned_deposits == 1 and any(orphan in d for d in counts.details)
+    assert not counts.ok
