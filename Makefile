@@ -31,7 +31,7 @@ test: $(STAMP)
 # then a kill -9 loop of a separate server process paid by 3 client processes through a chain service
 # (adapters/reference/soak.py; it fails on any lost voucher, double charge or orphaned deposit).
 SOAK_SEEDS ?= 1 2 3 4 5
-KILL_SOAK_ARGS ?= --seed 1 --duration 90 --kills 6 --clients 3
+KILL_SOAK_ARGS ?= --seed 1 --duration 90 --kills 10 --clients 3
 soak: $(STAMP)
 	for s in $(SOAK_SEEDS); do $(BIN)/python -m conformance matrix --profile deep --seed $$s || exit 1; done
 	$(BIN)/python -m conformance run --client reference --server reference --chain evm --profile ci --machine all

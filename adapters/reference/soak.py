@@ -1,6 +1,7 @@
 """A kill -9 soak: one reference server process, killed and restarted, paid by clients in other processes.
 
-    python -m adapters.reference.soak [--seed 1] [--duration 90] [--kills 6] [--clients 3] [--workdir DIR]
+    python -m adapters.reference.soak [--seed 1] [--duration 90] [--kills 10] [--clients 3] [--close-every 20]
+                                      [--workdir DIR]
 
 Processes: a chain service (`python -m adapters.chain serve`), a server
 (`python -m adapters.reference serve --chain-url ... --db server.sqlite`) and
@@ -10,7 +11,9 @@ answered. During `--duration` seconds the server gets SIGKILL `--kills` times,
 at moments drawn from `--seed`, and is restarted at once on the same port,
 SQLite file and chain. Each client sends GET /paid/resource with an
 Idempotency-Key per logical request and retries the same key until it is
-served; when the run is over the clients finish the request at hand.
+served, and closes its channel cooperatively every `--close-every` served
+requests (so that opens, closes and their crash windows recur); when the run is
+over the clients finish the request at hand.
 
 At the end it reads the chain, the server's SQLite store and the clients' own
 records, prints and checks three counts, and exits 1 if any is above 0:
@@ -124,14 +127,14 @@ def client_key(seed: int, index: int) -> bytes:
 
 def start_client(
     index: int, seed: int, server_url: str, chain_url: str, workdir: str, *, requests: int | None = None,
-    stop_file: str | None = None,
+    stop_file: str | None = None, close_every: int = 0,
 ) -> subprocess.Popen:
     """One paying client in its own process; its files are client-<index>.{json,jsonl,log} in `workdir`."""
     cmd = [
         sys.executable, "-m", "adapters.reference.soak", "client", "--server", server_url, "--chain-url", chain_url,
         "--key", client_key(seed, index).hex(), "--name", f"c{index}", "--seed", str(seed),
         "--persist", os.path.join(workdir, f"client-{index}.json"),
-        "--records", os.path.join(workdir, f"client-{index}.jsonl"),
+        "--records", os.path.join(workdir, f"client-{index}.jsonl"), "--close-every", str(close_every),
     ]
     if requests is not None:
         cmd += ["--requests", str(requests)]
@@ -192,6 +195,8 @@ def _client_main(args: argparse.Namespace) -> int:
         i += 1
         if _serve_one(client, rec, idem, args.stop_file):
             served += 1
+            if args.close_every and served % args.close_every == 0:
+                _close(client, rec)
     client.close_http()
     rec.write(event="done", served=served, requests=i)
     return 0
@@ -219,6 +224,16 @@ def _serve_one(client: SessionClient, rec: _Recorder, idem: str, stop_file: str 
                 rec.write(event="gave_up", key=idem)
                 return False
         time.sleep(0.2)
+
+
+def _close(client: SessionClient, rec: _Recorder) -> None:
+    """A cooperative close of the current channel; a failure is recorded and the client goes on
+    (it opens a new channel once the chain shows this one finalized, else keeps paying on it)."""
+    try:
+        resp = client.close(PATH)
+        rec.write(event="closed", status=None if resp is None else resp.status_code)
+    except (ServerUnreachable, PaymentRefused, ChainError, httpx.HTTPError) as exc:
+        rec.write(event="close_failed", why=f"{type(exc).__name__}: {exc}"[:300])
 
 
 def _receipt(resp: httpx.Response) -> dict[str, Any] | None:
@@ -323,7 +338,9 @@ def count_failures(workdir: str, db_path: str, chain_url: str, price: int = PRIC
 # ---------------------------------------------------------------------- the run
 
 
-def run_soak(seed: int, duration: float, kills: int, clients: int, workdir: str, chain_url: str | None) -> int:
+def run_soak(
+    seed: int, duration: float, kills: int, clients: int, workdir: str, chain_url: str | None, close_every: int = 20,
+) -> int:
     from adapters.chain.service import start_chain_service
 
     rng = random.Random(seed)
@@ -336,7 +353,8 @@ def run_soak(seed: int, duration: float, kills: int, clients: int, workdir: str,
     stop_file = os.path.join(workdir, "stop")
     try:
         server.start()
-        procs = [start_client(i, seed, server.url, chain_url, workdir, stop_file=stop_file) for i in range(clients)]
+        procs = [start_client(i, seed, server.url, chain_url, workdir, stop_file=stop_file, close_every=close_every)
+                 for i in range(clients)]
         started = time.monotonic()
         # Kills at random moments of the first 80% of the run, so that the end sees a server that stays up.
         moments = sorted(rng.uniform(0.05, 0.8) * duration for _ in range(kills))
@@ -369,9 +387,13 @@ def run_soak(seed: int, duration: float, kills: int, clients: int, workdir: str,
     events = _read_records(workdir)
     retries = Counter(e["why"].split(":")[0] for e in events if e["event"] == "retry")
     gave_up = sum(e["event"] == "gave_up" for e in events)
+    opens = sum(e["event"] == "sent" and e["action"] == "open" for e in events)
+    closes = Counter(str(e.get("status")) for e in events if e["event"] == "closed")
+    close_failed = sum(e["event"] == "close_failed" for e in events)
     print(f"kill -9 soak: seed {seed}, {clients} clients, {kills} kills in {duration:.0f}s "
           f"({server.starts} server starts); {counts.served} requests served in {elapsed:.0f}s "
-          f"({counts.served / elapsed:.1f}/s); retries {dict(retries)}; gave up {gave_up}; stuck clients {stuck}")
+          f"({counts.served / elapsed:.1f}/s); {opens} open credentials sent; closes {dict(closes)}, "
+          f"{close_failed} failed; retries {dict(retries)}; gave up {gave_up}; stuck clients {stuck}")
     for line in counts.details[:20]:
         print("  " + line)
     print(f"lost vouchers: {counts.lost_vouchers}")
@@ -394,20 +416,22 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--records", required=True)
     c.add_argument("--requests", type=int, default=None, help="stop after this many logical requests")
     c.add_argument("--stop-file", default=None, help="stop once this file exists")
+    c.add_argument("--close-every", type=int, default=0, help="close the channel after every N served requests")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--duration", type=float, default=90.0, help="seconds of paying and killing (default 90)")
-    ap.add_argument("--kills", type=int, default=6)
+    ap.add_argument("--kills", type=int, default=10)
     ap.add_argument("--clients", type=int, default=3)
+    ap.add_argument("--close-every", type=int, default=20, help="each client closes its channel every N served requests")
     ap.add_argument("--workdir", default=None, help="where records, logs and the store go (default: a new temp dir)")
     ap.add_argument("--chain-url", default=None, help="an existing chain service (default: start one)")
     args = ap.parse_args(argv)
     if args.cmd == "client":
         return _client_main(args)
-    if args.duration <= 0 or args.kills < 0 or args.clients < 1:
-        ap.error("--duration must be > 0, --kills >= 0, --clients >= 1")
+    if args.duration <= 0 or args.kills < 0 or args.clients < 1 or args.close_every < 0:
+        ap.error("--duration must be > 0, --kills >= 0, --clients >= 1, --close-every >= 0")
     workdir = args.workdir or tempfile.mkdtemp(prefix="tempo-soak-")
     os.makedirs(workdir, exist_ok=True)
-    return run_soak(args.seed, args.duration, args.kills, args.clients, workdir, args.chain_url)
+    return run_soak(args.seed, args.duration, args.kills, args.clients, workdir, args.chain_url, args.close_every)
 
 
 if __name__ == "__main__":
