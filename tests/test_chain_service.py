@@ -62,6 +62,11 @@ def error(service: ChainService, method: str, *params) -> dict:
     (b'{"jsonrpc":"2.0","id":1}', -32600, '"method"'),
     (b'{"jsonrpc":"1.0","id":1,"method":"eth_chainId"}', -32600, '"jsonrpc"'),
     (b'{"jsonrpc":"2.0","id":{},"method":"eth_chainId"}', -32600, "id must be"),
+    (b'{"jsonrpc":"2.0","id":1e999,"method":"eth_chainId"}', -32600, "id must be"),
+    # py-evm raises the recursion limit: without a depth bound this killed the process (SIGSEGV).
+    (b"[" * 100_000 + b"]" * 100_000, -32700, "nested more than 64 deep"),
+    (b'{"a":' * 65 + b"1" + b"}" * 65, -32700, "nested more than 64 deep"),
+    (b'{"jsonrpc":"2.0","id":1,"method":"web3_sha3","params":["' + b"[" * 1000 + b'"]}', -32602, "web3_sha3"),
     (b'{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":{"a":1}}', -32602, "params must be an array"),
     (b'{"jsonrpc":"2.0","id":1,"method":"eth_nothing"}', -32601, "method not found: eth_nothing"),
     (b'{"jsonrpc":"2.0","id":1,"method":"eth_sendTransaction","params":[{}]}', -32601, "eth_sendRawTransaction"),

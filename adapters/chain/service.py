@@ -30,14 +30,15 @@ Test-only methods, named like anvil's and hardhat's where they exist:
 Time is the evm backend's: each block is one second after the previous one
 (never the wall clock), unless moved on by the methods above.
 
-Bounded: a request body of at most MAX_BODY_BYTES, batches of at most MAX_BATCH
-calls, loopback only. Junk gets a JSON-RPC error object (parse error, invalid
+Bounded: a request body of at most MAX_BODY_BYTES, nested at most MAX_DEPTH deep,
+batches of at most MAX_BATCH calls, loopback only. Junk gets a JSON-RPC error object (parse error, invalid
 request, invalid params, method not found), never an HTTP 5xx.
 """
 from __future__ import annotations
 
 import ast
 import json
+import math
 import os
 import re
 import signal
@@ -71,6 +72,7 @@ __all__ = [
 HOST = "127.0.0.1"
 MAX_BODY_BYTES = 1 << 20
 MAX_BATCH = 100
+MAX_DEPTH = 64  # JSON nesting; real calls nest a handful deep
 READY_PREFIX = "tempo chain service: "
 
 # JSON-RPC 2.0 and EIP-1474 error codes.
@@ -295,10 +297,13 @@ class ChainService:
 
     def handle_body(self, body: bytes) -> bytes | None:
         """One HTTP request body -> the response body (None when every call was a notification)."""
+        if _nesting_depth(body) > MAX_DEPTH:
+            return _dump(_error_response(None, RpcError(
+                PARSE_ERROR, f"parse error: JSON nested more than {MAX_DEPTH} deep")))
         try:
             payload = json.loads(body)
-        except (UnicodeDecodeError, ValueError) as exc:
-            return _dump(_error_response(None, RpcError(PARSE_ERROR, f"parse error: {exc}")))
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            return _dump(_error_response(None, RpcError(PARSE_ERROR, f"parse error: {type(exc).__name__}: {exc}")))
         if isinstance(payload, list):
             if not payload:
                 return _dump(_error_response(None, RpcError(INVALID_REQUEST, "invalid request: empty batch")))
@@ -315,7 +320,8 @@ class ChainService:
         if not isinstance(item, dict):
             return _error_response(None, RpcError(INVALID_REQUEST, "invalid request: expected a JSON object"))
         rid = item.get("id")
-        if not (rid is None or isinstance(rid, (str, int, float)) and not isinstance(rid, bool)):
+        if not (rid is None or isinstance(rid, (str, int)) and not isinstance(rid, bool)
+                or isinstance(rid, float) and math.isfinite(rid)):
             return _error_response(None, RpcError(INVALID_REQUEST, "invalid request: id must be a string, number or null"))
         method, params = item.get("method"), item.get("params", [])
         try:
@@ -512,6 +518,38 @@ class ChainService:
         if ts <= latest:
             raise _invalid(f"timestamp {ts} is not after the latest block's {latest}")
         self._next_timestamp = ts
+
+
+def _nesting_depth(body: bytes) -> int:
+    """How deep arrays and objects nest in `body` (brackets inside strings do not count); the
+    scan stops as soon as it is past MAX_DEPTH.
+
+    Checked before json.loads: py-evm raises the interpreter's recursion limit to 100000, so
+    the C JSON decoder would recurse on a body of nested brackets until the thread's stack
+    overflows and the whole process dies (a segmentation fault, not a RecursionError)."""
+    if body.count(b"[") + body.count(b"{") <= MAX_DEPTH:
+        return 0  # cannot be deeper than the number of openers
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > MAX_DEPTH:
+                    return deepest
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest
 
 
 def _error_response(rid: Any, err: RpcError) -> dict[str, Any]:
