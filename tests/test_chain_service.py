@@ -353,3 +353,45 @@ def test_soak_counts_each_kind_of_failure(tmp_path):
     assert counts.double_charges == 2
     assert counts.orphaned_deposits == 1 and any(orphan in d for d in counts.details)
     assert not counts.ok
+
+
+def test_get_logs_filters_as_eth_tester_does_and_fast(service):
+    """eth_getLogs is answered from receipts (eth-tester's own is quadratic in the chain's length):
+    same logs as eth-tester's for each filter shape, and a revert drops the cached blocks."""
+    from adapters.chain.service import _fix_log, _hexify, _plain
+
+    chain = service.chain
+    payee = address_of_key(PAYEE)
+    payer = address_of_key(KEY)
+    result(service, "tempo_fund", payee, "0x0")
+    result(service, "tempo_fund", payer, hex(50_000))
+    topic_of = lambda a: "0x" + "00" * 12 + a[2:]  # noqa: E731
+    transfer = "0x" + keccak(b"Transfer(address,address,uint256)").hex()
+    filters = [
+        {"fromBlock": "earliest", "toBlock": "latest"},
+        {"fromBlock": "0x0", "address": chain.token},
+        {"fromBlock": "0x0", "address": [chain.token, chain.escrow], "topics": [transfer]},
+        {"fromBlock": "0x0", "topics": [None, None, topic_of(payer)]},
+        {"fromBlock": "0x0", "topics": [[transfer, "0x" + "11" * 32], None, [topic_of(payee), topic_of(payer)]]},
+        {"fromBlock": "0x2", "toBlock": "0x3"},
+    ]
+    for flt in filters:
+        raw = service._request("eth_getLogs", [dict(flt, fromBlock=0 if flt["fromBlock"] in ("0x0", "earliest") else flt["fromBlock"])])
+        expected = _hexify([_fix_log(log) for log in _plain(raw["result"])])
+        got = result(service, "eth_getLogs", flt)
+        assert got == expected, flt
+    assert result(service, "eth_getLogs", {"fromBlock": "0x0", "topics": [None, None, topic_of(payer)]})
+    latest = result(service, "eth_getBlockByNumber", "latest", False)
+    by_hash = result(service, "eth_getLogs", {"blockHash": latest["hash"]})
+    assert by_hash == result(service, "eth_getLogs", {"fromBlock": latest["number"], "toBlock": latest["number"]})
+    assert error(service, "eth_getLogs", {"topics": ["0x12"]})["code"] == -32602
+    assert error(service, "eth_getLogs", {"address": "nope"})["code"] == -32602
+
+    snap = result(service, "evm_snapshot")
+    before = result(service, "eth_getLogs", {"fromBlock": "0x0"})
+    result(service, "tempo_fund", payer, hex(1))
+    assert len(result(service, "eth_getLogs", {"fromBlock": "0x0"})) == len(before) + 1
+    result(service, "evm_revert", snap)
+    result(service, "evm_mine")  # new blocks at the reverted-to numbers (gas, then mint): their logs, not the old ones
+    result(service, "evm_mine")
+    assert result(service, "eth_getLogs", {"fromBlock": "0x0"}) == before

@@ -110,7 +110,6 @@ STANDARD_METHODS: dict[str, int | None] = {
     "eth_getBlockByHash": None,
     "eth_getBlockTransactionCountByNumber": 0,
     "eth_getBlockTransactionCountByHash": None,
-    "eth_getLogs": None,
     "eth_getCode": 1,
     "eth_getBalance": 1,
     "eth_getStorageAt": 2,
@@ -124,7 +123,7 @@ TEST_METHODS = (
     "tempo_fund",
     "tempo_deployment",
 )
-_OWN_METHODS = ("net_version", "eth_accounts") + TEST_METHODS
+_OWN_METHODS = ("net_version", "eth_accounts", "eth_getLogs") + TEST_METHODS
 _NO_UNLOCKED = ("eth_sendTransaction", "eth_sign", "eth_signTransaction", "eth_signTypedData_v4", "personal_sign")
 _ERROR_STRING = keccak(b"Error(string)")[:4]
 _QUANTITY_RE = re.compile(r"0x(0|[1-9a-fA-F][0-9a-fA-F]*)")
@@ -247,6 +246,53 @@ def _block_tag(value: Any) -> Any:
     return value
 
 
+def _block_number(value: Any, head: int, field: str) -> int:
+    if value in ("latest", "safe", "finalized", "pending"):
+        return head
+    if value == "earliest":
+        return 0
+    return _quantity(value, field, 2**64 - 1)
+
+
+_ADDRESS_RE = re.compile(r"0x[0-9a-fA-F]{40}")
+_TOPIC_RE = re.compile(r"0x[0-9a-fA-F]{64}")
+
+
+def _address_filter(value: Any) -> set[str] | None:
+    if value is None:
+        return None
+    values = value if isinstance(value, list) else [value]
+    if not all(isinstance(v, str) and _ADDRESS_RE.fullmatch(v) for v in values):
+        raise _invalid(f"eth_getLogs: address must be an address or a list of them, got {value!r}")
+    return {v.lower() for v in values}
+
+
+def _topic_filter(value: Any) -> list[set[str] | None]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or len(value) > 4:
+        raise _invalid(f"eth_getLogs: topics must be a list of at most 4 entries, got {value!r}")
+    out: list[set[str] | None] = []
+    for entry in value:
+        options = entry if isinstance(entry, list) else [entry]
+        if entry is None or options == []:
+            out.append(None)
+            continue
+        if not all(isinstance(t, str) and _TOPIC_RE.fullmatch(t) for t in options):
+            raise _invalid(f"eth_getLogs: a topic must be null, a 32-byte hex or a list of them, got {entry!r}")
+        out.append({t.lower() for t in options})
+    return out
+
+
+def _topics_match(wanted: list[set[str] | None], topics: list[str]) -> bool:
+    for i, options in enumerate(wanted):
+        if options is None:
+            continue
+        if i >= len(topics) or topics[i] not in options:
+            return False
+    return True
+
+
 def _revert_data(exc: BaseException) -> bytes:
     """The revert data of a failed eth-tester call (it hands over bytes, their repr, or a reason string)."""
     data: Any = getattr(exc, "data", None)
@@ -292,6 +338,7 @@ class ChainService:
         self._time_increase = 0  # evm_increaseTime seconds not yet absorbed by a mined block
         self._next_timestamp: int | None = None  # evm_setNextBlockTimestamp
         self._snapshots: list[int] = []
+        self._log_cache: dict[int, list[dict[str, Any]]] = {}
 
     # ------------------------------------------------------------------ HTTP body
 
@@ -417,11 +464,6 @@ class ChainService:
         elif method in ("eth_getBlockByNumber", "eth_getBlockByHash"):
             if len(params) == 1:
                 params.append(False)
-        elif method == "eth_getLogs":
-            if len(params) != 1 or not isinstance(params[0], dict):
-                raise _invalid("eth_getLogs: expects one filter object")
-            flt = {k: _block_tag(v) if k in ("fromBlock", "toBlock") else v for k, v in params[0].items()}
-            params[0] = flt
         return params
 
     def _fix(self, method: str, value: Any) -> Any:
@@ -430,23 +472,53 @@ class ChainService:
         if method in ("eth_getBlockByNumber", "eth_getBlockByHash") and isinstance(value, dict):
             txs = value.get("transactions", [])
             value["transactions"] = [_fix_tx(t) if isinstance(t, dict) else t for t in txs]
-            value["logsBloom"] = _bloom_hex(self._block_bloom(txs))
+            mined = isinstance(value.get("number"), int) and value["number"] <= self._head()[0]
+            value["logsBloom"] = _bloom_hex(_bloom_of(self._logs_of_block(value["number"])) if mined else 0)
         elif method.startswith("eth_getTransactionBy") and isinstance(value, dict):
             value = _fix_tx(value)
         elif method == "eth_getTransactionReceipt" and isinstance(value, dict):
             value = _fix_receipt(value)
-        elif method == "eth_getLogs" and isinstance(value, list):
-            value = [_fix_log(log) for log in value]
         return value
 
-    def _block_bloom(self, txs: list[Any]) -> int:
-        # eth-tester reports 0; a block's bloom is the union of its receipts' blooms.
-        bloom = 0
-        for t in txs:
-            tx_hash = t["hash"] if isinstance(t, dict) else t
-            receipt = _plain(self._request("eth_getTransactionReceipt", [tx_hash])["result"])
-            bloom |= _bloom_of(receipt.get("logs", []))
-        return bloom
+    def _logs_of_block(self, number: int) -> list[dict[str, Any]]:
+        """The JSON-RPC log objects of a mined block, cached (mined blocks change only by evm_revert).
+        eth-tester reports a block's logsBloom as 0 and answers eth_getLogs in time quadratic in
+        the chain's length (minutes for a soak's chain), so both are computed here from receipts."""
+        logs = self._log_cache.get(number)
+        if logs is None:
+            block = _plain(self._request("eth_getBlockByNumber", [number, False])["result"])
+            logs = []
+            for tx_hash in block["transactions"]:
+                receipt = _fix_receipt(_plain(self._request("eth_getTransactionReceipt", [tx_hash])["result"]))
+                logs += _hexify(receipt["logs"])
+            self._log_cache[number] = logs
+        return logs
+
+    def _m_eth_getLogs(self, params: list[Any]) -> list[dict[str, Any]]:
+        if len(params) != 1 or not isinstance(params[0], dict):
+            raise _invalid("eth_getLogs: expects one filter object")
+        flt = params[0]
+        head = self._head()[0]
+        if "blockHash" in flt:
+            if "fromBlock" in flt or "toBlock" in flt:
+                raise _invalid("eth_getLogs: blockHash excludes fromBlock and toBlock")
+            block = self._standard("eth_getBlockByHash", [flt["blockHash"], False])
+            if block is None:
+                raise _invalid(f"eth_getLogs: unknown block {flt['blockHash']}")
+            first = last = int(block["number"], 16)
+        else:
+            first = _block_number(flt.get("fromBlock", "latest"), head, "fromBlock")
+            last = min(_block_number(flt.get("toBlock", "latest"), head, "toBlock"), head)
+        addresses = _address_filter(flt.get("address"))
+        topics = _topic_filter(flt.get("topics"))
+        out = []
+        for number in range(first, last + 1):
+            for log in self._logs_of_block(number):
+                if addresses is not None and log["address"].lower() not in addresses:
+                    continue
+                if _topics_match(topics, [t.lower() for t in log["topics"]]):
+                    out.append(dict(log))
+        return out
 
     # ------------------------------------------------------------------ own methods
 
@@ -486,6 +558,7 @@ class ChainService:
         if sid not in self._snapshots:
             return False
         self._tester.revert_to_snapshot(sid)
+        self._log_cache.clear()  # block numbers after the snapshot will be reused by other blocks
         # As on hardhat and anvil: that snapshot and every later one are used up.
         self._snapshots = self._snapshots[: self._snapshots.index(sid)]
         self._time_increase, self._next_timestamp = 0, None
