@@ -27,11 +27,15 @@ check: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-# A long soak: the deep profile on every bundled pair and machine, several seeds (never part of `make test`).
+# A long soak: the deep profile on every bundled pair and machine, several seeds (never part of `make test`),
+# then a kill -9 loop of a separate server process paid by 3 client processes through a chain service
+# (adapters/reference/soak.py; it fails on any lost voucher, double charge or orphaned deposit).
 SOAK_SEEDS ?= 1 2 3 4 5
+KILL_SOAK_ARGS ?= --seed 1 --duration 90 --kills 10 --clients 3
 soak: $(STAMP)
 	for s in $(SOAK_SEEDS); do $(BIN)/python -m conformance matrix --profile deep --seed $$s || exit 1; done
 	$(BIN)/python -m conformance run --client reference --server reference --chain evm --profile ci --machine all
+	$(BIN)/python -m adapters.reference.soak $(KILL_SOAK_ARGS)
 
 # Benchmarks (ratios measured in one run; never part of `make test`).
 bench: $(STAMP)

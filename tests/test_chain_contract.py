@@ -1,10 +1,12 @@
-"""One behaviour suite for every chain backend (memory and evm).
+"""One behaviour suite for every chain backend (memory, evm and rpc).
 
-Each test runs against both backends; the evm chain is deployed once per module
-and reset to its freshly deployed state before each test. The last test runs
-one seeded random sequence of operations on both backends and checks that they
-agree call for call (same ChainError reason or the same success) and end in
-the same balances and channel records.
+Each test runs against every backend; the evm chain is deployed once per module,
+the rpc chain talks to one chain service process (`python -m adapters.chain
+serve`) started for the session, and both are reset to their freshly deployed
+state before each test. The last tests run one seeded random sequence of
+operations on memory and on evm (and rpc) and check that they agree call for
+call (same ChainError reason or the same success) and end in the same balances
+and channel records.
 """
 from __future__ import annotations
 
@@ -35,11 +37,20 @@ def _evm_chain():
     return _evm
 
 
-@pytest.fixture(params=["memory", "evm"])
+@pytest.fixture(scope="session")
+def rpc_chain():
+    """An RpcChain on a chain service in a child process (snapshot taken right after deployment)."""
+    from adapters.chain.service import start_chain_service
+
+    with start_chain_service() as service:
+        yield make_chain("rpc", url=service.url, resettable=True)
+
+
+@pytest.fixture(params=["memory", "evm", "rpc"])
 def chain(request) -> Chain:
     if request.param == "memory":
         return make_chain("memory")
-    c = _evm_chain()
+    c = _evm_chain() if request.param == "evm" else request.getfixturevalue("rpc_chain")
     c.reset()
     return c
 
@@ -114,7 +125,7 @@ def assert_conserved(chain, cids) -> None:
 
 def test_backend_shape(chain):
     assert isinstance(chain, Chain)
-    assert chain.name in ("memory", "evm")
+    assert chain.name in ("memory", "evm", "rpc")
     assert chain.grace_period == 15 * 60
     for a in (chain.escrow, chain.token):
         assert a == a.lower() and a.startswith("0x") and len(a) == 42
@@ -570,3 +581,11 @@ def test_memory_and_evm_agree_call_for_call(seed):
     assert got_mem[0] == got_evm[0]
     assert got_mem[1] == got_evm[1]
     assert {o[2] for o in got_mem[0]} & {"ok"}  # something went through
+
+
+def test_memory_and_rpc_agree_call_for_call(rpc_chain):
+    rpc_chain.reset()
+    got_mem = _random_run(make_chain("memory"), 7, 60)
+    got_rpc = _random_run(rpc_chain, 7, 60)
+    assert got_mem[0] == got_rpc[0]
+    assert got_mem[1] == got_rpc[1]

@@ -1,5 +1,10 @@
 """EvmChain: the real escrow bytecode on an in-process EVM (web3's EthereumTesterProvider, py-evm).
 
+The escrow's calls themselves (ABI encoding, signing, decoding, revert reasons)
+live in `Web3Escrow`, which RpcChain (rpc.py, any JSON-RPC URL) shares; EvmChain
+adds what only an in-process tester can do: deploy from an unlocked account, pin
+block timestamps, snapshot and mine.
+
 Deploys TestToken and TempoStreamChannel from the committed artifacts
 (adapters/chain/artifacts/*.json, built by adapters/chain/solidity/build.mjs),
 once per instance; `reset()` returns to the freshly deployed state through an
@@ -18,6 +23,7 @@ nonce is used and no time passes.
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import threading
 from pathlib import Path
@@ -43,7 +49,7 @@ from ._common import (
 )
 from .base import ZERO_ADDRESS, ChainError, ChannelState, DecodedTx
 
-__all__ = ["EvmChain", "ARTIFACTS_DIR", "load_artifact"]
+__all__ = ["EvmChain", "Web3Escrow", "ARTIFACTS_DIR", "load_artifact", "escrow_errors"]
 
 ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
 
@@ -60,6 +66,7 @@ _GAS = {
     "mint": 120_000,
 }
 _GAS_MONEY = 10**18  # wei given to each funded key
+_RECEIPT_TIMEOUT = 60  # seconds a sent transaction may take to be mined
 _TIP = 10**9
 
 _CHANNEL_TUPLE = "(address,address,address,address,uint128,uint128,uint64,bool)"
@@ -89,64 +96,57 @@ def _malformed(detail: str) -> ChainError:
     return ChainError("MalformedTransaction", detail)
 
 
-class EvmChain:
-    """The v1 escrow and test token deployed on py-evm through web3's tester provider."""
+@functools.lru_cache(maxsize=1)
+def escrow_errors() -> dict[bytes, str]:
+    """Selector -> name of every custom error of the escrow and the token (from the artifacts)."""
+    errors: dict[bytes, str] = {}
+    for name in ("TempoStreamChannel", "TestToken"):
+        for item in load_artifact(name)["abi"]:
+            if item["type"] == "error":
+                errors[_selector(_signature(item))] = item["name"]
+    return errors
 
-    name = "evm"
 
-    def __init__(self) -> None:
-        from eth_tester import EthereumTester, PyEVMBackend
-        from web3 import EthereumTesterProvider, Web3
+class Web3Escrow:
+    """The v1 escrow and test token as reached through a web3 instance: every call of base.Chain
+    that is the same on any node (ABI encoding, local signing, decoding, simulation first,
+    revert reasons). A subclass sets `w3`, calls `_connect()` then `_attach(escrow, token)`, and
+    supplies what differs per node: `_head_timestamp`, `_simulate`, `_pin`, `fund`,
+    `advance_time` and `reset`."""
 
-        self._tester = EthereumTester(PyEVMBackend())
-        self.w3 = Web3(EthereumTesterProvider(self._tester))
+    name = "web3"
+    w3: Any
+
+    def _connect(self) -> None:
+        """Chain id, the error table and fees, read once (before anything is signed)."""
         self.chain_id = int(self.w3.eth.chain_id)
-        self._faucet = self.w3.eth.accounts[0]  # an unlocked tester account with plenty of ether
         self._lock = threading.RLock()
-
-        escrow_art, token_art = load_artifact("TempoStreamChannel"), load_artifact("TestToken")
-        self._errors: dict[bytes, str] = {}
-        for art in (escrow_art, token_art):
-            for item in art["abi"]:
-                if item["type"] == "error":
-                    self._errors[_selector(_signature(item))] = item["name"]
+        self._errors = escrow_errors()
         # Fees: the tester's base fee starts at 1 gwei and only falls while blocks stay small.
         base_fee = int(self.w3.eth.get_block("latest")["baseFeePerGas"])
         self._max_fee = max(10 * 10**9, 4 * base_fee + _TIP)
 
-        ctor = eth_abi.encode(["string", "string"], ["Tempo Test USD", "tUSD"])
-        self.token = self._deploy(bytes.fromhex(token_art["bytecode"][2:]) + ctor)
-        self.escrow = self._deploy(bytes.fromhex(escrow_art["bytecode"][2:]))
+    def _attach(self, escrow: str, token: str) -> None:
+        self.escrow, self.token = escrow.lower(), token.lower()
         self._escrow_cs = to_checksum_address(self.escrow)
         self._token_cs = to_checksum_address(self.token)
         self.grace_period = self._view(self.escrow, "CLOSE_GRACE_PERIOD()", [], [], ["uint64"])[0]
-        assert self.grace_period == CLOSE_GRACE_PERIOD, self.grace_period
-        self._snapshot = self._tester.take_snapshot()
-
-    def reset(self) -> None:
-        """Back to the freshly deployed state (an eth-tester snapshot revert; fast)."""
-        with self._lock:
-            self._tester.revert_to_snapshot(self._snapshot)
+        if self.grace_period != CLOSE_GRACE_PERIOD:
+            raise ChainError("WrongContract", f"escrow {self.escrow} has CLOSE_GRACE_PERIOD {self.grace_period}, "
+                                              f"the v1 escrow {CLOSE_GRACE_PERIOD}")
 
     # -------------------------------------------------------------------- plumbing
 
-    def _deploy(self, code: bytes) -> str:
-        self._pin()
-        tx_hash = self.w3.eth.send_transaction(
-            {"from": self._faucet, "data": code, "gas": 3_000_000, "maxFeePerGas": self._max_fee, "maxPriorityFeePerGas": _TIP}
-        )
-        receipt = self.w3.eth.get_transaction_receipt(tx_hash)
-        if receipt["status"] != 1:
-            raise ChainError("DeployFailed", tx_hash.hex())
-        return receipt["contractAddress"].lower()
-
     def _head_timestamp(self) -> int:
-        return int(self._tester.backend.chain.get_canonical_head().timestamp)
+        raise NotImplementedError
 
     def _pin(self, offset: int = 1) -> None:
-        """Make the pending block's timestamp the head's plus `offset` (py-evm would use the wall clock)."""
-        chain = self._tester.backend.chain
-        chain.header = chain.header.copy(timestamp=self._head_timestamp() + offset)
+        """Fix the timestamp of the block the next transaction runs in (a no-op where the node
+        keeps its own clock)."""
+
+    def _simulate(self, sender: str, to: str, data: bytes, gas: int, value: int = 0) -> None:
+        """Run the call against the pending block; ChainError with the revert reason if it reverts."""
+        raise NotImplementedError
 
     @staticmethod
     def _calldata(signature: str, types: list[str], args: list[Any]) -> bytes:
@@ -158,15 +158,8 @@ class EvmChain:
             result = self.w3.eth.call({"to": to_checksum_address(to), "data": data})
         return eth_abi.decode(out, bytes(result))
 
-    def _revert_reason(self, exc: Exception) -> ChainError:
-        data: Any = exc.args[0] if exc.args else b""
-        while isinstance(data, Exception):
-            data = data.args[0] if data.args else b""
-        if isinstance(data, str) and data[:2] in ("b'", 'b"'):
-            try:
-                data = ast.literal_eval(data)  # eth-tester hands over repr(revert data)
-            except (ValueError, SyntaxError):
-                pass
+    def _reason_of(self, data: bytes | str) -> ChainError:
+        """The ChainError for a revert's data (a str: a reason the node gave as text)."""
         if isinstance(data, str):
             return ChainError("Error", data)
         data = bytes(data)
@@ -182,16 +175,6 @@ class EvmChain:
             except Exception:
                 pass
         return ChainError("Reverted", "0x" + data.hex())
-
-    def _simulate(self, sender: str, to: str, data: bytes, gas: int, value: int = 0) -> None:
-        from eth_tester.exceptions import TransactionFailed
-
-        self._pin()
-        tx = {"from": to_checksum_address(sender), "to": to_checksum_address(to), "data": "0x" + data.hex(), "gas": gas, "value": value}
-        try:
-            self._tester.call(tx, "pending")
-        except TransactionFailed as exc:
-            raise self._revert_reason(exc) from None
 
     def _require_gas(self, sender: str, gas: int, value: int = 0) -> None:
         need = gas * self._max_fee + value
@@ -221,8 +204,8 @@ class EvmChain:
             tx_hash = self.w3.eth.send_raw_transaction(raw)
         except Exception as exc:  # the node refused it (nonce, balance, ...)
             raise ChainError("Rejected", str(exc)) from None
-        receipt = self.w3.eth.get_transaction_receipt(tx_hash)
-        if receipt["status"] != 1:  # the simulation said otherwise; should not happen
+        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=_RECEIPT_TIMEOUT, poll_latency=0.05)
+        if receipt["status"] != 1:  # the simulation said otherwise (or another sender got in between)
             raise ChainError("Reverted", f"transaction {tx_hash.hex()} failed")
         return "0x" + bytes(tx_hash).hex()
 
@@ -236,21 +219,6 @@ class EvmChain:
             return self._send_raw(self._sign(key, to, data, gas, self._nonce(sender)))
 
     # ------------------------------------------------------------ accounts and tokens
-
-    def fund(self, key: bytes, amount: int) -> str:
-        addr = address_of_key(key)
-        amount = norm_amount(amount, "amount", UINT256_MAX)
-        with self._lock:
-            if self.total_supply() + amount > UINT256_MAX:
-                raise ChainError("Panic(0x11)", "mint overflows totalSupply")
-            fees = {"gas": 21_000, "maxFeePerGas": self._max_fee, "maxPriorityFeePerGas": _TIP}
-            self._pin()
-            self.w3.eth.send_transaction({"from": self._faucet, "to": to_checksum_address(addr), "value": _GAS_MONEY, **fees})
-            self._pin()
-            mint = self._calldata("mint(address,uint256)", ["address", "uint256"], [addr, amount])
-            self.w3.eth.send_transaction({"from": self._faucet, "to": self._token_cs, "data": mint, **fees, "gas": _GAS["mint"]})
-            self._transact(key, self.token, "approve", "approve(address,uint256)", ["address", "uint256"], [self.escrow, UINT256_MAX])
-        return addr
 
     def balance_of(self, address: str) -> int:
         addr = norm_address(address, "address")
@@ -281,6 +249,15 @@ class EvmChain:
             for cid, (p, q, t, s, d, st, r, f) in zip(cids, rows)
         ]
 
+    def opened_channel_ids(self, payee: str | None = None) -> list[str]:
+        """Every channel id the escrow's ChannelOpened events name (of `payee` only, if given), in order."""
+        topics: list[Any] = ["0x" + keccak(b"ChannelOpened(bytes32,address,address,address,address,uint256)").hex()]
+        if payee is not None:
+            topics += [None, None, "0x" + bytes(12).hex() + norm_address(payee, "payee")[2:]]
+        with self._lock:
+            logs = self.w3.eth.get_logs({"address": self._escrow_cs, "fromBlock": 0, "toBlock": "latest", "topics": topics})
+        return ["0x" + bytes(log["topics"][1]).hex() for log in logs]
+
     def compute_channel_id(self, payer: str, payee: str, token: str, salt: str, authorized_signer: str) -> str:
         """The escrow's own computeChannelId (an eth_call)."""
         args = [
@@ -308,14 +285,6 @@ class EvmChain:
         """The block timestamp the next transaction will execute at."""
         with self._lock:
             return self._head_timestamp() + 1
-
-    def advance_time(self, seconds: int) -> None:
-        seconds = norm_amount(seconds, "seconds", UINT256_MAX)
-        if seconds == 0:
-            return
-        with self._lock:
-            self._pin(seconds)
-            self._tester.mine_blocks(1)
 
     # ------------------------------------------------------- client-signed transactions
 
@@ -434,3 +403,108 @@ class EvmChain:
     def withdraw(self, payer_key: bytes, channel_id: str) -> str:
         cid = bytes.fromhex(norm_bytes32(channel_id, "channel_id")[2:])
         return self._transact(payer_key, self.escrow, "withdraw", "withdraw(bytes32)", ["bytes32"], [cid])
+
+
+class EvmChain(Web3Escrow):
+    """The v1 escrow and test token deployed on py-evm through web3's tester provider."""
+
+    name = "evm"
+
+    def __init__(self) -> None:
+        from eth_tester import EthereumTester, PyEVMBackend
+        from web3 import EthereumTesterProvider, Web3
+
+        self._tester = EthereumTester(PyEVMBackend())
+        self.w3 = Web3(EthereumTesterProvider(self._tester))
+        self._faucet = self.w3.eth.accounts[0]  # an unlocked tester account with plenty of ether
+        self._connect()
+        escrow_art, token_art = load_artifact("TempoStreamChannel"), load_artifact("TestToken")
+        ctor = eth_abi.encode(["string", "string"], ["Tempo Test USD", "tUSD"])
+        token = self._deploy(bytes.fromhex(token_art["bytecode"][2:]) + ctor)
+        escrow = self._deploy(bytes.fromhex(escrow_art["bytecode"][2:]))
+        self._attach(escrow, token)
+        self._snapshot = self._tester.take_snapshot()
+
+    @property
+    def tester(self) -> Any:
+        """The eth_tester.EthereumTester behind this chain (the chain service serves it over JSON-RPC)."""
+        return self._tester
+
+    def reset(self) -> None:
+        """Back to the freshly deployed state (an eth-tester snapshot revert; fast)."""
+        with self._lock:
+            self._tester.revert_to_snapshot(self._snapshot)
+
+    def _deploy(self, code: bytes) -> str:
+        self._pin()
+        tx_hash = self.w3.eth.send_transaction(
+            {"from": self._faucet, "data": code, "gas": 3_000_000, "maxFeePerGas": self._max_fee, "maxPriorityFeePerGas": _TIP}
+        )
+        receipt = self.w3.eth.get_transaction_receipt(tx_hash)
+        if receipt["status"] != 1:
+            raise ChainError("DeployFailed", tx_hash.hex())
+        return receipt["contractAddress"].lower()
+
+    def _head_timestamp(self) -> int:
+        return int(self._tester.backend.chain.get_canonical_head().timestamp)
+
+    def _pin(self, offset: int = 1) -> None:
+        """Make the pending block's timestamp the head's plus `offset` (py-evm would use the wall clock)."""
+        self.pin_next_block(self._head_timestamp() + offset)
+
+    def pin_next_block(self, timestamp: int) -> None:
+        """The next block (and every call against "pending") runs at `timestamp`."""
+        chain = self._tester.backend.chain
+        chain.header = chain.header.copy(timestamp=timestamp)
+
+    def _revert_reason(self, exc: Exception) -> ChainError:
+        data: Any = exc.args[0] if exc.args else b""
+        while isinstance(data, Exception):
+            data = data.args[0] if data.args else b""
+        if isinstance(data, str) and data[:2] in ("b'", 'b"'):
+            try:
+                data = ast.literal_eval(data)  # eth-tester hands over repr(revert data)
+            except (ValueError, SyntaxError):
+                pass
+        return self._reason_of(data)
+
+    def _simulate(self, sender: str, to: str, data: bytes, gas: int, value: int = 0) -> None:
+        from eth_tester.exceptions import TransactionFailed
+
+        self._pin()
+        tx = {"from": to_checksum_address(sender), "to": to_checksum_address(to), "data": "0x" + data.hex(), "gas": gas, "value": value}
+        try:
+            self._tester.call(tx, "pending")
+        except TransactionFailed as exc:
+            raise self._revert_reason(exc) from None
+
+    def fund(self, key: bytes, amount: int) -> str:
+        addr = address_of_key(key)
+        with self._lock:
+            self.fund_address(addr, amount)
+            self._transact(key, self.token, "approve", "approve(address,uint256)", ["address", "uint256"], [self.escrow, UINT256_MAX])
+        return addr
+
+    def fund_address(self, address: str, amount: int) -> list[str]:
+        """The first two steps of `fund`, which need no key: gas money and `amount` minted tokens
+        for `address` (two transactions from the faucet). Returns their hashes."""
+        addr = norm_address(address, "address")
+        amount = norm_amount(amount, "amount", UINT256_MAX)
+        with self._lock:
+            if self.total_supply() + amount > UINT256_MAX:
+                raise ChainError("Panic(0x11)", "mint overflows totalSupply")
+            fees = {"gas": 21_000, "maxFeePerGas": self._max_fee, "maxPriorityFeePerGas": _TIP}
+            self._pin()
+            gas_tx = self.w3.eth.send_transaction({"from": self._faucet, "to": to_checksum_address(addr), "value": _GAS_MONEY, **fees})
+            self._pin()
+            mint = self._calldata("mint(address,uint256)", ["address", "uint256"], [addr, amount])
+            mint_tx = self.w3.eth.send_transaction({"from": self._faucet, "to": self._token_cs, "data": mint, **fees, "gas": _GAS["mint"]})
+        return ["0x" + bytes(gas_tx).hex(), "0x" + bytes(mint_tx).hex()]
+
+    def advance_time(self, seconds: int) -> None:
+        seconds = norm_amount(seconds, "seconds", UINT256_MAX)
+        if seconds == 0:
+            return
+        with self._lock:
+            self._pin(seconds)
+            self._tester.mine_blocks(1)

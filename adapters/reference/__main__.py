@@ -1,8 +1,12 @@
 """Command line of the reference implementations.
 
     python -m adapters.reference demo [--hints|--legacy] [--server hinted|legacy] [--chain memory|evm]
-                                      [--requests N] [--restart-client] [--profile v1|v2]
-    python -m adapters.reference serve [--port P] [--chain memory|evm] [--hints|--legacy] [--db PATH]
+                                      [--chain-url URL] [--requests N] [--restart-client] [--profile v1|v2]
+    python -m adapters.reference serve [--port P] [--chain memory|evm] [--chain-url URL] [--hints|--legacy] [--db PATH]
+
+`--chain-url` pays through a chain in another process (any JSON-RPC node, e.g.
+`python -m adapters.chain serve`): clients in other processes can pay the same
+server, and a restarted server finds its channels still there.
 
 `demo` starts a server on 127.0.0.1 (a free port), runs a client through N paid
 requests and prints every exchange the way the seed's sequence diagrams read;
@@ -17,7 +21,7 @@ import tempfile
 import time
 from typing import Any
 
-from adapters.chain import make_chain
+from adapters.chain import ChainError, make_chain
 
 from .client import PaymentRefused, SessionClient
 from .server import PAID_PREFIX, ServerConfig, SessionServer, serve
@@ -93,8 +97,18 @@ class _Printer:
                 p(f"  Server -> Client : {data['status']} {data.get('problem', '')} {data.get('detail', '') or ''}".rstrip())
 
 
+def _chain(args: argparse.Namespace):
+    """The chain named on the command line: --chain-url (an RpcChain) or an in-process --chain."""
+    if args.chain_url:
+        try:
+            return make_chain("rpc", url=args.chain_url)
+        except ChainError as exc:
+            raise SystemExit(f"--chain-url {args.chain_url}: {exc}") from None
+    return make_chain(args.chain)
+
+
 def _demo(args: argparse.Namespace) -> int:
-    chain = make_chain(args.chain)
+    chain = _chain(args)
     payee = chain.fund(PAYEE_KEY, 10**12)
     payer = chain.fund(PAYER_KEY, 10**12)
     hinted_client = not args.legacy
@@ -145,7 +159,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    chain = make_chain(args.chain)
+    chain = _chain(args)
     payee = chain.fund(PAYEE_KEY, 10**12)
     db = args.db or os.path.join(tempfile.mkdtemp(prefix="tempo-serve-"), "server.sqlite")
     server = SessionServer(ServerConfig(
@@ -172,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--legacy", action="store_true", help="legacy client")
     d.add_argument("--server", choices=("hinted", "legacy"), default="hinted")
     d.add_argument("--chain", choices=("memory", "evm"), default="memory")
+    d.add_argument("--chain-url", default=None, help="a JSON-RPC chain in another process (overrides --chain)")
     d.add_argument("--requests", type=int, default=5)
     d.add_argument("--restart-client", action="store_true", help="restart the client (no persisted file) midway")
     d.add_argument("--profile", choices=("v1", "v2"), default="v2",
@@ -188,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8402)
     s.add_argument("--chain", choices=("memory", "evm"), default="memory")
+    s.add_argument("--chain-url", default=None, help="a JSON-RPC chain in another process (overrides --chain)")
     s.add_argument("--db", default=None)
     s.add_argument("--profile", choices=("v1", "v2"), default="v2")
     s.add_argument("--price", type=int, default=1_000)
