@@ -111,7 +111,7 @@ def test_concurrent_clients_of_one_payer(tmp_path):
                 try:
                     ok = c.request("GET", PATH).status_code == 200
                 except ExposureExceeded:
-                    ok = False  # lost a race twice: its voucher equals the proof, as a voucher-keeping liar's would
+                    ok = False  # lost races: its vouchers equal the proofs, as a voucher-keeping liar's would
                 n += ok
             c.close_http()
             with lock:

@@ -30,7 +30,7 @@ Rules (the project's settled client rules; see SPEC_NOTES):
 * Price (H6). `max_price` is required: the challenge's `amount` above it -> PriceTooHigh.
 * Escrow budget. An open or topUp that would lock more than `max_escrow` across the
   client's channels not yet finalized on chain (refused ones included) -> EscrowBudgetExceeded.
-* Unserved exposure. Within one request() the client signs at most one price (plus
+* Unserved exposure. Within one request() the client signs at most two prices (plus
   the unproven allowance, spendable once until a response is served) above what was
   already authorized on each channel when the request began; across requests the sum
   signed without a served response is at most `max_unserved` -> ExposureExceeded.
@@ -83,6 +83,7 @@ __all__ = [
 ]
 
 MAX_PAID_ATTEMPTS = 3
+PRICES_PER_REQUEST = 2  # the most one request() signs without being served (plus the unproven allowance)
 PAYER_HEADER = "Payment-Payer"
 
 
@@ -113,7 +114,7 @@ class EscrowBudgetExceeded(PaymentRefused):
 
 class ExposureExceeded(PaymentRefused):
     """Signing would leave more value with the server, unserved, than the client allows
-    (one price + the unproven allowance per request; `max_unserved` across requests)."""
+    (two prices + the unproven allowance per request; `max_unserved` across requests)."""
 
 
 class ServerUnreachable(httpx.TransportError):
@@ -211,10 +212,12 @@ class _Exposure:
         here = max(0, total - self.at_begin)
         allowance = max(0, self.max_unproven - self.allowance_used)
         what = ", ".join(f"{c} {marks[c]}->{tops[c]}" for c in tops if tops[c] > marks[c])
-        if here > price + allowance:
+        # Two prices: the voucher and one corrected retry (a device of the same payer may have
+        # signed the same amount already: a legacy client cannot tell that from a server keeping it).
+        if here > PRICES_PER_REQUEST * price + allowance:
             raise ExposureExceeded(
                 f"this request would sign {here} above what was authorized when it began, without being served "
-                f"({what}); bound: one price {price} + unproven allowance left {allowance}")
+                f"({what}); bound: {PRICES_PER_REQUEST} x price {price} + unproven allowance left {allowance}")
         if total > self.max_unserved:
             raise ExposureExceeded(
                 f"signing would leave {total} signed since the last served response ({what}), "
