@@ -94,9 +94,13 @@ class ReferenceClient:
         p = self.params
         # Like the model client: open with `deposit`, top up by `top_up` while the wallet allows
         # (the wallet, not max_deposit, is what runs out); salts derived from the run's seed.
+        # The agreed price is the run's price. The harness loses responses after the server applied
+        # them on purpose, and R2 wants the next request to complete: no cap on unserved exposure
+        # across requests (the per-request bound stays); escrow is bounded by the wallet, like the model's.
         return cls(self.transport, p.key, self.env.chain, hinted=self.hinted, max_deposit=2**96 - 1,
                    max_unproven_hint=p.max_unproven, persist_path=self.persist_path, top_up=p.top_up,
-                   deposit=p.deposit, seed=f"{self.env.seed}-{p.name}", auto_idempotency_keys=False)
+                   deposit=p.deposit, seed=f"{self.env.seed}-{p.name}", auto_idempotency_keys=False,
+                   max_price=self.env.price, max_escrow=2**96 - 1, max_unserved=2**96 - 1)
 
     def reset(self, env: Env, params: ClientParams, transport: httpx.BaseTransport) -> None:
         self.env, self.params, self.transport = env, params, transport

@@ -30,7 +30,7 @@ class _DropAfterApply(httpx.BaseTransport):
 
 def test_unreachable_server_error_names_the_url():
     chain = memory_chain()
-    client = SessionClient("http://127.0.0.1:9", new_key(chain), chain)
+    client = SessionClient("http://127.0.0.1:9", new_key(chain), chain, max_price=PRICE)
     with pytest.raises(ServerUnreachable, match=r"GET http://127\.0\.0\.1:9/paid/resource: no answer"):
         client.request("GET", PATH)
 
@@ -41,7 +41,7 @@ def test_crash_after_apply_loses_nothing(tmp_path):
     cfg = config(chain, tmp_path, hinted=True)
     rs = serve(SessionServer(cfg))
     transport = _DropAfterApply(rs.url)
-    client = SessionClient(transport, key, chain, hinted=True, persist_path=str(tmp_path / "client.json"))
+    client = SessionClient(transport, key, chain, hinted=True, persist_path=str(tmp_path / "client.json"), max_price=PRICE)
     try:
         assert client.request("GET", PATH).status_code == 200
         transport.crashed = True
@@ -73,7 +73,7 @@ def test_malformed_challenge_is_a_clear_refusal(header, why):
 
     chain = memory_chain()
     transport = httpx.MockTransport(lambda req: httpx.Response(402, headers={"WWW-Authenticate": header}))
-    client = SessionClient(transport, new_key(chain), chain)
+    client = SessionClient(transport, new_key(chain), chain, max_price=PRICE)
     with pytest.raises(ChallengeRejected, match=why):
         client.request("GET", PATH)
     assert client.view() is None  # nothing signed, nothing opened

@@ -39,7 +39,7 @@ def _run_pair(chain, tmp_path, client_mode, server_mode, profile, n, restart_at=
     persist_path = str(tmp_path / "client.json") if persist else None
     with running(cfg) as rs:
         client = SessionClient(rs.url, key, chain, hinted=client_mode == "hinted", max_deposit=10**6,
-                               persist_path=persist_path)
+                               persist_path=persist_path, max_price=PRICE)
         for i in range(n):
             if i == restart_at:
                 client.restart()
@@ -86,7 +86,7 @@ def test_hinted_client_restart_without_persistence_v1_needs_proof(tmp_path):
     chain = memory_chain()
     key = new_key(chain)
     with running(config(chain, tmp_path, hint_profile="v1")) as rs:
-        client = SessionClient(rs.url, key, chain, hinted=True, max_deposit=10**6)
+        client = SessionClient(rs.url, key, chain, hinted=True, max_deposit=10**6, max_price=PRICE)
         for _ in range(3):
             assert client.request("GET", PATH).status_code == 200
         cid = client.channel_id
@@ -107,7 +107,7 @@ def test_server_restart_keeps_everything(tmp_path):
     key = new_key(chain)
     cfg = config(chain, tmp_path)
     with running(cfg) as rs:
-        client = SessionClient(rs.url, key, chain, max_deposit=10**6, persist_path=str(tmp_path / "c.json"))
+        client = SessionClient(rs.url, key, chain, max_deposit=10**6, persist_path=str(tmp_path / "c.json"), max_price=PRICE)
         for _ in range(3):
             assert client.request("GET", PATH).status_code == 200
         # one request with an Idempotency-Key, remembered to replay after the restart
@@ -120,7 +120,7 @@ def test_server_restart_keeps_everything(tmp_path):
     with running(cfg) as rs2:
         assert rs2.server.records() == before_records
         assert rs2.server.dump() == before_dump
-        client2 = SessionClient(rs2.url, key, chain, max_deposit=10**6, persist_path=str(tmp_path / "c.json"))
+        client2 = SessionClient(rs2.url, key, chain, max_deposit=10**6, persist_path=str(tmp_path / "c.json"), max_price=PRICE)
         for _ in range(2):
             assert client2.request("GET", PATH).status_code == 200
         rec = rs2.server.get_record(client.channel_id)
@@ -164,7 +164,7 @@ def test_topup_then_deposit_exhausted(tmp_path):
     chain = memory_chain()
     key = new_key(chain)
     with running(config(chain, tmp_path, suggested_deposit=3 * PRICE)) as rs:
-        client = SessionClient(rs.url, key, chain, max_deposit=5 * PRICE)
+        client = SessionClient(rs.url, key, chain, max_deposit=5 * PRICE, max_price=PRICE)
         seen = []
         client.observer = lambda kind, data: seen.append((kind, data))
         for _ in range(5):
@@ -201,7 +201,7 @@ def test_head_voucher_is_never_charged(tmp_path):
     chain = memory_chain()
     key = new_key(chain)
     with running(config(chain, tmp_path)) as rs:
-        client = SessionClient(rs.url, key, chain, max_deposit=10**6)
+        client = SessionClient(rs.url, key, chain, max_deposit=10**6, max_price=PRICE)
         assert client.request("GET", PATH).status_code == 200
         head = client.request("HEAD", PATH)
         assert head.status_code == 200 and head.content == b""
@@ -216,7 +216,7 @@ def test_cooperative_close_then_new_channel(tmp_path):
     payer = payer_of(key)
     payee = payer_of(PAYEE_KEY)
     with running(config(chain, tmp_path)) as rs:
-        client = SessionClient(rs.url, key, chain, max_deposit=10**6)
+        client = SessionClient(rs.url, key, chain, max_deposit=10**6, max_price=PRICE)
         for _ in range(3):
             assert client.request("GET", PATH).status_code == 200
         cid = client.channel_id
@@ -243,7 +243,7 @@ def test_forced_close_pending_is_not_reused(tmp_path):
     chain = memory_chain()
     key = new_key(chain)
     with running(config(chain, tmp_path)) as rs:
-        client = SessionClient(rs.url, key, chain, max_deposit=10**6)
+        client = SessionClient(rs.url, key, chain, max_deposit=10**6, max_price=PRICE)
         assert client.request("GET", PATH).status_code == 200
         cid = client.channel_id
         chain.request_close(key, cid)
@@ -283,7 +283,7 @@ def test_new_instance_sees_records_without_serving(tmp_path):
     key = new_key(chain)
     cfg = config(chain, tmp_path)
     with running(cfg) as rs:
-        client = SessionClient(rs.url, key, chain, max_deposit=10**6)
+        client = SessionClient(rs.url, key, chain, max_deposit=10**6, max_price=PRICE)
         assert client.request("POST", PATH).status_code == 200
         recs = rs.server.records()
     other = SessionServer(cfg)
@@ -297,7 +297,7 @@ def test_wallet_too_small_is_deposit_exhausted(tmp_path):
     chain = memory_chain()
     key = new_key(chain, amount=PRICE // 2)
     with running(config(chain, tmp_path)) as rs:
-        client = SessionClient(rs.url, key, chain, max_deposit=10**6)
+        client = SessionClient(rs.url, key, chain, max_deposit=10**6, max_price=PRICE)
         with pytest.raises(DepositExhausted, match="wallet holds 500"):
             client.request("GET", PATH)
         assert rs.server.records() == [] and chain.nonce_of(payer_of(key)) == 1  # only fund()'s approve
@@ -320,7 +320,7 @@ def test_signed_max_is_persisted_before_the_voucher_is_sent(tmp_path):
             checked.append(data["cumulativeAmount"])
 
     with running(config(chain, tmp_path, hint_profile="v1")) as rs:
-        client = SessionClient(rs.url, key, chain, max_deposit=10**6, persist_path=str(path), observer=observer)
+        client = SessionClient(rs.url, key, chain, max_deposit=10**6, persist_path=str(path), observer=observer, max_price=PRICE)
         for _ in range(3):
             assert client.request("GET", PATH).status_code == 200
         assert checked == [PRICE, 2 * PRICE, 3 * PRICE]

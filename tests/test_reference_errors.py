@@ -43,11 +43,11 @@ def world(tmp_path_factory):
     key = new_key(chain)
     other_key = new_key(chain)
     rs = serve(config(chain, tmp, min_voucher_delta=PRICE // 2))
-    client = SessionClient(rs.url, key, chain, max_deposit=10**6)
+    client = SessionClient(rs.url, key, chain, max_deposit=10**6, max_price=PRICE)
     for _ in range(2):
         assert client.request("GET", PATH).status_code == 200
     # a second payer's channel, for cross-channel tampering
-    other = SessionClient(rs.url, other_key, chain, max_deposit=10**6)
+    other = SessionClient(rs.url, other_key, chain, max_deposit=10**6, max_price=PRICE)
     assert other.request("GET", PATH).status_code == 200
     yield {"chain": chain, "rs": rs, "key": key, "cid": client.channel_id, "other_key": other_key,
            "other_cid": other.channel_id, "url": rs.url}

@@ -77,7 +77,7 @@ def test_inflated_hints_are_refused(tmp_path, mode, profile):
     chain, key, server = _setup(tmp_path, profile)
     persist = str(tmp_path / "client.json")
     with running(server) as rs:
-        client = SessionClient(rs.url, key, chain, hinted=True, max_deposit=10**6, persist_path=persist)
+        client = SessionClient(rs.url, key, chain, hinted=True, max_deposit=10**6, persist_path=persist, max_price=PRICE)
         for _ in range(2):
             assert client.request("GET", PATH).status_code == 200
         before = _snapshot(rs, client, persist)
@@ -92,7 +92,7 @@ def test_inflated_hints_are_refused(tmp_path, mode, profile):
         assert _snapshot(rs, client, persist) == before  # nothing signed, persisted or charged
         # the allowance is what lets a client follow unproven hints
         server.mode = "inflated-required"
-        generous = SessionClient(rs.url, key, chain, hinted=True, max_deposit=10**6, max_unproven_hint=25 * PRICE)
+        generous = SessionClient(rs.url, key, chain, hinted=True, max_deposit=10**6, max_unproven_hint=25 * PRICE, max_price=PRICE)
         resp = generous.request("GET", PATH)
         assert resp.status_code == 200
         assert generous.view().signed_max == 22 * PRICE
@@ -114,7 +114,7 @@ def test_restarted_client_trusts_only_proof(tmp_path):
     a forged one is not."""
     chain, key, server = _setup(tmp_path, "v2")
     with running(server) as rs:
-        client = SessionClient(rs.url, key, chain, hinted=True, max_deposit=10**6)
+        client = SessionClient(rs.url, key, chain, hinted=True, max_deposit=10**6, max_price=PRICE)
         for _ in range(3):
             assert client.request("GET", PATH).status_code == 200
         client.restart()
@@ -131,11 +131,11 @@ def test_hint_for_another_payers_channel_is_ignored(tmp_path):
     chain, key, server = _setup(tmp_path, "v2")
     victim_key = new_key(chain)
     with running(server) as rs:
-        victim = SessionClient(rs.url, victim_key, chain, hinted=True, max_deposit=10**6)
+        victim = SessionClient(rs.url, victim_key, chain, hinted=True, max_deposit=10**6, max_price=PRICE)
         assert victim.request("GET", PATH).status_code == 200
         server.mode = "other-channel"
         server.other_channel = victim.channel_id
-        client = SessionClient(rs.url, key, chain, hinted=True, max_deposit=10**6)
+        client = SessionClient(rs.url, key, chain, hinted=True, max_deposit=10**6, max_price=PRICE)
         seen = []
         client.observer = lambda kind, data: seen.append((kind, data))
         assert client.request("GET", PATH).status_code == 200

@@ -128,7 +128,7 @@ def _demo(args: argparse.Namespace) -> int:
             print(f"server listening on {running.url}\n")
             client = SessionClient(
                 running.url, PAYER_KEY, chain, hinted=hinted_client, max_deposit=args.max_deposit,
-                max_unproven_hint=args.max_unproven_hint, observer=_Printer(),
+                max_unproven_hint=args.max_unproven_hint, max_price=args.price, observer=_Printer(),
             )
             restart_at = args.requests // 2 if args.restart_client else -1
             started = time.monotonic()

@@ -57,10 +57,10 @@ def bench_server(seconds: float, over_sockets: bool) -> float:
         chain.fund(payer, 10**12)
         if over_sockets:
             running = serve(server)
-            client = SessionClient(running.url, payer, chain, hinted=True, max_deposit=10**11)
+            client = SessionClient(running.url, payer, chain, hinted=True, max_deposit=10**11, max_price=1)
         else:
             running = None
-            client = SessionClient(_InProcess(server), payer, chain, hinted=True, max_deposit=10**11)
+            client = SessionClient(_InProcess(server), payer, chain, hinted=True, max_deposit=10**11, max_price=1)
         try:
             client.request("GET", "/paid/resource")  # opens the channel
             n, start = 0, time.perf_counter()

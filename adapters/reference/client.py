@@ -22,7 +22,18 @@ Rules (the project's settled client rules; see SPEC_NOTES):
 * Receipts (hinted only). view.accepted/spent rise to the receipt's values for
   this channel, never fall; other channels' receipts are ignored.
 * Transport errors after sending a paid request: one retry with the same
-  Authorization and Idempotency-Key. 410: drop the channel, get a fresh challenge.
+  Authorization and Idempotency-Key.
+* 410 is the server's opinion. The client asks the chain: a channel that is absent or
+  finalized is forgotten; one the chain still holds escrow for stays in the persisted
+  file, marked `server_refused`, so its deposit can still be closed and withdrawn
+  (`escrow_holdings()` lists them); either way the client stops using it by default.
+* Price (H6). `max_price` is required: the challenge's `amount` above it -> PriceTooHigh.
+* Escrow budget. An open or topUp that would lock more than `max_escrow` across the
+  client's channels not yet finalized on chain (refused ones included) -> EscrowBudgetExceeded.
+* Unserved exposure. Within one request() the client signs at most two prices (plus
+  the unproven allowance, spendable once until a response is served) above what was
+  already authorized on each channel when the request began; across requests the sum
+  signed without a served response is at most `max_unserved` -> ExposureExceeded.
 """
 from __future__ import annotations
 
@@ -66,9 +77,13 @@ __all__ = [
     "HintBoundExceeded",
     "DepositExhausted",
     "ChallengeRejected",
+    "EscrowBudgetExceeded",
+    "ExposureExceeded",
+    "EscrowHolding",
 ]
 
 MAX_PAID_ATTEMPTS = 3
+PRICES_PER_REQUEST = 2  # the most one request() signs without being served (plus the unproven allowance)
 PAYER_HEADER = "Payment-Payer"
 
 
@@ -90,6 +105,16 @@ class ChallengeRejected(PaymentRefused):
 
 class PriceTooHigh(PaymentRefused):
     """The challenge's price is above the client's `max_price`."""
+
+
+class EscrowBudgetExceeded(PaymentRefused):
+    """An open or topUp would lock more escrow than `max_escrow` across the client's
+    channels not yet finalized on chain (channels a server refused included)."""
+
+
+class ExposureExceeded(PaymentRefused):
+    """Signing would leave more value with the server, unserved, than the client allows
+    (two prices + the unproven allowance per request; `max_unserved` across requests)."""
 
 
 class ServerUnreachable(httpx.TransportError):
@@ -129,11 +154,109 @@ class _Entry:
         return ChannelView(self.channel_id, self.deposit, self.accepted, self.spent, self.signed_max)
 
 
+@attrs.frozen
+class EscrowHolding:
+    """A channel of this client that the chain still holds escrow for (not finalized)."""
+
+    channel_id: str
+    deposit: int
+    settled: int
+    closing: bool  # a forced close is pending: withdraw after the grace period
+    server_refused: bool  # the server answered 410 for it while the chain still held it
+
+    @property
+    def locked(self) -> int:
+        return self.deposit - self.settled
+
+
+@attrs.define
+class _Exposure:
+    """What the client signed that no served response paid for (see the module rules).
+
+    `marks`/`tops`: per channel, what was already authorized when the client first signed on
+    it since the last served response, and the highest it signed on it since; they are kept
+    across requests until a response is served. `at_begin`: the exposure when this request began."""
+
+    max_unserved: int
+    max_unproven: int
+    allowance_used: int = 0
+    marks: dict[str, int] = attrs.field(factory=dict)
+    tops: dict[str, int] = attrs.field(factory=dict)
+    at_begin: int = 0
+    price: int = 0
+
+    @staticmethod
+    def _rise(marks: dict[str, int], tops: dict[str, int]) -> int:
+        return sum(max(0, tops[c] - marks[c]) for c in tops)
+
+    @staticmethod
+    def _rebase(marks: dict[str, int], tops: dict[str, int], key: str, before: int) -> None:
+        # A proven floor above the highest this client signed on the channel is another
+        # instance's voucher (same key): ours below it is worthless to the server, so the
+        # exposure on that channel starts again from the floor. (A floor equal to our own
+        # voucher proves nothing: a server that keeps it and answers 402 shows exactly that.)
+        if key not in marks or before > tops[key]:
+            marks[key] = tops[key] = before
+
+    def begin(self) -> None:
+        self.at_begin, self.price = self._rise(self.marks, self.tops), 0
+
+    def admit(self, channel_id: str | None, before: int, amount: int, cost: int) -> None:
+        """Raise ExposureExceeded unless signing `amount` (on `channel_id`, None: a new channel) is within bounds."""
+        price = max(self.price, cost)
+        marks, tops = dict(self.marks), dict(self.tops)
+        key = channel_id if channel_id is not None else "(new channel)"
+        self._rebase(marks, tops, key, before)
+        tops[key] = max(tops[key], amount)
+        total = self._rise(marks, tops)
+        here = max(0, total - self.at_begin)
+        allowance = max(0, self.max_unproven - self.allowance_used)
+        what = ", ".join(f"{c} {marks[c]}->{tops[c]}" for c in tops if tops[c] > marks[c])
+        # Two prices: the voucher and one corrected retry (a device of the same payer may have
+        # signed the same amount already: a legacy client cannot tell that from a server keeping it).
+        if here > PRICES_PER_REQUEST * price + allowance:
+            raise ExposureExceeded(
+                f"this request would sign {here} above what was authorized when it began, without being served "
+                f"({what}); bound: {PRICES_PER_REQUEST} x price {price} + unproven allowance left {allowance}")
+        if total > self.max_unserved:
+            raise ExposureExceeded(
+                f"signing would leave {total} signed since the last served response ({what}), "
+                f"{total - here} of it in earlier requests; bound max_unserved {self.max_unserved} "
+                f"(a served response resets it)")
+
+    def record(self, channel_id: str, before: int, amount: int, cost: int) -> None:
+        self.price = max(self.price, cost)
+        self._rebase(self.marks, self.tops, channel_id, before)
+        self.tops[channel_id] = max(self.tops[channel_id], amount)
+
+    def forget(self, channel_id: str) -> None:
+        """The chain shows the channel absent or finalized: nothing signed on it can be collected."""
+        self.marks.pop(channel_id, None)
+        self.tops.pop(channel_id, None)
+
+    def end(self, served: bool) -> None:
+        if served:
+            self.marks, self.tops, self.allowance_used = {}, {}, 0
+        else:
+            here = max(0, self._rise(self.marks, self.tops) - self.at_begin)
+            self.allowance_used += max(0, here - self.price)
+
+
 Observer = Callable[[str, dict[str, Any]], None]
 
 
 class SessionClient:
     """A paying HTTP client for tempo session challenges.
+
+    `max_price` (required, keyword): the price per request the client agreed to pay; a challenge
+    whose `amount` is higher raises PriceTooHigh before anything is signed. It is required because
+    no default is safe: "any price" lets a server drain the deposit, and any number is a guess.
+    `max_escrow` (default 2 x max_deposit): the most escrow (deposit - settled) the client keeps
+    locked across its channels not finalized on chain, including channels a server refused with
+    410 (they stay persisted); an open or topUp beyond it raises EscrowBudgetExceeded.
+    `max_unserved` (default 2 x max_price + max_unproven_hint): the most the client signs over
+    consecutive requests without a served (2xx) response, beyond which ExposureExceeded (so one
+    lost response is tolerated; a served response resets the count, as does `restart()`).
 
     `target` is a base URL or an httpx transport (then requests go to http://reference.test).
     `deposit`: what to escrow when opening (default: min(max_deposit, suggestedDeposit or
@@ -151,9 +274,11 @@ class SessionClient:
         hinted: bool = True,
         max_deposit: int = 1_000_000,
         max_unproven_hint: int = 0,
-        max_price: int | None = None,
         persist_path: str | None = None,
         *,
+        max_price: int,
+        max_escrow: int | None = None,
+        max_unserved: int | None = None,
         top_up: int | None = None,
         deposit: int | None = None,
         seed: int | None = None,
@@ -166,7 +291,12 @@ class SessionClient:
         self.hinted = hinted
         self.max_deposit = max_deposit
         self.max_unproven_hint = max_unproven_hint
+        if not isinstance(max_price, int) or max_price < 0:
+            raise ValueError(f"max_price must be the agreed price per request (an int >= 0), not {max_price!r}")
         self.max_price = max_price
+        self.max_escrow = 2 * max_deposit if max_escrow is None else max_escrow
+        self.max_unserved = 2 * max_price + max_unproven_hint if max_unserved is None else max_unserved
+        self._exposure = _Exposure(self.max_unserved, max_unproven_hint)
         self.persist_path = persist_path
         self.top_up = top_up
         self.open_deposit = deposit
@@ -201,16 +331,22 @@ class SessionClient:
         with self._lock:
             resp = self._unpaid(method, path, headers)
             attempts = 0
-            while resp.status_code == 402 and attempts < MAX_PAID_ATTEMPTS:
-                challenge = self._pick_challenge(resp, explain=True)
-                attempts += 1
-                resp, cid = self._pay(method, path, content, challenge, idempotency_key, headers)
-                if resp.status_code == 410:
-                    self._drop(cid)
-                    resp = self._unpaid(method, path, headers)
-                    continue
-                if 200 <= resp.status_code < 300:
-                    self._on_success(resp, cid, cost=None if content else 0)
+            self._exposure.begin()
+            served = False
+            try:
+                while resp.status_code == 402 and attempts < MAX_PAID_ATTEMPTS:
+                    challenge = self._pick_challenge(resp, explain=True)
+                    attempts += 1
+                    resp, cid = self._pay(method, path, content, challenge, idempotency_key, headers)
+                    if resp.status_code == 410:
+                        self._server_refused(cid)
+                        resp = self._unpaid(method, path, headers)
+                        continue
+                    if 200 <= resp.status_code < 300:
+                        served = True
+                        self._on_success(resp, cid, cost=None if content else 0)
+            finally:
+                self._exposure.end(served)
             return resp
 
     def close(self, path: str = "/paid/resource") -> httpx.Response | None:
@@ -235,8 +371,10 @@ class SessionClient:
             sig = sign_voucher(self.key, self.domain, entry.channel_id, amount)
             payload = ClosePayload(channel_id=entry.channel_id, cumulative_amount=amount, signature=sig)
             resp = self._send_paid("HEAD", path, challenge, payload, None, None)
-            if resp.status_code == 410 or 200 <= resp.status_code < 300:
+            if 200 <= resp.status_code < 300:
                 self._drop(entry.channel_id)
+            elif resp.status_code == 410:
+                self._server_refused(entry.channel_id)
             return resp
 
     def view(self, channel_id: str | None = None) -> ChannelView | None:
@@ -252,6 +390,17 @@ class SessionClient:
                 return ChannelView(channel_id.lower(), 0, 0, 0, int(p["signed_max"]))
             return None
 
+    def escrow_holdings(self) -> list[EscrowHolding]:
+        """This client's channels (as far as it remembers) that the chain still holds escrow for."""
+        with self._lock:
+            out = []
+            for cid, p in self._persisted.get("channels", {}).items():
+                st = self.chain.get_channel(cid)
+                if st.exists and not st.finalized:
+                    out.append(EscrowHolding(cid, st.deposit, st.settled, st.close_requested_at != 0,
+                                             bool(p.get("server_refused"))))
+            return out
+
     @property
     def channel_id(self) -> str | None:
         return self._entry.channel_id if self._entry is not None else None
@@ -262,6 +411,7 @@ class SessionClient:
             self._entry = None
             self._known = {}
             self._persisted = self._load()
+            self._exposure = _Exposure(self.max_unserved, self.max_unproven_hint)
 
     def close_http(self) -> None:
         self._http.close()
@@ -472,10 +622,10 @@ class SessionClient:
     ) -> tuple[httpx.Response, str]:
         """One paid attempt (possibly preceded by a topUp); returns the response and the channel used."""
         req = self._check_request(challenge)
-        if self.max_price is not None and req.amount > self.max_price:
+        if req.amount > self.max_price:
             # Rule H6 (core, "Amount Verification"): the client verifies the requested amount.
-            raise PriceTooHigh(f"{method} {path}: the challenge asks {req.amount} per request, "
-                               f"above this client's max_price {self.max_price}")
+            raise PriceTooHigh(f"{method} {path}: the challenge's `amount` asks {req.amount} per request, "
+                               f"above this client's max_price {self.max_price} (the price it agreed to)")
         cost = req.amount if content else 0
         self._last_price = req.amount
         hints = self._hints(req)
@@ -492,6 +642,7 @@ class SessionClient:
         floor, _ = self._proven_floor(entry, h if self.hinted else None)
         amount = max(target, floor)
         self._check_bound(entry, h, amount, cost)
+        self._exposure.admit(entry.channel_id, floor, amount, cost)
         st = self.chain.get_channel(entry.channel_id)
         entry.deposit = st.deposit
         if amount > st.deposit:
@@ -508,6 +659,7 @@ class SessionClient:
             balance = self.chain.balance_of(self.address)
             if balance < add:
                 raise DepositExhausted(f"topUp of {add} needed on channel {entry.channel_id}; wallet holds {balance}")
+            self._check_escrow(add, f"a topUp of {add} on channel {entry.channel_id}")
             resp = self._topup(path, challenge, entry, add)
             if resp.status_code == 410:
                 return resp, entry.channel_id
@@ -516,6 +668,7 @@ class SessionClient:
             entry.deposit = self.chain.get_channel(entry.channel_id).deposit
         entry.signed_max = max(entry.signed_max, amount)
         self._remember(entry)
+        self._exposure.record(entry.channel_id, floor, amount, cost)
         sig = sign_voucher(self.key, self.domain, entry.channel_id, amount)
         payload = VoucherPayload(channel_id=entry.channel_id, cumulative_amount=amount, signature=sig)
         return self._send_paid(method, path, challenge, payload, key, headers), entry.channel_id
@@ -546,11 +699,14 @@ class SessionClient:
         balance = self.chain.balance_of(self.address)
         if balance < deposit:
             raise DepositExhausted(f"opening a channel needs a deposit of {deposit}; wallet holds {balance}")
+        self._exposure.admit(None, 0, cost, cost)
+        self._check_escrow(deposit, f"opening a channel with a deposit of {deposit}")
         salt = self._new_salt()
         raw, cid = self.chain.build_open_tx(self.key, req.recipient, deposit, salt, ZERO_ADDRESS)
         entry = _Entry(cid, salt=salt, deposit=deposit, signed_max=cost, opened_deposit=deposit)
         self._entry = entry
         self._remember(entry)
+        self._exposure.record(cid, 0, cost, cost)
         sig = sign_voucher(self.key, self.domain, cid, cost)
         payload = OpenPayload(channel_id=cid, transaction=raw, cumulative_amount=cost, signature=sig)
         return self._send_paid(method, path, challenge, payload, key, headers), cid
@@ -584,6 +740,33 @@ class SessionClient:
         entry.accepted = max(entry.accepted, receipt.accepted_cumulative)
         entry.spent = max(entry.spent, receipt.spent)
 
+    def _check_escrow(self, add: int, what: str) -> None:
+        held = self.escrow_holdings()
+        locked = sum(h.locked for h in held)
+        if locked + add > self.max_escrow:
+            listed = ", ".join(f"{h.channel_id} {h.locked}" + (" (refused by the server)" if h.server_refused else "")
+                               for h in held)
+            raise EscrowBudgetExceeded(
+                f"{what} would lock {locked + add} in escrow, above max_escrow {self.max_escrow}; "
+                f"already locked {locked} in {len(held)} unfinalized channel(s): {listed or 'none'}")
+
+    def _server_refused(self, channel_id: str) -> None:
+        """After a 410: ask the chain before forgetting anything. Absent or finalized: forget it.
+        Still holding escrow: stop using it, but keep it persisted (marked) so it can be withdrawn."""
+        st = self.chain.get_channel(channel_id)
+        if not st.exists or st.finalized:
+            self._exposure.forget(channel_id)
+            self._drop(channel_id)
+            return
+        if self._entry is not None and self._entry.channel_id == channel_id:
+            self._entry = None
+        p = self._persisted.setdefault("channels", {}).get(channel_id)
+        if p is not None:
+            p["server_refused"] = True
+        if self._persisted.get("current") == channel_id:
+            self._persisted["current"] = None
+        self._save()
+
     def _drop(self, channel_id: str) -> None:
         if self._entry is not None and self._entry.channel_id == channel_id:
             self._entry = None
@@ -601,8 +784,7 @@ class SessionClient:
         """Make `entry` current and persist (channel id, salt, signed_max) before anything is sent."""
         self._entry = entry
         self._known[entry.channel_id] = entry
-        if self.persist_path is None:
-            return
+        # kept in memory without a persist_path too: the escrow budget counts every channel
         chans = self._persisted.setdefault("channels", {})
         old = chans.get(entry.channel_id, {})
         signed = max(entry.signed_max, int(old.get("signed_max", 0)))
