@@ -62,6 +62,7 @@ const HAS_V2 = Boolean(Session?.Precompile?.Voucher)
 const escrowAbi = Session?.Precompile?.escrowAbi
 const VoucherV2 = Session?.Precompile?.Voucher
 const VoucherV1 = SessionLegacy?.Session?.Voucher ?? (HAS_V2 ? undefined : Session?.Voucher)
+const HAS_SIGNER_RESOLVER = typeof Session?.Precompile?.Channel?.resolveAuthorizedSigner === 'function'
 const HAS_V2_SERVER = HAS_V2 && typeof tempoServer?.session === 'function' && typeof MppxServer?.create === 'function'
 const HAS_FETCH_CLIENT = HAS_V2 && typeof sessionMethod === 'function' && typeof MppxFetchClient?.create === 'function'
 
@@ -975,7 +976,9 @@ async function serverSeedChannel(input) {
     operator: ZERO_ADDRESS,
     token: cfg.currency,
     salt: `0x${'00'.repeat(31)}01`,
-    authorizedSigner: ZERO_ADDRESS,
+    // Releases before 0.8.14 (no Channel.resolveAuthorizedSigner) sign only for a descriptor that names the payer
+    // as its signer; from 0.8.14 zero means "the payer".
+    authorizedSigner: HAS_SIGNER_RESOLVER ? ZERO_ADDRESS : descriptorRaw.payer,
     expiringNonceHash: `0x${'00'.repeat(31)}02`,
   }))
   const channelId = computeChannelId(descriptor, cfg.chainId, cfg.escrowContract)
