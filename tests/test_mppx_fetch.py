@@ -85,3 +85,29 @@ def test_a_network_fault_of_the_harness_is_unknown(adapter):
                  ClientParams("mppx", bytes.fromhex(KEY[2:]), True, 4, 2, 0, False), httpx.MockTransport(fail))
     assert client.request("GET", "/resource").kind == "unknown"
     assert "http" not in client.a.callbacks  # handlers are registered only for the duration of the op
+
+
+def test_chain_reads_go_through_the_rpc_callback_when_the_harness_offers_one(adapter):
+    from adapters.bridge import CallbackRefused
+
+    adapter.call("reset")
+    adapter.call("server.configure", amount="10000", suggestedDeposit="1000000")
+    challenge = adapter.call("server.challenge", method="GET", path="/resource")
+    rpc = []
+
+    def carry(request):
+        return {"status": 402, "headers": {"www-authenticate": challenge["wwwAuthenticate"]}, "body": None}
+
+    def chain(request):
+        rpc.append(request["method"])
+        raise CallbackRefused("the harness chain refuses", type="rejected")
+
+    adapter.callbacks.update(http=carry, rpc=chain)
+    try:
+        out = adapter.call("client.fetch", privateKey=KEY, url="https://conformance.test/resource")
+    finally:
+        adapter.callbacks.pop("http")
+        adapter.callbacks.pop("rpc")
+    assert rpc, "mppx's open needs the chain: its reads must reach the harness"
+    assert out["chainSource"] == "harness-rpc" and "thrown" in out
+    assert "the harness chain refuses" in out["thrown"]["message"]
