@@ -278,7 +278,13 @@ def main(argv=None) -> int:
     p.set_defaults(profile="quick")
     p = sub.add_parser("replay")
     p.add_argument("file")
+    p = sub.add_parser("versions", add_help=False, help="every mppx release with sessions: release x check table")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
     args = ap.parse_args(argv)
+    if args.cmd == "versions":
+        from .versions import main as versions_main
+
+        return versions_main(args.rest)
     return {"run": cmd_run, "matrix": cmd_matrix, "mutants": cmd_mutants, "replay": cmd_replay}[args.cmd](args)
 
 

@@ -1,8 +1,9 @@
 """mppx@0.11.0 behind the conformance Protocols, over the JSON-lines bridge (adapters/mppx).
 
-`MppxServer` is a `ServerUnderTest`: mppx's `tempo.session` server with its in-memory store and the
-adapter's fake chain. `MppxClient` is a `ClientUnderTest`: mppx's `sessionMethod` client, one
-`client.next_credential` call per challenge, its channel store kept here between calls.
+`MppxServer` is a `ServerUnderTest`: mppx's `tempo.session` server (`Mppx.create(...)` route handlers) with its
+in-memory store and the adapter's fake chain. `MppxClient` is a `ClientUnderTest`: mppx's client as applications
+run it, `Mppx.create({methods: [sessionMethod(...)]}).fetch`, one `client.fetch` per logical request whose HTTP
+requests come back as http callbacks through the harness transport (PROTOCOL.md section 8).
 
 What the generic harness cannot give mppx, and why the mppx runs use the dedicated v2 machines of
 conformance/mppx_machines.py:
@@ -25,6 +26,8 @@ adapter that speaks adapters/bridge/PROTOCOL.md runs through the same classes (`
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import shutil
 import subprocess
@@ -34,7 +37,7 @@ from typing import Any, Callable, Optional
 
 import httpx
 
-from adapters.bridge import AdapterError, AdapterProcess
+from adapters.bridge import AdapterError, AdapterProcess, CallbackRefused
 from adapters.bridge.process import build_adapter, load_manifest
 from model.crypto import CryptoError, VoucherDomain, address_of, recover_voucher_signer
 
@@ -289,23 +292,27 @@ def to_httpx(raw: dict) -> httpx.Response:
 
 
 class MppxClient:
-    """mppx's `sessionMethod` client as a ClientUnderTest.
+    """mppx's client as a ClientUnderTest, driven the way applications run it.
 
-    One logical request: the unpaid request (402 challenge) through the harness transport, then
-    `client.next_credential` with mppx's store, the paid request, and again on a 402 with a fresh
-    challenge (up to MAX_ROUND_TRIPS). mppx refusing to sign is `refused:<reason>`.
-    `chain_view` (set by a machine) answers mppx's chain reads for the call (the `chain` input).
-    `log` records every credential mppx made: (action, channelId, cumulativeAmount, echoed challenge).
+    One logical request is one `client.fetch`: `Mppx.create({methods: [sessionMethod(...)]}).fetch(...)` inside
+    the adapter, whose every HTTP request comes back here as an http callback and goes through the harness's
+    transport (its network, faults and the server under test), so mppx's own retries, automatic top-up,
+    credential reuse and open acknowledgement run. Its chain is the harness's (`rpc`, a JSON-RPC handler: the
+    rpc callback) when one is set, else the adapter's fake chain answering from `chain_view` (set by a machine).
+    An adapter without `client.fetch` is driven through the low-level `client.next_credential` loop instead.
+    `log` records every credential mppx sent: (action, channelId, cumulativeAmount, echoed challenge).
     """
 
     hinted = True
-    MAX_ROUND_TRIPS = 4
+    MAX_ROUND_TRIPS = 4  # only for the next_credential loop; mppx's fetch decides its own retries
 
     def __init__(self, name: str = "mppx"):
         self.name = name  # the spec: "mppx" or "bridge:PATH/manifest.json"
         self.manifest = manifest_path(name) if name.startswith("bridge:") else MANIFEST
         self.chain_view: Optional[Callable[[], dict]] = None
+        self.rpc: Optional[Callable[[dict], Any]] = None  # {method, params} -> JSON-RPC result, or None
         self.log: list = []
+        self.chain_sources: set = set()  # what answered mppx's chain reads: harness-rpc / adapter-fake-chain
 
     def reset(self, env: Env, params: ClientParams, transport: httpx.BaseTransport) -> None:
         self.a = get_adapter(self.manifest)
@@ -316,6 +323,8 @@ class MppxClient:
         self.store: list = []
         self.persisted: list = []
         self.log = []
+        self.fresh = True  # the next client.fetch starts mppx's client with `self.store`
+        self.uses_fetch = "client.fetch" in capabilities(self.manifest)
 
     def close_resources(self) -> None:
         self.http.close()
@@ -323,6 +332,7 @@ class MppxClient:
     def restart(self, keep_persisted: bool) -> None:
         # mppx's default channelStore is in memory; `persist` stands for an application that saves it.
         self.store = list(self.persisted) if (keep_persisted and self.params.persist) else []
+        self.fresh = True
 
     def view(self) -> ClientView:
         if not self.store:
@@ -338,9 +348,68 @@ class MppxClient:
 
     def request(self, method: str, path: str, idempotency_key: Optional[str] = None) -> Outcome:
         try:
+            if self.uses_fetch:
+                return self._fetch(method, path, idempotency_key)
             return self._request(method, path, idempotency_key)
         except httpx.TransportError:
             return Outcome("unknown")
+
+    # -- mppx's fetch (the application entry point)
+
+    def _carry(self, request: dict) -> dict:
+        """The http callback: one request mppx makes, sent through the harness transport."""
+        url = httpx.URL(str(request.get("url") or ""))
+        target = url.raw_path.decode() or "/"
+        headers = {str(k): str(v) for k, v in (request.get("headers") or {}).items()}
+        auth = headers.get("authorization")
+        if auth:
+            self._log_credential(auth)
+        body = request.get("body")
+        try:
+            resp = self.http.request(str(request.get("method") or "GET"), target, headers=headers,
+                                     content=body.encode() if isinstance(body, str) else None)
+        except httpx.TransportError as exc:
+            self._last = None
+            raise CallbackRefused(f"{type(exc).__name__}: {exc}", type="network") from exc
+        self._last = resp
+        return {"status": resp.status_code, "headers": dict(resp.headers), "body": resp.text}
+
+    def _log_credential(self, auth: str) -> None:
+        cred = decode_credential_header(auth)
+        if cred is None:
+            return
+        p = cred.get("payload") or {}
+        self.log.append((p.get("action"), (p.get("channelId") or "").lower(),
+                         int(p["cumulativeAmount"]) if p.get("cumulativeAmount") is not None else None,
+                         cred.get("challenge")))
+
+    def _fetch(self, method: str, path: str, key: Optional[str]) -> Outcome:
+        headers = self._headers()
+        if key:
+            headers[IDEMPOTENCY_HEADER] = key
+        fields: dict = {"privateKey": self.key_hex, "method": method, "url": str(httpx.URL(BASE_URL).join(path)),
+                        "headers": headers}
+        if self.fresh:
+            fields["store"] = self.store
+            self.fresh = False
+        if self.chain_view is not None and self.rpc is None:
+            fields["chain"] = self.chain_view()
+        self._last = None
+        self.a.callbacks["http"] = self._carry
+        if self.rpc is not None:
+            self.a.callbacks["rpc"] = self.rpc
+        try:
+            out = self.a.call("client.fetch", **fields)
+        finally:
+            self.a.callbacks.pop("http", None)
+            self.a.callbacks.pop("rpc", None)
+        self.store = out["store"]
+        self.chain_sources.add(out.get("chainSource"))
+        if self.params.persist:
+            self.persisted = list(self.store)
+        return fetch_outcome(out, self._last)
+
+    # -- the low-level path (sessionMethod(...).createCredential per challenge), for adapters without fetch
 
     def _request(self, method: str, path: str, key: Optional[str]) -> Outcome:
         resp = self.http.request(method, path, headers=self._headers())
@@ -363,11 +432,8 @@ class MppxClient:
             self.store = out["store"]
             if self.params.persist:
                 self.persisted = list(self.store)
-            cred = out["credential"]
-            p = cred["payload"]
-            self.log.append((p.get("action"), (p.get("channelId") or "").lower(),
-                             int(p["cumulativeAmount"]) if p.get("cumulativeAmount") is not None else None,
-                             cred.get("challenge")))
+            self._log_credential(out["authorization"])
+            p = out["credential"]["payload"]
             headers = self._headers()
             headers["Authorization"] = out["authorization"]
             if key and p.get("action") in ("open", "voucher"):
@@ -379,6 +445,50 @@ class MppxClient:
             www = resp.headers.get("www-authenticate")
             if resp.status_code != 402 or not www:
                 return Outcome(f"failed:{_problem(resp)}", resp.status_code)
+
+
+def _b64url_json(token: str) -> Optional[dict]:
+    try:
+        obj = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (ValueError, binascii.Error):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def decode_credential_header(value: str) -> Optional[dict]:
+    """An `Authorization: Payment <base64url JSON>` value as JSON, its challenge's `request` decoded too (the
+    shape of `credential.parse`); None when it is not one. Decoded here, not by the adapter, because the adapter
+    is busy with the op whose http callback carries it."""
+    scheme, _, token = value.strip().partition(" ")
+    if scheme.lower() != "payment":
+        return None
+    cred = _b64url_json(token.strip())
+    if cred is None:
+        return None
+    challenge = cred.get("challenge")
+    if isinstance(challenge, dict) and isinstance(challenge.get("request"), str):
+        request = _b64url_json(challenge["request"])
+        if request is not None:
+            cred = dict(cred, challenge=dict(challenge, request=request))
+    return cred
+
+
+def fetch_outcome(out: dict, last: Optional[httpx.Response]) -> Outcome:
+    """The Outcome of one `client.fetch`: served (2xx), failed:<problem> (the server's last word), refused:<why>
+    (mppx threw before sending, e.g. it declined to sign), unknown (the network lost a request)."""
+    thrown = out.get("thrown")
+    if thrown is None:
+        raw = out["response"]
+        status = int(raw["status"])
+        if 200 <= status < 300:
+            return Outcome("served", status)
+        return Outcome(f"failed:{problem_of(raw) or f'http-{status}'}", status)
+    if thrown.get("network"):
+        return Outcome("unknown")
+    if last is not None and not (last.status_code == 402 and _problem(last) in ("payment-required", "http-402")):
+        # mppx gave up after the server refused (e.g. its top-up POST was answered with a problem)
+        return Outcome(f"failed:{_problem(last)}", last.status_code)
+    return Outcome("refused:" + _reason(str(thrown.get("message", ""))))
 
 
 def _reason(message: str) -> str:

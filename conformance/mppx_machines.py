@@ -24,6 +24,8 @@ dispatches "mppx-*" machines here).
 """
 from __future__ import annotations
 
+import datetime
+
 import hashlib
 import json
 import os
@@ -675,6 +677,7 @@ class V2ModelServer:
         self.s = sess
         self.lie: Optional[str] = None
         self.lied: set = set()  # ids of challenges carrying a lie
+        self.issued = 0  # challenges issued (each gets its own expires)
         self.secret = f"model-v2-secret-{sess.rc.seed:08d}-0123456789abcdef"
 
     def challenge_json(self, mch: MChallenge) -> dict:
@@ -712,8 +715,13 @@ class V2ModelServer:
                "methodDetails": md}
         if mch.suggested_deposit is not None:
             req["suggestedDeposit"] = str(mch.suggested_deposit)
-        return {"realm": "model.v2", "method": "tempo", "intent": "session", "expires": "2099-01-01T00:00:00.000Z",
-                "request": req}
+        # A fresh expires per challenge, as deployed servers (and mppx's default) issue them: mppx's fetch layer
+        # reuses its previous credential when a re-challenge serializes identically. Counted, not clocked, so
+        # runs stay reproducible.
+        self.issued += 1
+        expires = (datetime.datetime(2099, 1, 1, tzinfo=datetime.timezone.utc)
+                   + datetime.timedelta(seconds=self.issued)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        return {"realm": "model.v2", "method": "tempo", "intent": "session", "expires": expires, "request": req}
 
     def www(self, mch: MChallenge) -> str:
         cj = self.challenge_json(mch)
@@ -834,6 +842,7 @@ class ClientV2Session(V2Session):
         self.own: dict = {}
         self.cur_wires: list = []
         self.unmodelled = 0
+        self.b2_unchecked = 0  # requests that ended at an action the model server cannot process (B2 not checked)
         self.req_no = 0
         self.skipped = {
             "RM": "mppx's sessionMethod keeps no view of the server (it reads no receipts: client.next_credential "
@@ -857,6 +866,7 @@ class ClientV2Session(V2Session):
         op = step["op"]
         self.cur_wires = wires
         start = len(self.client.log)
+        unmodelled = self.unmodelled
         if op == "request":
             self.req_no += 1
             self.liar.lie = step.get("lie")
@@ -898,10 +908,12 @@ class ClientV2Session(V2Session):
             out = "done" if resp.status == 200 else f"failed:{resp.problem}"
         else:
             raise ValueError(f"unknown step {step}")
-        self.check_signatures(self.client.log[start:], step, out, viols)
+        # mppx's fetch tops up before signing above the deposit (0.8.14+); the v2 model server cannot process
+        # a topUp (no Tempo transaction decoder), so B2 is not checked on a request that ended there.
+        self.check_signatures(self.client.log[start:], step, out, viols, b2=self.unmodelled == unmodelled)
         return out
 
-    def check_signatures(self, made: list, step: dict, outcome: str, viols: list) -> None:
+    def check_signatures(self, made: list, step: dict, outcome: str, viols: list, b2: bool = True) -> None:
         over_deposit = False
         had_store = True
         for action, cid, amount, echoed in made:
@@ -938,12 +950,18 @@ class ClientV2Session(V2Session):
                                                  f"requiredCumulative={req}", {"had_store": had_store})
             self.signed[cid] = max(self.signed.get(cid, 0), amount)
             self.own[cid] = max(self.own.get(cid, 0), amount)
-        if not self.lies and step["op"] == "request" and outcome not in ("served", "refused:deposit-exhausted"):
+        if not b2 and not self.lies and step["op"] == "request" and outcome != "served":
+            self.b2_unchecked += 1
+        elif not self.lies and step["op"] == "request" and outcome not in ("served", "refused:deposit-exhausted"):
             self._violation(viols, "B2", f"with no faults and no lies, a request ended {outcome!r}",
                             {"over_deposit": over_deposit})
 
     def property_table(self) -> dict:
-        return _table(self, ("H1", "C1", "H3", "H5") + (("B2",) if not self.lies else ()))
+        table = _table(self, ("H1", "C1", "H3", "H5") + (("B2",) if not self.lies else ()))
+        if self.b2_unchecked and table.get("B2") == "held":
+            table["B2"] = (f"held where checked; not checked on {self.b2_unchecked} request(s) that ended at mppx's "
+                           "topUp, which the v2 model server cannot process (no Tempo transaction decoder)")
+        return table
 
 
 class PairV2Session(ClientV2Session):

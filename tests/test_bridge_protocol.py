@@ -232,3 +232,48 @@ def test_failed_build_reports_output(tmp_path):
     )
     with pytest.raises(RuntimeError, match="compiler says no"):
         build_adapter(load_manifest(tmp_path / "manifest.json"))
+
+
+# -- protocol 2: callbacks from the adapter to the harness -------------------------------------------------
+
+
+def test_callbacks_are_answered_by_the_registered_handlers_before_the_op_answer(fake):
+    seen = []
+    fake.callbacks["http"] = lambda req: seen.append(("http", req)) or {"status": 200, "headers": {}, "body": "hi"}
+    fake.callbacks["rpc"] = lambda req: seen.append(("rpc", req)) or "0x1079"
+    out = fake.call("ask", asks=[{"kind": "http", "request": {"method": "GET", "url": "http://t/x"}},
+                                 {"kind": "rpc", "request": {"method": "eth_chainId", "params": []}}])
+    assert out["replies"] == [{"ok": True, "value": {"status": 200, "headers": {}, "body": "hi"}},
+                              {"ok": True, "value": "0x1079"}]
+    assert seen == [("http", {"method": "GET", "url": "http://t/x"}), ("rpc", {"method": "eth_chainId", "params": []})]
+    assert list(fake.callback_log) == [("http", "ask"), ("rpc", "ask")]
+
+
+def test_only_registered_kinds_are_offered(fake):
+    fake.callbacks["http"] = lambda req: {"status": 204}
+    out = fake.call("ask", asks=[{"kind": "rpc", "request": {}}, {"kind": "http", "request": {}}])
+    assert out["replies"] == [{"skipped": "not offered"}, {"ok": True, "value": {"status": 204}}]
+
+
+def test_a_refusing_or_failing_handler_answers_ok_false(fake):
+    from adapters.bridge import CallbackRefused
+
+    def refuse(req):
+        raise CallbackRefused("connection reset by the harness network", type="network")
+
+    fake.callbacks["http"] = refuse
+    fake.callbacks["rpc"] = lambda req: 1 / 0
+    out = fake.call("ask", asks=[{"kind": "http", "request": {}}, {"kind": "rpc", "request": {}}])
+    assert out["replies"][0] == {"ok": False, "error": {"type": "network",
+                                                        "message": "connection reset by the harness network"}}
+    assert out["replies"][1]["ok"] is False and out["replies"][1]["error"]["type"] == "internal"
+    assert "ZeroDivisionError" in out["replies"][1]["error"]["message"]
+
+
+def test_a_callback_of_an_unregistered_kind_is_answered_unsupported(fake):
+    # an adapter that sends a kind the harness did not offer gets `unsupported`, never a silent success
+    fake.callbacks["http"] = lambda req: {}
+    out = fake.call("ask", asks=[{"kind": "rpc", "request": {}, "force": True}])
+    assert out["replies"][0]["ok"] is False
+    assert out["replies"][0]["error"]["type"] == "unsupported"
+    assert "serves no 'rpc' callbacks" in out["replies"][0]["error"]["message"]

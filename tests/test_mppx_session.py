@@ -3,13 +3,15 @@
 Server: Mppx.create({methods: [tempo.session(...)]}) with Store.memory() and the
 adapter's fake chain (eth_call getChannelState, open/topUp/close transactions).
 Client: sessionMethod(...).createCredential with a store and the fake chain.
-Timestamps (receipt `timestamp`) are never compared; challenge `expires` is fixed
-by the adapter, so challenge ids are deterministic.
+Timestamps (receipt `timestamp`) are never compared; challenge `expires` is mppx's default (a fresh
+expiry per challenge) unless a test configures one.
 
 xfail(strict) tests assert what the draft (or the project's rules) require where
 mppx 0.11.0 diverges; each reason starts with FINDING and names the section.
 """
 from __future__ import annotations
+
+import datetime
 
 import copy
 
@@ -123,11 +125,21 @@ def test_challenge_without_channel_has_no_snapshot(adapter):
     assert "sessionSnapshot" not in ch["challenges"][0]["request"]["methodDetails"]
 
 
-def test_challenge_id_is_deterministic(adapter):
+def test_challenge_id_is_deterministic_with_a_configured_expires(adapter):
     adapter.call("reset")
-    one = adapter.call("server.challenge", method="GET", path="/resource")["challenges"][0]["id"]
-    two = adapter.call("server.challenge", method="GET", path="/resource")["challenges"][0]["id"]
-    assert one == two
+    adapter.call("server.configure", expires="2099-01-01T00:00:00.000Z")
+    one = adapter.call("server.challenge", method="GET", path="/resource")["challenges"][0]
+    two = adapter.call("server.challenge", method="GET", path="/resource")["challenges"][0]
+    assert one["id"] == two["id"] and one["expires"] == "2099-01-01T00:00:00.000Z"
+
+
+def test_server_uses_mppx_default_expires_unless_configured(adapter):
+    # A frozen expires makes every re-challenge byte-identical, which changes what mppx's fetch layer does
+    # (it reuses the previous credential); by default the adapter leaves mppx's own short expiry.
+    adapter.call("reset")
+    challenge = adapter.call("server.challenge", method="GET", path="/resource")["challenges"][0]
+    expires = datetime.datetime.fromisoformat(challenge["expires"].replace("Z", "+00:00"))
+    assert expires < datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=1)
 
 
 def test_server_notes_scenario(session):

@@ -17,7 +17,8 @@ import sys
 import time
 
 STATE = {"counter": 0}
-CAPABILITIES = ["echo", "fail", "sleep", "crash", "noise", "counter.incr", "voucher.digest"]
+CAPABILITIES = ["echo", "fail", "sleep", "crash", "noise", "counter.incr", "voucher.digest", "ask"]
+CALLBACKS = {"next": 0}
 
 
 class OpError(Exception):
@@ -27,7 +28,7 @@ class OpError(Exception):
 
 
 def op_hello(_input):
-    return {"name": "fake", "version": "0.0.1", "protocol": 1, "capabilities": CAPABILITIES}
+    return {"name": "fake", "version": "0.0.1", "protocol": 2, "capabilities": CAPABILITIES, "callbacks": ["http", "rpc"]}
 
 
 def op_reset(_input):
@@ -65,6 +66,25 @@ def op_counter_incr(input):
     return {"counter": STATE["counter"]}
 
 
+def op_ask(input):
+    """Protocol 2: send one callback per entry of `asks` ({kind, request}) and answer the list of replies.
+    A kind the request did not offer is not sent (its reply is {"skipped": "not offered"}) unless `force`."""
+    offered = input.get("_offered") or []
+    replies = []
+    for ask in input.get("asks") or []:
+        if ask["kind"] not in offered and not ask.get("force"):
+            replies.append({"skipped": "not offered"})
+            continue
+        CALLBACKS["next"] += 1
+        number = CALLBACKS["next"]
+        answer({"callback": number, "kind": ask["kind"], "request": ask.get("request", {})})
+        reply = json.loads(sys.stdin.readline())
+        if reply.get("callback") != number:
+            raise OpError("internal", f"callback answer {reply!r} does not match callback {number}")
+        replies.append({k: v for k, v in reply.items() if k != "callback"})
+    return {"replies": replies}
+
+
 def op_voucher_digest(input):
     raise OpError("unsupported", "the fake adapter computes no digests")
 
@@ -79,6 +99,7 @@ OPS = {
     "noise": op_noise,
     "counter.incr": op_counter_incr,
     "voucher.digest": op_voucher_digest,
+    "ask": op_ask,
 }
 
 
@@ -109,7 +130,8 @@ def main() -> None:
             answer({"id": rid, "ok": False, "error": {"type": "unsupported", "message": f"no op {request.get('op')!r}"}})
             continue
         try:
-            value = fn(request.get("input") or {})
+            value = fn(request.get("input") or {}) if fn is not op_ask else fn(
+                dict(request.get("input") or {}, _offered=request.get("callbacks") or []))
         except OpError as exc:
             answer({"id": rid, "ok": False, "error": {"type": exc.type, "message": str(exc)}})
             continue

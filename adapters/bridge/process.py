@@ -13,6 +13,12 @@ into an `AdapterError` that names the adapter and the op:
 After a timeout or a crash the next call starts a fresh process; every such
 restart is recorded in `crashes` so a harness can report it (state the adapter
 held, e.g. a server's channel store, is gone after a restart).
+
+Protocol version 2 adds *callbacks*: while the harness waits on an op, the adapter may ask the harness
+something (`{"callback": N, "kind": "http"|"rpc", "request": {...}}`) and gets the answer on stdin before it
+answers the op. `AdapterProcess.callbacks` maps a kind to the handler the Python side registered; every
+request line lists the kinds it offers (`"callbacks": [...]`), so an adapter falls back (or answers
+`unsupported`) for a kind nobody serves.
 """
 from __future__ import annotations
 
@@ -27,11 +33,12 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import attrs
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2 = 1 + callbacks from the adapter to the harness (PROTOCOL.md section 8)
+CALLBACK_KINDS = ("http", "rpc")
 ERROR_TYPES = ("unsupported", "invalid-input", "rejected", "internal")
 # Ops every adapter answers, whatever its manifest lists.
 CORE_OPS = ("hello", "reset")
@@ -62,6 +69,20 @@ class AdapterCrashed(AdapterError):
 
 class AdapterProtocolError(AdapterError):
     """The adapter wrote something on stdout that is not a protocol answer."""
+
+
+class CallbackRefused(Exception):
+    """Raised by a callback handler to answer `ok: false` with `type` and the message: "rejected" (the harness
+    refuses, e.g. an RPC error), "network" (an http callback whose connection failed: a fault of the harness's
+    network, which the adapter turns into its language's network error)."""
+
+    def __init__(self, message: str, type: str = "rejected") -> None:
+        super().__init__(message)
+        self.type = type
+
+
+# A callback handler gets the callback's `request` object and returns its JSON `value`.
+CallbackHandler = Callable[[dict], Any]
 
 
 @attrs.frozen
@@ -215,6 +236,10 @@ class AdapterProcess:
         self.hello: dict[str, Any] | None = None
         self.crashes: list[str] = []  # one message per crash/timeout that forced a restart
         self.starts = 0
+        # kind -> handler of the adapter's callbacks ("http", "rpc"); registered by the Python wrapper that
+        # drives an op needing them, offered on every request line.
+        self.callbacks: dict[str, CallbackHandler] = {}
+        self.callback_log: collections.deque[tuple[str, str]] = collections.deque(maxlen=200)
 
     @property
     def name(self) -> str:
@@ -379,7 +404,10 @@ class AdapterProcess:
         self._next_id += 1
         rid = self._next_id
         try:
-            line = json.dumps({"id": rid, "op": op, "input": payload}, separators=(",", ":"))
+            message: dict[str, Any] = {"id": rid, "op": op, "input": payload}
+            if self.callbacks:
+                message["callbacks"] = sorted(self.callbacks)
+            line = json.dumps(message, separators=(",", ":"))
         except (TypeError, ValueError) as exc:
             raise AdapterError("invalid-input", f"input is not JSON-serializable: {exc}", adapter=self.name, op=op) from exc
         try:
@@ -408,6 +436,10 @@ class AdapterProcess:
                 self._noise.append(text[:500])
                 self._stderr.append(f"[stdout, not JSON] {text[:500]}")
                 continue
+            if isinstance(answer, dict) and "callback" in answer and "id" not in answer:
+                self._serve_callback(op, answer, proc)
+                deadline = time.monotonic() + timeout  # the harness's time answering is not the adapter's
+                continue
             if not isinstance(answer, dict) or "id" not in answer:
                 raise AdapterProtocolError(
                     "protocol", f"answer without id: {text[:300]}", adapter=self.name, op=op
@@ -415,6 +447,43 @@ class AdapterProcess:
             if answer["id"] != rid:
                 continue  # a late answer to an earlier request; ignore
             return self._unwrap(op, answer, text)
+
+    def _serve_callback(self, op: str, message: dict[str, Any], proc: subprocess.Popen[str]) -> None:
+        """Answer one callback of the adapter (sent while it works on `op`) with the registered handler."""
+        number = message.get("callback")
+        kind = message.get("kind")
+        request = message.get("request")
+        if not isinstance(number, int) or isinstance(number, bool):
+            raise AdapterProtocolError("protocol", f"callback without an integer number: {message!r:.300}",
+                                       adapter=self.name, op=op)
+        handler = self.callbacks.get(kind) if isinstance(kind, str) else None
+        if handler is None:
+            reply = {"callback": number, "ok": False,
+                     "error": {"type": "unsupported", "message": f"the harness serves no {kind!r} callbacks for op {op}"
+                               f" (offered: {sorted(self.callbacks) or 'none'})"}}
+        elif not isinstance(request, dict):
+            reply = {"callback": number, "ok": False,
+                     "error": {"type": "invalid-input", "message": "callback 'request' must be an object"}}
+        else:
+            try:
+                reply = {"callback": number, "ok": True, "value": handler(request)}
+            except CallbackRefused as exc:
+                reply = {"callback": number, "ok": False, "error": {"type": exc.type, "message": str(exc)}}
+            except Exception as exc:  # a bug of the handler: the adapter fails the op with it ("internal")
+                reply = {"callback": number, "ok": False,
+                         "error": {"type": "internal", "message": f"{kind} callback handler raised {exc!r}"}}
+        self.callback_log.append((str(kind), op))
+        try:
+            text = json.dumps(reply, separators=(",", ":"))
+        except (TypeError, ValueError) as exc:
+            text = json.dumps({"callback": number, "ok": False,
+                               "error": {"type": "internal", "message": f"answer is not JSON: {exc}"}})
+        try:
+            assert proc.stdin is not None
+            proc.stdin.write(text + "\n")
+            proc.stdin.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            pass  # the process is gone; the op's own wait reports the crash
 
     def _unwrap(self, op: str, answer: dict[str, Any], text: str) -> Any:
         if answer.get("ok") is True:

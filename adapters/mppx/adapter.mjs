@@ -13,10 +13,12 @@
 import readline from 'node:readline'
 import { readFileSync } from 'node:fs'
 
-import { Challenge, Credential, Receipt } from 'mppx'
-import { sessionMethod } from 'mppx/client'
-import { Mppx, Store, tempo as tempoServer } from 'mppx/server'
-import { Session, SessionLegacy } from 'mppx/tempo'
+// Namespace imports: releases differ in what they export (see README "Releases"), and a missing named
+// import would stop the adapter from starting at all; each feature is detected below instead.
+import * as MppxRoot from 'mppx'
+import * as MppxClientModule from 'mppx/client'
+import * as MppxServerModule from 'mppx/server'
+import * as MppxTempo from 'mppx/tempo'
 import {
   createClient,
   custom,
@@ -29,24 +31,51 @@ import {
   isAddress,
   keccak256,
   numberToHex,
+  parseTransaction,
+  recoverTransactionAddress,
 } from 'viem'
 import { privateKeyToAccount } from 'viem/accounts'
 import { tempo as tempoChain } from 'viem/chains'
 import { Transaction as TempoTransaction } from 'viem/tempo'
 
-// mppx exports no ./package.json; read the installed copy's version from disk.
+// mppx exports no ./package.json; read the installed copy's version from disk. The release folders of
+// conformance/versions.py run this file through a symlink (node --preserve-symlinks-main), so
+// `./node_modules` is that release's install.
 const MPPX_VERSION = JSON.parse(
   readFileSync(new URL('./node_modules/mppx/package.json', import.meta.url), 'utf8'),
 ).version
+
+const { Challenge, Credential, Receipt } = MppxRoot
+const { Session, SessionLegacy } = MppxTempo
+const { Mppx: MppxServer, Store, tempo: tempoServer } = MppxServerModule
+const sessionMethod = MppxClientModule.sessionMethod // v2 client: 0.7.0 and later
+const MppxFetchClient = MppxClientModule.Mppx // the application entry point: Mppx.create({methods}).fetch
 
 const ZERO_ADDRESS = '0x0000000000000000000000000000000000000000'
 const ZERO_HASH = `0x${'00'.repeat(32)}`
 const PRECOMPILE_ESCROW = '0x4d50500000000000000000000000000000000000'
 const DECIMALS = 6
 
-const { escrowAbi } = Session.Precompile
-const VoucherV2 = Session.Precompile.Voucher
-const VoucherV1 = SessionLegacy.Session.Voucher
+// What this release has (mppx-releases-notes.md): v2 (TIP-1034 precompile) from 0.7.0; v1 is
+// `SessionLegacy.Session` from 0.7.0 and plain `Session` (no Precompile) up to 0.6.x.
+const HAS_V2 = Boolean(Session?.Precompile?.Voucher)
+const escrowAbi = Session?.Precompile?.escrowAbi
+const VoucherV2 = Session?.Precompile?.Voucher
+const VoucherV1 = SessionLegacy?.Session?.Voucher ?? (HAS_V2 ? undefined : Session?.Voucher)
+const HAS_SIGNER_RESOLVER = typeof Session?.Precompile?.Channel?.resolveAuthorizedSigner === 'function'
+const HAS_V2_SERVER = HAS_V2 && typeof tempoServer?.session === 'function' && typeof MppxServer?.create === 'function'
+const HAS_FETCH_CLIENT = HAS_V2 && typeof sessionMethod === 'function' && typeof MppxFetchClient?.create === 'function'
+
+/** The v2 channel's voucher signer: mppx's own resolver from 0.8.14, else the draft's rule (zero = payer). */
+function resolveAuthorizedSigner(descriptor) {
+  const resolver = Session.Precompile.Channel.resolveAuthorizedSigner
+  if (typeof resolver === 'function') return resolver(descriptor)
+  return lower(descriptor.authorizedSigner) === ZERO_ADDRESS ? descriptor.payer : descriptor.authorizedSigner
+}
+
+function requireV2(what) {
+  if (!HAS_V2) throw unsupported(`${what}: mppx ${MPPX_VERSION} has no v2 (TIP-1034) sessions (v1 only up to 0.6.x)`)
+}
 
 // ---------------------------------------------------------------------------
 // Errors: every failure leaves as one of the protocol's error types.
@@ -229,11 +258,21 @@ function eventLog(eventName, args, address, txHash) {
 }
 
 /** Applies a client-signed Tempo transaction whose last call is the escrow's open or topUp. */
-function applyRawTransaction(chainId, raw) {
+async function readRawTransaction(raw) {
+  // Servers up to 0.9.0 settle and close with EIP-1559 (0x02) transactions; Tempo 0x76 otherwise.
+  if (typeof raw === 'string' && raw.startsWith('0x02')) {
+    const tx = parseTransaction(raw)
+    const from = await recoverTransactionAddress({ serializedTransaction: raw })
+    return { tx, from, calls: [{ to: tx.to, data: tx.data }] }
+  }
   const tx = TempoTransaction.deserialize(raw)
-  const from = tx.from
+  return { tx, from: tx.from, calls: tx.calls }
+}
+
+async function applyRawTransaction(chainId, raw) {
+  const { tx, from, calls } = await readRawTransaction(raw)
   if (!from) throw new Error('fake chain: transaction is not signed')
-  const call = tx.calls?.at(-1)
+  const call = calls?.at(-1)
   if (!call?.to || !call.data) throw new Error('fake chain: transaction has no escrow call')
   const escrow = call.to
   const decoded = decodeFunctionData({ abi: escrowAbi, data: call.data })
@@ -278,7 +317,7 @@ function applyRawTransaction(chainId, raw) {
     if (!state || state.finalized) throw new Error('fake chain: ChannelNotFound')
     if (from.toLowerCase() !== state.payee && from.toLowerCase() !== lower(descriptor.operator))
       throw new Error('fake chain: NotPayee')
-    const signer = Channel.resolveAuthorizedSigner(descriptor)
+    const signer = resolveAuthorizedSigner(descriptor)
     if (!VoucherV2.verifyVoucher(escrow, chainId, { channelId, cumulativeAmount, signature }, signer))
       throw new Error('fake chain: InvalidSignature')
     if (cumulativeAmount > state.deposit || captureAmount > cumulativeAmount || captureAmount < state.settled)
@@ -365,7 +404,7 @@ function makeRpc(chainId, overrides = new Map()) {
       }
       case 'eth_sendRawTransaction':
       case 'eth_sendRawTransactionSync': {
-        const hash = applyRawTransaction(chainId, params[0])
+        const hash = await applyRawTransaction(chainId, params[0])
         return method === 'eth_sendRawTransaction' ? hash : fakeChain.receipts.get(hash)
       }
       case 'eth_getTransactionReceipt':
@@ -437,10 +476,16 @@ function voucherInput(input) {
   }
 }
 
+function voucherModule(version) {
+  const Voucher = version === 'v1' ? VoucherV1 : VoucherV2
+  if (!Voucher) throw unsupported(`mppx ${MPPX_VERSION} has no ${version} voucher module`)
+  return Voucher
+}
+
 async function voucherSign(input) {
   const v = voucherInput(input)
   const account = readAccount(input)
-  const Voucher = v.version === 'v1' ? VoucherV1 : VoucherV2
+  const Voucher = voucherModule(v.version)
   const signature = await byMppx(`${v.version} signVoucher`, () =>
     Voucher.signVoucher(
       offlineClient,
@@ -457,7 +502,7 @@ async function voucherVerify(input) {
   const v = voucherInput(input)
   const signature = readHex(input, 'signature')
   const signer = readAddress(input, 'signer')
-  const Voucher = v.version === 'v1' ? VoucherV1 : VoucherV2
+  const Voucher = voucherModule(v.version)
   // Both verifiers return false (never throw) for a signature they refuse.
   const valid = await byMppx(`${v.version} verifyVoucher`, () =>
     Voucher.verifyVoucher(
@@ -474,8 +519,9 @@ async function voucherDigest(input) {
   const v = voucherInput(input)
   if (v.version === 'v1')
     throw unsupported(
-      'mppx 0.11.0 exports no v1 voucher domain or digest (SessionLegacy.Session.Voucher has only sign/verify/parse)',
+      `mppx ${MPPX_VERSION} exports no v1 voucher domain or digest (its v1 Voucher module has only sign/verify/parse)`,
     )
+  requireV2('voucher.digest v2')
   // v2: mppx's exported domain and types, hashed with viem's EIP-712 hasher (what mppx signs).
   const digest = await byMppx('v2 voucher digest', () =>
     hashTypedData({
@@ -528,9 +574,25 @@ async function credentialFormat(input) {
   return { header }
 }
 
+/** Receipt.deserialize, plus the session fields (channelId, acceptedCumulative, spent, units) that releases
+ * before 0.8.6 drop while decoding: those are read from the header's own JSON. */
+function decodeReceipt(header) {
+  const decoded = Receipt.deserialize(header)
+  let raw
+  try {
+    raw = JSON.parse(Buffer.from(header, 'base64url').toString('utf8'))
+  } catch {
+    return decoded
+  }
+  const out = { ...decoded }
+  for (const key of ['channelId', 'acceptedCumulative', 'spent', 'units'])
+    if (out[key] === undefined && raw?.[key] !== undefined) out[key] = raw[key]
+  return out
+}
+
 async function receiptParse(input) {
   const header = readString(input, 'header')
-  return toJson(await byMppx('Receipt.deserialize', () => Receipt.deserialize(header)))
+  return toJson(await byMppx('Receipt.deserialize', () => decodeReceipt(header)))
 }
 
 async function receiptFormat(input) {
@@ -540,11 +602,13 @@ async function receiptFormat(input) {
 }
 
 async function snapshotParse(input) {
+  requireV2('snapshot.parse')
   const header = readString(input, 'header')
   return toJson(await byMppx('Session.deserializeSnapshot', () => Session.deserializeSnapshot(header)))
 }
 
 async function snapshotFormat(input) {
+  requireV2('snapshot.format')
   const snapshot = field(input, 'snapshot')
   const header = await byMppx('Session.serializeSnapshot', () => Session.serializeSnapshot(snapshot))
   return { header }
@@ -590,6 +654,7 @@ function readDescriptor(raw, what, defaults = {}) {
 }
 
 async function clientNextCredential(input) {
+  requireV2('client.next_credential')
   const account = readAccount(input)
   const header = readString(input, 'challenge')
   const overrides = readChainMap(input.chain, 'chain')
@@ -645,6 +710,167 @@ async function clientNextCredential(input) {
 }
 
 // ---------------------------------------------------------------------------
+// Callbacks (PROTOCOL.md section 8): while an op runs, ask the harness to carry an HTTP request or answer
+// an RPC. The request line of the op lists the kinds the harness serves (`callbacks`).
+
+let offeredCallbacks = new Set()
+let nextCallback = 0
+const pendingCallbacks = new Map() // callback number -> {resolve, reject}
+
+class CallbackError extends Error {
+  constructor(type, message) {
+    super(message)
+    this.type = type
+  }
+}
+
+function callHarness(kind, request) {
+  if (!offeredCallbacks.has(kind)) throw unsupported(`the harness offers no ${kind} callback for this op`)
+  nextCallback += 1
+  const number = nextCallback
+  return new Promise((resolve, reject) => {
+    pendingCallbacks.set(number, { resolve, reject })
+    write({ callback: number, kind, request })
+  })
+}
+
+function settleCallback(message) {
+  const pending = pendingCallbacks.get(message.callback)
+  if (!pending) return // an answer to a callback nobody waits for (e.g. after a timeout): ignore
+  pendingCallbacks.delete(message.callback)
+  if (message.ok === true) pending.resolve(message.value)
+  else pending.reject(new CallbackError(message.error?.type ?? 'internal', message.error?.message ?? 'callback failed'))
+}
+
+/** A WHATWG fetch whose every request the harness answers (its network, faults and the server under test). */
+async function harnessFetch(input, init) {
+  const request = new Request(input, init)
+  const headers = {}
+  request.headers.forEach((value, key) => {
+    headers[key] = value
+  })
+  const body = request.method === 'GET' || request.method === 'HEAD' ? null : await request.text()
+  let reply
+  try {
+    reply = await callHarness('http', { method: request.method, url: request.url, headers, body: body === '' ? null : body })
+  } catch (error) {
+    // A fault of the harness's network looks to mppx like any failed fetch (undici throws a TypeError).
+    if (error instanceof CallbackError && error.type === 'network') throw new TypeError(`fetch failed: ${error.message}`)
+    throw error
+  }
+  const status = Number(reply?.status)
+  if (!Number.isInteger(status) || status < 100 || status > 599) throw invalidInput(`http callback answered status ${reply?.status}`)
+  const noBody = status === 204 || status === 304 || request.method === 'HEAD'
+  return new Response(noBody || reply.body === null || reply.body === undefined ? null : String(reply.body), {
+    status,
+    headers: reply.headers ?? {},
+  })
+}
+
+/** viem transport for the client: the harness's chain over the rpc callback when it offers one, else the fake chain. */
+function clientChain(chainId, overrides) {
+  if (!offeredCallbacks.has('rpc')) return { source: 'adapter-fake-chain', client: makeViemClient(chainId, overrides) }
+  const request = async ({ method, params }) => {
+    fakeChain.rpcLog.push(method)
+    try {
+      return await callHarness('rpc', { method, params: params ?? [] })
+    } catch (error) {
+      if (error instanceof CallbackError) throw new Error(`harness rpc ${method}: ${error.type}: ${error.message}`)
+      throw error
+    }
+  }
+  return {
+    source: 'harness-rpc',
+    client: createClient({
+      chain: { ...tempoChain, id: chainId },
+      pollingInterval: 10,
+      transport: custom({ request }, { retryCount: 0 }),
+    }),
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Client as applications run it: Mppx.create({methods: [sessionMethod(...)]}).fetch, one instance per payer
+// key kept between calls (its channel store, credential reuse and acknowledgements live there).
+
+const fetchClients = new Map() // lowercase payer address -> {entries, mppx, chains}
+
+function storeKey(entry) {
+  return `${lower(entry.descriptor.payee)}:${lower(entry.descriptor.token)}:${lower(entry.escrow)}:${entry.chainId}`
+}
+
+function makeFetchClient(account, entries, input) {
+  const entriesByKey = new Map(entries.map((e) => [storeKey(e), e]))
+  const channelStore = {
+    get: (key) => entriesByKey.get(key),
+    set: (entry) => {
+      entriesByKey.set(storeKey(entry), entry)
+    },
+    delete: (key) => {
+      entriesByKey.delete(key)
+    },
+  }
+  const state = { entriesByKey, overrides: new Map(), chainSource: undefined }
+  const allowCustomEscrow = input.allowCustomEscrow === undefined ? true : Boolean(input.allowCustomEscrow)
+  const maxDeposit = readAmount(input, 'maxDeposit', { optional: true })
+  const method = sessionMethod({
+    account,
+    allowCustomEscrow,
+    channelStore,
+    getClient: ({ chainId } = {}) => {
+      const chain = clientChain(chainId ?? tempoChain.id, state.overrides)
+      state.chainSource = chain.source
+      return chain.client
+    },
+    ...(maxDeposit !== undefined ? { maxDeposit: formatUnits(maxDeposit, DECIMALS) } : {}),
+  })
+  // polyfill: false keeps globalThis.fetch untouched; every request goes through the harness.
+  state.mppx = MppxFetchClient.create({ methods: [method], fetch: harnessFetch, polyfill: false })
+  return state
+}
+
+async function clientFetch(input) {
+  if (!HAS_FETCH_CLIENT)
+    throw unsupported(`mppx ${MPPX_VERSION} has no v2 fetch client (Mppx.create + sessionMethod from 0.7.0)`)
+  if (!offeredCallbacks.has('http'))
+    throw unsupported('client.fetch needs the http callback: the harness answers every request mppx makes')
+  const account = readAccount(input)
+  const url = readString(input, 'url')
+  const method = (readString(input, 'method', { optional: true }) ?? 'GET').toUpperCase()
+  const headers = input.headers ?? {}
+  if (typeof headers !== 'object' || Array.isArray(headers)) throw invalidInput('"headers" must be an object')
+  const body = input.body === undefined || input.body === null ? undefined : String(input.body)
+  const key = account.address.toLowerCase()
+  let state = fetchClients.get(key)
+  // `store` given: the application (re)starts with that saved channel store (`[]`: a fresh install).
+  if (!state || input.store !== undefined) {
+    state = makeFetchClient(account, readStoreEntries(input.store), input)
+    fetchClients.set(key, state)
+  }
+  state.overrides = readChainMap(input.chain, 'chain')
+  const rpcStart = fakeChain.rpcLog.length
+  let response
+  let thrown
+  try {
+    response = await state.mppx.fetch(url, {
+      method,
+      headers,
+      ...(body !== undefined && method !== 'GET' && method !== 'HEAD' ? { body } : {}),
+    })
+  } catch (error) {
+    if (error instanceof BridgeError) throw error
+    thrown = { name: error?.name ?? 'Error', message: error?.message ?? String(error), network: error instanceof TypeError && /fetch failed/.test(error.message) }
+  }
+  const out = {
+    store: toJson([...state.entriesByKey.values()]),
+    rpc: fakeChain.rpcLog.slice(rpcStart),
+    chainSource: state.chainSource ?? (offeredCallbacks.has('rpc') ? 'harness-rpc' : 'adapter-fake-chain'),
+  }
+  if (thrown) return { ...out, thrown }
+  return { ...out, response: await responseJson(response) }
+}
+
+// ---------------------------------------------------------------------------
 // Server: Mppx.create({methods: [tempo.session(...)]}) with Store.memory().
 
 const DEFAULT_SERVER = {
@@ -658,7 +884,8 @@ const DEFAULT_SERVER = {
   unitType: 'request',
   suggestedDeposit: undefined,
   minVoucherDelta: undefined,
-  expires: '2099-01-01T00:00:00.000Z',
+  // undefined: mppx's own default (a fresh expiry per challenge), as deployed servers run it.
+  expires: undefined,
   origin: 'https://conformance.test',
 }
 
@@ -688,7 +915,8 @@ function serverConfig(input = {}) {
 function makeServer(cfg, store = Store.memory()) {
   const account = privateKeyToAccount(cfg.payeePrivateKey)
   const client = makeViemClient(cfg.chainId)
-  const mppx = Mppx.create({
+  if (!HAS_V2_SERVER) throw unsupported(`mppx ${MPPX_VERSION} has no v2 session server (Mppx.create + tempo.session)`)
+  const mppx = MppxServer.create({
     realm: cfg.realm,
     secretKey: cfg.secretKey,
     methods: [
@@ -709,7 +937,7 @@ function makeServer(cfg, store = Store.memory()) {
       }),
     ],
   })
-  const route = mppx.session({ expires: cfg.expires })
+  const route = mppx.session(cfg.expires === undefined ? {} : { expires: cfg.expires })
   return { cfg, store, account, mppx, route }
 }
 
@@ -748,7 +976,9 @@ async function serverSeedChannel(input) {
     operator: ZERO_ADDRESS,
     token: cfg.currency,
     salt: `0x${'00'.repeat(31)}01`,
-    authorizedSigner: ZERO_ADDRESS,
+    // Releases before 0.8.14 (no Channel.resolveAuthorizedSigner) sign only for a descriptor that names the payer
+    // as its signer; from 0.8.14 zero means "the payer".
+    authorizedSigner: HAS_SIGNER_RESOLVER ? ZERO_ADDRESS : descriptorRaw.payer,
     expiringNonceHash: `0x${'00'.repeat(31)}02`,
   }))
   const channelId = computeChannelId(descriptor, cfg.chainId, cfg.escrowContract)
@@ -897,7 +1127,7 @@ async function responseJson(response) {
   }
   if (headers['payment-receipt']) {
     try {
-      out.receipt = toJson(Receipt.deserialize(headers['payment-receipt']))
+      out.receipt = toJson(decodeReceipt(headers['payment-receipt']))
     } catch (error) {
       out.receiptError = error.message
     }
@@ -956,20 +1186,40 @@ async function chainGetChannel(input) {
 // Dispatch.
 
 const UNSUPPORTED = {
-  'voucher.digest[v1]': 'mppx 0.11.0 exports no v1 voucher digest',
-  'server[v1]': 'mppx 0.11.0 has no v1 session server (tempo.session is TIP-1034 / v2 only)',
+  'voucher.digest[v1]': `mppx ${MPPX_VERSION} exports no v1 voucher digest`,
+  'server[v1]': `the adapter drives only mppx's v2 session server (tempo.session, TIP-1034)`,
+  'client.fetch[chain]':
+    "mppx's chain reads and transactions go through the harness's rpc callback when the request offers it, " +
+    "else they are answered by the adapter's fake chain (result field chainSource says which)",
+  ...(HAS_V2 ? {} : { v2: `mppx ${MPPX_VERSION} is v1 only: no v2 vouchers, snapshots, client or server` }),
+}
+
+// Ops this release can answer (the rest answer `unsupported` and are left out of hello's capabilities).
+const V2_OPS = ['snapshot.parse', 'snapshot.format', 'client.next_credential', 'server.configure',
+  'server.seed_channel', 'server.challenge', 'server.handle', 'server.record', 'server.restart',
+  'chain.set_channel', 'chain.get_channel']
+function capabilityList() {
+  return Object.keys(OPS).filter((op) => {
+    if (op === 'hello' || op === 'reset') return false
+    if (op === 'client.fetch') return HAS_FETCH_CLIENT
+    if (op.startsWith('server.')) return HAS_V2_SERVER
+    if (V2_OPS.includes(op)) return HAS_V2
+    return true
+  })
 }
 
 const OPS = {
   hello: async () => ({
     name: 'mppx',
     version: MPPX_VERSION,
-    protocol: 1,
-    capabilities: Object.keys(OPS),
+    protocol: 2,
+    capabilities: capabilityList(),
+    callbacks: ['http', 'rpc'],
     notes: UNSUPPORTED,
   }),
   reset: async () => {
     server = null
+    fetchClients.clear()
     fakeChain.channels.clear()
     fakeChain.receipts.clear()
     fakeChain.rpcLog.length = 0
@@ -987,6 +1237,7 @@ const OPS = {
   'snapshot.parse': snapshotParse,
   'snapshot.format': snapshotFormat,
   'client.next_credential': clientNextCredential,
+  'client.fetch': clientFetch,
   'server.configure': serverConfigure,
   'server.seed_channel': serverSeedChannel,
   'server.challenge': serverChallenge,
@@ -1004,7 +1255,7 @@ function write(message) {
   process.stdout.write(`${JSON.stringify(message)}\n`)
 }
 
-async function handleLine(line) {
+async function handleLine(line, { nested = false } = {}) {
   if (line.trim() === '') return
   let request
   try {
@@ -1015,6 +1266,8 @@ async function handleLine(line) {
   }
   const id = request?.id ?? null
   const op = request?.op
+  // A nested op (sent by the harness while answering one of our callbacks) offers none and keeps the outer op's.
+  if (!nested) offeredCallbacks = new Set(Array.isArray(request?.callbacks) ? request.callbacks : [])
   const fn = typeof op === 'string' && Object.hasOwn(OPS, op) ? OPS[op] : undefined
   if (!fn) {
     write({ id, ok: false, error: { type: 'unsupported', message: `mppx adapter has no op ${JSON.stringify(op)}` } })
@@ -1042,6 +1295,23 @@ console.warn = (...args) => process.stderr.write(`${args.map(String).join(' ')}\
 const rl = readline.createInterface({ input: process.stdin, crlfDelay: Number.POSITIVE_INFINITY })
 let queue = Promise.resolve()
 rl.on('line', (line) => {
+  // Answers to our callbacks arrive while an op is still running: settle them at once, never queue them.
+  if (line.includes('"callback"')) {
+    let message
+    try {
+      message = JSON.parse(line)
+    } catch {}
+    if (message && typeof message === 'object' && 'callback' in message && !('op' in message)) {
+      settleCallback(message)
+      return
+    }
+  }
+  // While an op waits on a callback, the harness may send other ops (its server codecs, say) before answering:
+  // those run at once, or the two would wait on each other.
+  if (pendingCallbacks.size > 0) {
+    handleLine(line, { nested: true })
+    return
+  }
   queue = queue.then(() => handleLine(line))
 })
 rl.on('close', () => {
