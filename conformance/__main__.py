@@ -278,7 +278,14 @@ def main(argv=None) -> int:
     p.set_defaults(profile="quick")
     p = sub.add_parser("replay")
     p.add_argument("file")
+    p = sub.add_parser("vectors", help="export stateful test vectors from the model (vectors/README.md)")
+    p.add_argument("action", choices=["export"])
+    p.add_argument("dir")
     args = ap.parse_args(argv)
+    if args.cmd == "vectors":
+        from .vectors import cmd_vectors
+
+        return cmd_vectors(args)
     return {"run": cmd_run, "matrix": cmd_matrix, "mutants": cmd_mutants, "replay": cmd_replay}[args.cmd](args)
 
 
