@@ -332,22 +332,26 @@ def generate(case: Case, workdir: str) -> dict:
             "modelVersion": model_version(), "deployment": deployment(case, chain), "steps": steps}
 
 
-def export(directory: str | os.PathLike, cases: tuple[Case, ...] = CASES) -> dict:
-    """Write one `<caseId>.json` per case and `index.json`; returns the index."""
+def export(directory: str | os.PathLike) -> dict:
+    """Write `v1/<caseId>.json` (memory chain, v1 voucher domain: our implementations), `v2/<caseId>.json`
+    (seeded channels, v2 domain: mppx) and the top-level `index.json`; returns the index."""
     import tempfile
 
     out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
-    index = {"format": FORMAT, "modelVersion": model_version(), "cases": [], "rules": {}}
+    index: dict[str, Any] = {"format": FORMAT, "modelVersion": model_version(), "sets": {}, "rules": {}}
     with tempfile.TemporaryDirectory(prefix="vectors-") as work:
-        for case in cases:
-            doc = generate(case, work)
-            (out / f"{case.case_id}.json").write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
-            index["cases"].append({"caseId": case.case_id, "file": f"{case.case_id}.json", "rules": doc["rules"],
-                                   "steps": len(doc["steps"]), "hintProfile": case.profile, "hinted": case.hinted})
+        docs = {"v1": [generate(c, work) for c in CASES], "v2": [generate_v2(c) for c in V2_CASES]}
+    for name, items in docs.items():
+        (out / name).mkdir(parents=True, exist_ok=True)
+        entries = index["sets"][name] = []
+        for doc in items:
+            (out / name / f"{doc['caseId']}.json").write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+            entries.append({"caseId": doc["caseId"], "file": f"{name}/{doc['caseId']}.json", "rules": doc["rules"],
+                            "steps": len(doc["steps"])})
             for s in doc["steps"]:
                 for r in s["rules"]:
-                    index["rules"][r] = index["rules"].get(r, 0) + 1
+                    per = index["rules"].setdefault(r, {"v1": 0, "v2": 0})
+                    per[name] += 1
     index["rules"] = dict(sorted(index["rules"].items()))
     (out / "index.json").write_text(json.dumps(index, indent=1, sort_keys=True) + "\n")
     return index
@@ -397,7 +401,212 @@ def replay(doc: dict, make_server: Callable[[], Any], workdir: str) -> list[str]
 def cmd_vectors(args) -> int:
     """`python -m conformance vectors export DIR`."""
     index = export(args.dir)
-    print(f"wrote {len(index['cases'])} cases to {args.dir}")
+    sets = index["sets"]
+    print(f"wrote {len(sets['v1'])} v1 and {len(sets['v2'])} v2 cases to {args.dir}")
     for rule, count in index["rules"].items():
-        print(f"  {rule}: {count} steps")
+        print(f"  {rule}: {count['v1']} v1 steps, {count['v2']} v2 steps")
     return 0
+
+
+# ============================================================================ v2: seeded channels, for mppx
+#
+# mppx@0.11.0 has only a v2 server (voucher domain "TIP20 Channel Reserve"; channel ids from the v2
+# descriptor) and opens only with Tempo transactions, so the v2 set starts each case from a seeded
+# channel (on chain and in the server's store) and exercises the voucher path. Its expectations come
+# from model.server.handle directly, on a model chain and server holding exactly the seed.
+
+from model import chain as mchain  # noqa: E402
+from model import server as msv  # noqa: E402
+from model.base import fm_set  # noqa: E402
+from model.crypto import VoucherDomain, keccak, recover_voucher_signer, CryptoError  # noqa: E402
+from model.messages import Credential as MCredential  # noqa: E402
+from model.messages import Request as MRequest  # noqa: E402
+from model.records import Voucher  # noqa: E402
+
+ZERO_ADDRESS = "0x" + "00" * 20
+V2_DEPLOYMENT = {"chainId": 4217, "escrow": "0x9d136eea063ede5418a6bc7beaff009bbb6cfa70",
+                 "currency": "0x20c0000000000000000000000000000000000000", "price": 10000,
+                 "realm": "vectors.test", "secretKey": "vectors-secret-key-0123456789abcdef",
+                 "expires": "2099-01-01T00:00:00.000Z", "decimals": 6}
+V2_SEED = {"deposit": 1_000_000, "acceptedCumulative": 250_000, "spent": 240_000, "settled": 0,
+           "closeRequestedAt": 0, "finalized": False}
+
+
+def v2_domain() -> VoucherDomain:
+    return VoucherDomain("v2", V2_DEPLOYMENT["chainId"], V2_DEPLOYMENT["escrow"])
+
+
+def v2_descriptor() -> dict:
+    return {"payer": address_of(PAYER_KEY).lower(), "payee": address_of(PAYEE_KEY).lower(),
+            "operator": ZERO_ADDRESS, "token": V2_DEPLOYMENT["currency"], "salt": "0x" + "00" * 31 + "01",
+            "authorizedSigner": ZERO_ADDRESS, "expiringNonceHash": "0x" + "00" * 31 + "02"}
+
+
+def v2_channel_id(d: dict) -> str:
+    """The v2 channel id: keccak256 of the ABI-encoded descriptor, escrow and chainId (all static words)."""
+    def word(hexstr: str) -> bytes:
+        return bytes.fromhex(hexstr[2:]).rjust(32, b"\0")
+    parts = [word(d[k]) for k in ("payer", "payee", "operator", "token", "salt", "authorizedSigner",
+                                  "expiringNonceHash")]
+    parts += [word(V2_DEPLOYMENT["escrow"]), V2_DEPLOYMENT["chainId"].to_bytes(32, "big")]
+    return "0x" + keccak(b"".join(parts)).hex()
+
+
+@attrs.frozen
+class SeededCase:
+    case_id: str
+    description: str
+    steps: tuple
+    seed: dict = attrs.field(factory=dict)  # overrides of V2_SEED
+    min_voucher_delta: int = 0
+
+
+V = _req  # a step of the v2 set
+V2_CASES: tuple[SeededCase, ...] = (
+    SeededCase("v2-challenge-hints", "the challenge hints the seeded channel: requiredCumulative = max(accepted, "
+               "spent + price) for GET, = accepted for HEAD",
+               (V("challenge", "S-H1", "S-H2", "S-H3"), V("challenge", "S-H2", "C1", method="HEAD"))),
+    SeededCase("v2-challenge-below-accepted", "accepted 250000 with spent 200000: requiredCumulative stays 250000",
+               (V("challenge", "S-H2"),), seed={"spent": 200_000}),
+    SeededCase("v2-advance", "two advancing vouchers, each charged the price",
+               (V("voucher", "V2", "C1", "S-R1", amount=260_000), V("voucher", "C1", "S-R1", amount=270_000))),
+    SeededCase("v2-equal-replay", "an equal voucher pays while the balance lasts, then insufficient-balance with "
+               "requiredTopUp",
+               (V("voucher", "V6", "C2", amount=250_000), V("voucher", "V6", "C2", amount=250_000))),
+    SeededCase("v2-below-accepted", "a voucher below acceptedCumulative: verification-failed",
+               (V("voucher", "V5", amount=245_000),)),
+    SeededCase("v2-above-deposit", "a voucher above the deposit: amount-exceeds-deposit",
+               (V("voucher", "V4", amount=2_000_000),)),
+    SeededCase("v2-high-s", "a high-s signature does not verify: invalid-signature, nothing stored",
+               (V("voucher", "V2", amount=260_000, signer="high-s"), V("challenge", "S-H3"))),
+    SeededCase("v2-signer-mismatch", "a voucher signed by another key: signer-mismatch",
+               (V("voucher", "V2", amount=260_000, signer="stranger"),)),
+    SeededCase("v2-bad-signature-above-deposit", "a foreign signature above the deposit: the signature is "
+               "checked first (signer-mismatch)",
+               (V("voucher", "V2", amount=2_000_000, signer="stranger"),)),
+    SeededCase("v2-unknown-channel", "a voucher for an unknown channel: 410 channel-not-found",
+               (V("voucher", "V1", amount=260_000, channel="unknown"),)),
+    SeededCase("v2-finalized", "a finalized channel: 410 channel-finalized",
+               (V("voucher", "V1", amount=260_000),), seed={"finalized": True}),
+    SeededCase("v2-close-pending", "a pending forced close: 410, and no hints",
+               (V("voucher", "V3", amount=260_000), V("challenge", "S-H1")), seed={"closeRequestedAt": 1}),
+    SeededCase("v2-min-delta", "an advance below minVoucherDelta: delta-too-small; a large enough one is accepted",
+               (V("voucher", "V7", amount=260_000), V("voucher", "V7", amount=300_000)), min_voucher_delta=50_000),
+    SeededCase("v2-insufficient", "an advancing voucher short of the price is accepted, nothing charged",
+               (V("voucher", "C2", amount=255_000), V("challenge", "C2", "S-H2")), seed={"spent": 250_000}),
+    SeededCase("v2-head-free", "a voucher on HEAD is not charged",
+               (V("voucher", "C1", amount=260_000, method="HEAD"),)),
+    SeededCase("v2-idempotent-retry", "a lost response, retried with the same Idempotency-Key and voucher: the "
+               "stored response, not charged again",
+               (V("voucher", "C1", amount=260_000, key="k-1", lost=True), V("voucher", "I1", amount=260_000, key="k-1"))),
+    SeededCase("v2-restart", "the server restarts between requests on the same store",
+               (V("voucher", "C3", amount=260_000), V("restart_server", "C3"), V("challenge", "S-H2"),
+                V("voucher", "C3", amount=270_000))),
+    SeededCase("v2-topup-then-voucher", "a voucher above the deposit, the deposit grows on chain, the same voucher "
+               "is accepted",
+               (V("voucher", "V4", amount=1_200_000), V("chain", "T1", set={"deposit": 1_500_000}),
+                V("voucher", "V4", "C1", amount=1_200_000), V("challenge", "S-H3"))),
+)
+
+
+def _recover(cid: str, amount: int, sig: str) -> Optional[str]:
+    try:
+        return recover_voucher_signer(v2_domain(), cid, amount, sig)
+    except CryptoError:
+        return None
+
+
+def _seeded_state(case: SeededCase, cid: str, highest_sig: str):
+    seed = {**V2_SEED, **case.seed}
+    payer = address_of(PAYER_KEY)
+    ch = mchain.EscrowChannel(cid, payer, address_of(PAYEE_KEY), payer, seed["deposit"], seed["settled"],
+                              seed["closeRequestedAt"], seed["finalized"])
+    chain = mchain.Chain(channels=fm_set((), cid, ch), time=2)
+    accepted = seed["acceptedCumulative"]
+    rec = msv.ServerChannel(cid, payer, accepted, Voucher(cid, accepted, payer), spent=seed["spent"],
+                            units=0, deposit=seed["deposit"], settled=seed["settled"],
+                            close_requested_at=seed["closeRequestedAt"], finalized=seed["finalized"], seq=1)
+    return seed, chain, msv.Server(channels=fm_set((), cid, rec), opened=1)
+
+
+def _model_observe(resp) -> dict:
+    out: dict[str, Any] = {"status": resp.status}
+    if resp.status == 200:
+        r = resp.receipt
+        out["receipt"] = {"channelId": r.channel_id, "acceptedCumulative": r.accepted, "spent": r.spent}
+        return out
+    out["problem"] = resp.problem
+    if resp.required_top_up is not None:
+        out["requiredTopUp"] = resp.required_top_up
+    out["challenge"] = resp.challenge is not None
+    if resp.challenge is not None:
+        h = resp.challenge.hints
+        out["hints"] = None if h is None else {k: v for k, v in {
+            "channelId": h.channel_id, "acceptedCumulative": h.accepted, "spent": h.spent, "deposit": h.deposit,
+            "settled": h.settled, "requiredCumulative": h.required}.items() if v is not None}
+    return out
+
+
+def generate_v2(case: SeededCase) -> dict:
+    """Play a seeded v2 case on model.server.handle; the vector document."""
+    descriptor = v2_descriptor()
+    cid = v2_channel_id(descriptor)
+    domain = v2_domain()
+    payer = address_of(PAYER_KEY)
+    seed, chain, server = _seeded_state(case, cid, "")
+    highest_sig = sign_voucher(PAYER_KEY, domain, cid, seed["acceptedCumulative"])
+    cfg = msv.ServerConfig(payee=address_of(PAYEE_KEY), price=V2_DEPLOYMENT["price"], hinted=True, profile="v2",
+                           min_voucher_delta=case.min_voucher_delta)
+    steps = []
+    for n, step in enumerate(case.steps, 1):
+        op, method = step["op"], step.get("method", "GET")
+        content = method != "HEAD"
+        out: dict[str, Any] = {"n": n, "op": op, "rules": step["rules"]}
+        if op == "challenge":
+            server, chain, resp = msv.handle(cfg, server, chain, MRequest(payer, content))
+            out["request"] = {"method": method, "path": PAID_PATH, "headers": {"Payment-Session": cid}}
+            out["expect"] = _model_observe(resp)
+        elif op == "voucher":
+            target = UNKNOWN_CHANNEL if step.get("channel") == "unknown" else cid
+            key = STRANGER_KEY if step.get("signer") == "stranger" else PAYER_KEY
+            sig = sign_voucher(key, domain, target, step["amount"])
+            if step.get("signer") == "high-s":
+                sig = to_high_s(sig)
+            voucher = Voucher(target, step["amount"], _recover(target, step["amount"], sig))
+            mreq = MRequest(payer, content, MCredential("voucher", target, voucher), step.get("key"))
+            server, chain, resp = msv.handle(cfg, server, chain, mreq)
+            headers = {"Payment-Session": cid}
+            if step.get("key"):
+                headers[IDEMPOTENCY_HEADER] = step["key"]
+            out["request"] = {"method": method, "path": PAID_PATH, "headers": headers}
+            out["credential"] = {"source": f"did:pkh:eip155:{V2_DEPLOYMENT['chainId']}:{payer.lower()}",
+                                 "payload": {"action": "voucher", "channelId": target, "descriptor": descriptor,
+                                             "cumulativeAmount": str(step["amount"]), "signature": sig}}
+            if step.get("lost"):
+                out["lost"] = True
+            out["expect"] = _model_observe(resp)
+        elif op == "chain":
+            ch = chain.channel(cid)
+            names = {"deposit": "deposit", "closeRequestedAt": "close_requested_at", "finalized": "finalized"}
+            ch = attrs.evolve(ch, **{names[k]: v for k, v in step["set"].items()})
+            chain = attrs.evolve(chain, channels=fm_set(chain.channels, cid, ch))
+            out["channelId"], out["set"] = cid, step["set"]
+        elif op == "restart_server":
+            pass  # every field of the model server is durable
+        else:  # pragma: no cover - a typo in V2_CASES
+            raise ValueError(f"case {case.case_id} step {n}: unknown op {op!r}")
+        rec = server.record(cid)
+        out["after"] = {"channelId": cid, "acceptedCumulative": rec.accepted, "spent": rec.spent}
+        steps.append(out)
+    dep = {**V2_DEPLOYMENT, "voucherDomain": {"version": "v2", "name": "TIP20 Channel Reserve"},
+           "minVoucherDelta": case.min_voucher_delta, "hintProfile": "v2", "hinted": True,
+           "keys": {"payer": "0x" + PAYER_KEY.hex(), "stranger": "0x" + STRANGER_KEY.hex(),
+                    "payee": "0x" + PAYEE_KEY.hex()},
+           "addresses": {"payer": payer.lower(), "stranger": address_of(STRANGER_KEY).lower(),
+                         "payee": address_of(PAYEE_KEY).lower()}}
+    seed_doc = {**seed, "channelId": cid, "descriptor": descriptor,
+                "highestVoucher": {"channelId": cid, "cumulativeAmount": str(seed["acceptedCumulative"]),
+                                   "signature": highest_sig}}
+    rules = sorted({r for s in case.steps for r in s["rules"]})
+    return {"format": FORMAT, "caseId": case.case_id, "description": case.description, "rules": rules,
+            "modelVersion": model_version(), "deployment": dep, "seed": seed_doc, "steps": steps}

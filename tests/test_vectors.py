@@ -13,7 +13,8 @@ from conformance import vectors
 from conformance.model_impl import ModelServer
 from conformance.reference_impl import ReferenceServer
 
-SAMPLE = Path(__file__).resolve().parent.parent / "vectors" / "v1"
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE = REPO / "vectors" / "fixtures"
 
 
 @pytest.fixture(scope="module")
@@ -23,30 +24,32 @@ def exported(tmp_path_factory):
     return out
 
 
-def _docs(directory: Path) -> list[dict]:
+def _docs(directory: Path, name: str = "v1") -> list[dict]:
     index = json.loads((directory / "index.json").read_text())
-    return [json.loads((directory / c["file"]).read_text()) for c in index["cases"]]
+    return [json.loads((directory / c["file"]).read_text()) for c in index["sets"][name]]
 
 
 def test_export_is_byte_identical_run_to_run(exported, tmp_path):
     vectors.export(tmp_path)
-    first = sorted(p.name for p in exported.iterdir())
-    assert first == sorted(p.name for p in tmp_path.iterdir())
+    first = sorted(str(p.relative_to(exported)) for p in exported.rglob("*.json"))
+    assert len(first) > 30
+    assert first == sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.json"))
     for name in first:
         assert (exported / name).read_bytes() == (tmp_path / name).read_bytes(), name
 
 
 def test_committed_sample_is_the_current_export(exported):
-    """vectors/v1 is what `python -m conformance vectors export vectors/v1` writes today (re-export after a model change)."""
-    for p in exported.iterdir():
-        assert (SAMPLE / p.name).read_bytes() == p.read_bytes(), f"vectors/v1/{p.name} is stale"
+    """vectors/fixtures is what `python -m conformance vectors export vectors/fixtures` writes today."""
+    for p in exported.rglob("*.json"):
+        name = p.relative_to(exported)
+        assert (SAMPLE / name).read_bytes() == p.read_bytes(), f"vectors/fixtures/{name} is stale: re-export"
 
 
 def test_every_server_rule_has_accepting_and_rejecting_vectors(exported):
-    docs = _docs(exported)
+    docs = _docs(exported) + _docs(exported, "v2")
     covered = {r for d in docs for s in d["steps"] for r in s["rules"]}
     for rule in ("V1", "V2", "V3", "V4", "V5", "V6", "C1", "C2", "C3", "I1", "S-H1", "S-H2", "S-H3", "S-R1",
-                 "X1", "X2", "X3", "X4", "O1", "T1", "T2"):
+                 "X1", "X2", "X3", "X4", "O1", "T1", "T2", "V7"):
         assert rule in covered, rule
     statuses = {s["expect"]["status"] for d in docs for s in d["steps"] if "expect" in s}
     assert {200, 402, 410} <= statuses
@@ -62,7 +65,15 @@ def test_vectors_pass_on(make, exported, tmp_path):
     assert failures == []
 
 
+def test_v2_channel_id_is_the_descriptor_hash():
+    """The seeded v2 channel id is keccak(abi.encode(descriptor, escrow, chainId)) as mppx computes it;
+    pinned here so a change of the derivation shows (mppx itself checks it in the Node runner)."""
+    cid = vectors.v2_channel_id(vectors.v2_descriptor())
+    assert cid == json.loads((SAMPLE / "v2" / "v2-advance.json").read_text())["seed"]["channelId"]
+    assert vectors.v2_channel_id({**vectors.v2_descriptor(), "salt": "0x" + "00" * 31 + "03"}) != cid
+
+
 def test_replay_detects_a_wrong_expectation(exported, tmp_path):
-    doc = json.loads((exported / "voucher-equal-replay.json").read_text())
+    doc = json.loads((exported / "v1" / "voucher-equal-replay.json").read_text())
     doc["steps"][-1]["expect"]["status"] = 200
     assert vectors.replay(doc, lambda: ModelServer("model"), str(tmp_path))
