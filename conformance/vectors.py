@@ -77,6 +77,17 @@ OPEN = _req("open", "O1", "C1", "S-R1", deposit=4, amount=1)
 CASES: tuple[Case, ...] = (
     Case("open-and-pay", "open a channel with a voucher for one request, then pay a second with an advancing voucher",
          (OPEN, _req("voucher", "V2", "C1", "C2", "S-R1", amount=2))),
+    Case("open-bad-voucher", "an open whose initial voucher another key signed is refused before the transaction "
+         "is broadcast (nothing moves); the payer's proper open then succeeds",
+         (_req("open", "O2", deposit=4, amount=1, signer="stranger"), _req("challenge", "O2", "S-H1"),
+          _req("open", "O1", deposit=4, amount=1, replay=True))),
+    Case("open-above-deposit", "an open whose initial voucher exceeds its own deposit is refused",
+         (_req("open", "O2", deposit=4, amount=5),)),
+    Case("open-replayed", "a replayed open for a known channel is handled as a voucher (equal: idempotent)",
+         (OPEN, _req("open", "O3", "V6", "C2", deposit=4, amount=1, replay=True),
+          _req("open", "O3", "C1", deposit=4, amount=2, replay=True))),
+    Case("close-foreign-signature", "a close voucher another key signed is refused; the channel stays open",
+         (OPEN, _req("close", "X1", amount=1, signer="stranger"), _req("voucher", "C1", amount=2))),
     Case("challenge-no-channel", "an unpaid request from a payer without a channel gets a challenge without hints",
          (_req("challenge", "S-H1"),)),
     Case("challenge-hinted", "after an open the challenge hints the channel with requiredCumulative = spent + price "
@@ -257,12 +268,17 @@ class _Author:
     def payload(self, step: dict):
         op = step["op"]
         if op == "open":
-            salt = "0x" + hashlib.sha256(f"vectors:salt:{self.opened}".encode()).hexdigest()
-            self.opened += 1
-            raw, cid = self.chain.build_open_tx(PAYER_KEY, self.payee, step["deposit"], salt, self.payer)
+            if step.get("replay"):  # the same signed transaction again (rule O3)
+                raw, cid = self.txs["open"]
+            else:
+                salt = "0x" + hashlib.sha256(f"vectors:salt:{self.opened}".encode()).hexdigest()
+                self.opened += 1
+                raw, cid = self.txs["open"] = self.chain.build_open_tx(PAYER_KEY, self.payee, step["deposit"], salt,
+                                                                       self.payer)
             self.cid = cid
+            key = STRANGER_KEY if step.get("signer") == "stranger" else PAYER_KEY
             return wire.OpenPayload(channel_id=cid, transaction=raw, cumulative_amount=step["amount"],
-                                    signature=sign_voucher(PAYER_KEY, self.domain, cid, step["amount"]),
+                                    signature=sign_voucher(key, self.domain, cid, step["amount"]),
                                     authorized_signer=self.payer)
         cid = UNKNOWN_CHANNEL if step.get("channel") == "unknown" else self.cid
         if op == "topUp":

@@ -49,7 +49,7 @@ def test_every_server_rule_has_accepting_and_rejecting_vectors(exported):
     docs = _docs(exported) + _docs(exported, "v2")
     covered = {r for d in docs for s in d["steps"] for r in s["rules"]}
     for rule in ("V1", "V2", "V3", "V4", "V5", "V6", "C1", "C2", "C3", "I1", "S-H1", "S-H2", "S-H3", "S-R1",
-                 "X1", "X2", "X3", "X4", "O1", "T1", "T2", "V7"):
+                 "X1", "X2", "X3", "X4", "O1", "O2", "O3", "T1", "T2", "V7"):
         assert rule in covered, rule
     statuses = {s["expect"]["status"] for d in docs for s in d["steps"] if "expect" in s}
     assert {200, 402, 410} <= statuses
