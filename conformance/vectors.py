@@ -356,17 +356,18 @@ def export(directory: str | os.PathLike) -> dict:
     out = Path(directory)
     index: dict[str, Any] = {"format": FORMAT, "modelVersion": model_version(), "sets": {}, "rules": {}}
     with tempfile.TemporaryDirectory(prefix="vectors-") as work:
-        docs = {"v1": [generate(c, work) for c in CASES], "v2": [generate_v2(c) for c in V2_CASES]}
+        docs = {"v1": [generate(c, work) for c in CASES], "v2": [generate_v2(c) for c in V2_CASES],
+                "client": [generate_client(c, work) for c in CLIENT_CASES]}
     for name, items in docs.items():
         (out / name).mkdir(parents=True, exist_ok=True)
         entries = index["sets"][name] = []
         for doc in items:
             (out / name / f"{doc['caseId']}.json").write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
             entries.append({"caseId": doc["caseId"], "file": f"{name}/{doc['caseId']}.json", "rules": doc["rules"],
-                            "steps": len(doc["steps"])})
-            for s in doc["steps"]:
+                            "steps": len(doc.get("steps", [doc]))})
+            for s in doc.get("steps", [doc]):  # a client case is one step
                 for r in s["rules"]:
-                    per = index["rules"].setdefault(r, {"v1": 0, "v2": 0})
+                    per = index["rules"].setdefault(r, {"v1": 0, "v2": 0, "client": 0})
                     per[name] += 1
     index["rules"] = dict(sorted(index["rules"].items()))
     (out / "index.json").write_text(json.dumps(index, indent=1, sort_keys=True) + "\n")
@@ -418,10 +419,146 @@ def cmd_vectors(args) -> int:
     """`python -m conformance vectors export DIR`."""
     index = export(args.dir)
     sets = index["sets"]
-    print(f"wrote {len(sets['v1'])} v1 and {len(sets['v2'])} v2 cases to {args.dir}")
+    print(f"wrote {len(sets['v1'])} v1, {len(sets['v2'])} v2 and {len(sets['client'])} client cases to {args.dir}")
     for rule, count in index["rules"].items():
-        print(f"  {rule}: {count['v1']} v1 steps, {count['v2']} v2 steps")
+        print(f"  {rule}: {count['v1']} v1 steps, {count['v2']} v2 steps, {count['client']} client cases")
     return 0
+
+
+# ============================================================================ v1 client cases
+#
+# A client case: a chain holding the payer's channel (raw memory-chain transactions to broadcast), one challenge
+# (the exact WWW-Authenticate value) given to a client that lost its local state, and what the model client
+# signs in answer: the action, channel and cumulativeAmount of its credential, or that it refuses.
+
+from model.messages import Challenge as MChallenge  # noqa: E402
+from model.records import Hints  # noqa: E402
+from .interface import ClientParams  # noqa: E402
+from .model_impl import ModelClient  # noqa: E402
+
+CLIENT_PARAMS = {"deposit": 4, "topUp": 2, "maxUnproven": 0}
+
+
+@attrs.frozen
+class ClientCase:
+    case_id: str
+    description: str
+    rules: tuple
+    history: tuple = ()  # server-side steps played first on the model server (as in CASES)
+    lie: Optional[dict] = None  # hints the challenge carries instead of the server's own (no proof)
+    other_payer: bool = False  # the channel of `history` belongs to the stranger
+    hinted: bool = True  # whether the server that authors the challenge hints values
+
+
+CLIENT_CASES: tuple[ClientCase, ...] = (
+    ClientCase("client-no-channel", "no channel and no hints: the client opens with its deposit and a voucher "
+               "for the price", ("H2",)),
+    ClientCase("client-hinted-proof", "a hinted challenge with the server's highest voucher as proof: a client "
+               "without local state signs requiredCumulative", ("H0", "H1", "H3"),
+               history=(OPEN, _req("voucher", amount=2))),
+    ClientCase("client-legacy-hint", "only a channelId: the client recovers from chain (cumulative = settled) and "
+               "signs from what the chain proves", ("H2", "H3"), history=(OPEN, _req("voucher", amount=2)),
+               hinted=False),
+    ClientCase("client-inflated-hint", "hints far above anything proven (no highestVoucher): the client must not "
+               "sign above floor + price + allowance", ("H4",),
+               history=(OPEN,), lie={"accepted": 50, "spent": 49, "deposit": 100, "required": 50, "settled": 0}),
+    ClientCase("client-foreign-channel", "a hint for another payer's channel is ignored: the client opens its own",
+               ("H0",), history=(OPEN,), other_payer=True),
+)
+
+
+class _ScriptedServer:
+    """Answers every unpaid request with the vector's challenge and every paid one with 200, recording credentials."""
+
+    def __init__(self, challenge: str):
+        self.challenge, self.sent = challenge, []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        auth = request.headers.get("authorization")
+        if not auth:
+            return httpx.Response(402, headers={"www-authenticate": self.challenge,
+                                                "content-type": "application/problem+json"},
+                                  content=wire.encode_problem(wire.problem("payment-required")))
+        self.sent.append(auth)
+        p = wire.parse_authorization(auth).payload
+        amount = getattr(p, "cumulative_amount", 0)
+        receipt = wire.Receipt(timestamp="2026-01-01T00:00:00Z", reference=p.channel_id, challenge_id="vector",
+                               channel_id=p.channel_id, accepted_cumulative=amount, spent=amount)
+        return httpx.Response(200, headers={"payment-receipt": wire.encode_receipt(receipt)}, content=b"content")
+
+
+def _signed(sent: list) -> list:
+    out = []
+    for auth in sent:
+        p = wire.parse_authorization(auth).payload
+        out.append({"action": p.action, "channelId": p.channel_id if p.action != "open" else None,
+                    "cumulativeAmount": getattr(p, "cumulative_amount", None)})
+    return out
+
+
+def client_params() -> ClientParams:
+    return ClientParams("payer", PAYER_KEY, True, CLIENT_PARAMS["deposit"], CLIENT_PARAMS["topUp"],
+                        CLIENT_PARAMS["maxUnproven"])
+
+
+def generate_client(case: ClientCase, workdir: str) -> dict:
+    env, chain = _env(Case(case.case_id, case.description, (), hinted=case.hinted), workdir)
+    server = ModelServer("model")
+    server.reset(env)
+    domain = domain_of(chain)
+    author = _Author(chain, domain)
+    if case.other_payer:
+        author.payer = address_of(STRANGER_KEY)
+    txs = []
+    for step in case.history:
+        payload = author.payload(step) if not case.other_payer else _stranger_open(author, step)
+        if getattr(payload, "transaction", None):
+            txs.append(payload.transaction)
+        wc = _fresh_challenge(server, "GET", author.payer)
+        auth = wire.encode_authorization(wire.Credential(challenge=wc, source="did:pkh:eip155:0:x", payload=payload))
+        _send(server, "GET", _headers(True, auth, None, author.payer))
+    payer = address_of(PAYER_KEY)
+    if case.lie is not None:
+        header = server._challenge(MChallenge(price=PRICE, hints=Hints(channel_id=author.cid, **case.lie)))
+    else:
+        resp = _send(server, "GET", _headers(True, None, None, author.payer if case.other_payer else payer))
+        header = resp.headers["www-authenticate"]
+    sent = play_client(ModelClient("model"), env, header)
+    return {"format": FORMAT, "caseId": case.case_id, "description": case.description, "rules": list(case.rules),
+            "modelVersion": model_version(), "deployment": {**deployment(Case(case.case_id, "", ()), chain),
+                                                            "client": CLIENT_PARAMS},
+            "chainSetup": txs, "challenge": header, "request": {"method": "GET", "path": PAID_PATH},
+            "expect": {"signed": sent}}
+
+
+def _stranger_open(author: _Author, step: dict):
+    raw, cid = author.chain.build_open_tx(STRANGER_KEY, author.payee, step["deposit"], "0x" + "ab" * 32,
+                                          address_of(STRANGER_KEY))
+    author.cid = cid
+    return wire.OpenPayload(channel_id=cid, transaction=raw, cumulative_amount=step["amount"],
+                            signature=sign_voucher(STRANGER_KEY, author.domain, cid, step["amount"]),
+                            authorized_signer=address_of(STRANGER_KEY))
+
+
+def play_client(client, env: Env, header: str) -> list:
+    """One GET by a fresh client against the scripted challenge; what it signed (empty: it refused)."""
+    script = _ScriptedServer(header)
+    client.reset(env, client_params(), httpx.MockTransport(script))
+    try:
+        client.request("GET", PAID_PATH)
+    finally:
+        if hasattr(client, "close_resources"):
+            client.close_resources()
+    return _signed(script.sent[:1])
+
+
+def replay_client(doc: dict, make_client: Callable[[], Any], workdir: str) -> list[str]:
+    env, chain = _env(Case(doc["caseId"], "", ()), workdir)
+    for raw in doc["chainSetup"]:
+        chain.broadcast(raw)
+    got = play_client(make_client(), env, doc["challenge"])
+    want = doc["expect"]["signed"]
+    return [] if got == want else [f"{doc['caseId']}: expected the client to sign {want}, it signed {got}"]
 
 
 # ============================================================================ v2: seeded channels, for mppx

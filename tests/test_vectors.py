@@ -7,11 +7,13 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import attrs
 import pytest
 
 from conformance import vectors
 from conformance.model_impl import ModelServer
-from conformance.reference_impl import ReferenceServer
+from conformance.model_impl import ModelClient
+from conformance.reference_impl import ReferenceClient, ReferenceServer
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "vectors" / "fixtures"
@@ -63,6 +65,25 @@ def test_every_server_rule_has_accepting_and_rejecting_vectors(exported):
 def test_vectors_pass_on(make, exported, tmp_path):
     failures = [m for doc in _docs(exported) for m in vectors.replay(doc, make, str(tmp_path))]
     assert failures == []
+
+
+@pytest.mark.parametrize("make", [lambda: ModelClient("model"), lambda: ReferenceClient("reference")],
+                         ids=["model", "reference"])
+def test_client_vectors_pass_on(make, exported, tmp_path):
+    docs = _docs(exported, "client")
+    assert {d["caseId"] for d in docs} >= {"client-inflated-hint", "client-hinted-proof"}
+    failures = [m for doc in docs for m in vectors.replay_client(doc, make, str(tmp_path))]
+    assert failures == []
+
+
+def test_client_replay_detects_a_client_that_signs_an_unproven_hint(exported, tmp_path):
+    """The inflated-hint vector expects no signature at all (H4); a client trusting the hint fails it."""
+    doc = json.loads((exported / "client" / "client-inflated-hint.json").read_text())
+    assert doc["expect"]["signed"] == []
+    def trusting():
+        return ModelClient("model", cfg_hook=lambda cfg: attrs.evolve(cfg, max_unproven=10**6))
+
+    assert vectors.replay_client(doc, trusting, str(tmp_path))
 
 
 def test_v2_channel_id_is_the_descriptor_hash():
