@@ -1,15 +1,18 @@
 """Stateful test vectors: numbered wire steps with the verdicts the model gives, for any language to replay.
 
-`export(dir)` plays each case of `CASES` against the model over the real wire
-(conformance.model_impl.ModelServer: model.server.handle behind model/wire.py
-headers and model/crypto.py signatures) on a fresh memory chain with fixed
-keys, and writes what it sent and what the model answered: one JSON file per
-case plus `index.json` (format: vectors/README.md). Expectations are never
-written by hand: every `expect`/`after` is what the model did.
+`export(dir)` writes three sets (format: vectors/README.md), one JSON file per
+case plus `index.json`; expectations are never written by hand:
+- v1 (`CASES`): played against the model over the real wire
+  (conformance.model_impl.ModelServer: model.server.handle behind model/wire.py
+  headers and model/crypto.py v1 signatures) on a fresh memory chain with fixed keys;
+- v2 (`V2_CASES`): seeded channels, v2 voucher domain, run on model.server.handle
+  directly, for mppx (vectors/run-vectors.mjs);
+- client (`CLIENT_CASES`): one challenge and what the model client signs in answer.
 
-`replay(case, server)` plays one exported case against any adapter with the
-conformance server interface (conformance/interface.py) and returns the
-mismatches; tests/test_vectors.py runs it on the model and the reference server.
+`replay(doc, make_server, workdir)` / `replay_client(doc, make_client, workdir)` play one
+exported case against any adapter with the conformance interface
+(conformance/interface.py) and return the mismatches; tests/test_vectors.py runs
+them on the model and the reference implementations.
 
 Each credentialed step is *rebound*: the runner asks the server under test for
 a fresh challenge (the same request without Authorization) and wraps the
@@ -29,11 +32,19 @@ import attrs
 import httpx
 
 from adapters.chain import make_chain
+from model import chain as mchain
+from model import server as msv
 from model import wire
-from model.crypto import address_of, sign_voucher, to_high_s
+from model.base import fm_set
+from model.crypto import (CryptoError, VoucherDomain, address_of, keccak, recover_voucher_signer, sign_voucher,
+                          to_high_s)
+from model.messages import Challenge as MChallenge
+from model.messages import Credential as MCredential
+from model.messages import Request as MRequest
+from model.records import Hints, Voucher
 
-from .interface import BASE_URL, IDEMPOTENCY_HEADER, PAID_PATH, PAYER_HEADER, Env
-from .model_impl import ModelServer, challenge_from_response, domain_of, problem_slug
+from .interface import BASE_URL, IDEMPOTENCY_HEADER, PAID_PATH, PAYER_HEADER, ClientParams, Env
+from .model_impl import ModelClient, ModelServer, challenge_from_response, domain_of, problem_slug
 
 FORMAT = "tempo-session-vectors/1"
 PRICE = 1
@@ -431,10 +442,6 @@ def cmd_vectors(args) -> int:
 # (the exact WWW-Authenticate value) given to a client that lost its local state, and what the model client
 # signs in answer: the action, channel and cumulativeAmount of its credential, or that it refuses.
 
-from model.messages import Challenge as MChallenge  # noqa: E402
-from model.records import Hints  # noqa: E402
-from .interface import ClientParams  # noqa: E402
-from .model_impl import ModelClient  # noqa: E402
 
 CLIENT_PARAMS = {"deposit": 4, "topUp": 2, "maxUnproven": 0}
 
@@ -568,13 +575,6 @@ def replay_client(doc: dict, make_client: Callable[[], Any], workdir: str) -> li
 # channel (on chain and in the server's store) and exercises the voucher path. Its expectations come
 # from model.server.handle directly, on a model chain and server holding exactly the seed.
 
-from model import chain as mchain  # noqa: E402
-from model import server as msv  # noqa: E402
-from model.base import fm_set  # noqa: E402
-from model.crypto import VoucherDomain, keccak, recover_voucher_signer, CryptoError  # noqa: E402
-from model.messages import Credential as MCredential  # noqa: E402
-from model.messages import Request as MRequest  # noqa: E402
-from model.records import Voucher  # noqa: E402
 
 ZERO_ADDRESS = "0x" + "00" * 20
 V2_DEPLOYMENT = {"chainId": 4217, "escrow": "0x9d136eea063ede5418a6bc7beaff009bbb6cfa70",
@@ -669,7 +669,7 @@ def _recover(cid: str, amount: int, sig: str) -> Optional[str]:
         return None
 
 
-def _seeded_state(case: SeededCase, cid: str, highest_sig: str):
+def _seeded_state(case: SeededCase, cid: str):
     seed = {**V2_SEED, **case.seed}
     payer = address_of(PAYER_KEY)
     ch = mchain.EscrowChannel(cid, payer, address_of(PAYEE_KEY), payer, seed["deposit"], seed["settled"],
@@ -706,7 +706,7 @@ def generate_v2(case: SeededCase) -> dict:
     cid = v2_channel_id(descriptor)
     domain = v2_domain()
     payer = address_of(PAYER_KEY)
-    seed, chain, server = _seeded_state(case, cid, "")
+    seed, chain, server = _seeded_state(case, cid)
     highest_sig = sign_voucher(PAYER_KEY, domain, cid, seed["acceptedCumulative"])
     cfg = msv.ServerConfig(payee=address_of(PAYEE_KEY), price=V2_DEPLOYMENT["price"], hinted=True, profile="v2",
                            min_voucher_delta=case.min_voucher_delta)
