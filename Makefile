@@ -64,3 +64,4 @@ mppx:
 	cd adapters/mppx && npm ci --legacy-peer-deps --no-audit --no-fund
 	cd adapters/mppx && sha256sum package-lock.json > node_modules/.bridge-build-stamp
 # ---- end mppx adapter --------------------------------------------------------
+test-vectors: $(STAMP) ; $(BIN)/python -m conformance vectors export vectors/fixtures && node vectors/run-vectors.mjs

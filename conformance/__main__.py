@@ -280,11 +280,18 @@ def main(argv=None) -> int:
     p.add_argument("file")
     p = sub.add_parser("versions", add_help=False, help="every mppx release with sessions: release x check table")
     p.add_argument("rest", nargs=argparse.REMAINDER)
+    p = sub.add_parser("vectors", help="export stateful test vectors from the model (vectors/README.md)")
+    p.add_argument("action", choices=["export"])
+    p.add_argument("dir")
     args = ap.parse_args(argv)
     if args.cmd == "versions":
         from .versions import main as versions_main
 
         return versions_main(args.rest)
+    if args.cmd == "vectors":
+        from .vectors import cmd_vectors
+
+        return cmd_vectors(args)
     return {"run": cmd_run, "matrix": cmd_matrix, "mutants": cmd_mutants, "replay": cmd_replay}[args.cmd](args)
 
 
