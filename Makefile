@@ -20,7 +20,7 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(BIN)/python -m conformance matrix --chain memory --profile ci
 
-# The model checker alone (exhaustive, small parameters).
+# The model checker alone (exhaustive, depth 8, model.fastcheck; `--plain` runs the anchor explorer).
 check: $(STAMP)
 	$(BIN)/python -m model.check
 

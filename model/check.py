@@ -1,12 +1,16 @@
 """An exhaustive checker of the model, in the spirit of TLC.
 
-    python -m model.check [--depth N] [--scenario SUBSTR] [--price 1|2]
+    python -m model.check [--depth N] [--scenario SUBSTR] [--jobs N] [--plain]
 
 Breadth-first over every interleaving of the system's actions from the initial
 state, deduplicating states; every state property is checked in every state and
 every step property on every transition. A violation prints the shortest trace
 as numbered steps. Exit status 1 when a scenario that claims no violation has
 one, or a known-limit scenario does not show the violation it names.
+
+`explore` here is the plain statement of the search; `model.fastcheck.explore`
+is the same search with cheaper bookkeeping, and is what the CLI runs unless
+`--plain` is given (tests/test_fastcheck.py holds the two to the same answers).
 """
 from __future__ import annotations
 
@@ -117,8 +121,12 @@ def explore(cfg: Config, depth: int, props=PROPERTIES, stop_at_first: bool = Tru
     return Result(len(parent), transitions, time.perf_counter() - start, depth, None, max_rt)
 
 
-def run_scenario(sc: Scenario, depth: int | None = None) -> tuple[Result, bool]:
-    res = explore(sc.config, depth or sc.depth)
+def run_scenario(sc: Scenario, depth: int | None = None, fast: bool = True) -> tuple[Result, bool]:
+    if fast:
+        from .fastcheck import explore as fast_explore  # imported late: fastcheck imports this module
+        res = fast_explore(sc.config, depth or sc.depth)
+    else:
+        res = explore(sc.config, depth or sc.depth)
     if sc.expect is None:
         ok = res.counterexample is None
     else:
@@ -126,10 +134,10 @@ def run_scenario(sc: Scenario, depth: int | None = None) -> tuple[Result, bool]:
     return res, ok
 
 
-def _run_named(job: tuple[str, int | None]) -> tuple[str, Result, bool]:
-    name, depth = job
+def _run_named(job: tuple[str, int | None, bool]) -> tuple[str, Result, bool]:
+    name, depth, fast = job
     sc = next(s for s in default_scenarios() if s.name == name)
-    res, ok = run_scenario(sc, depth)
+    res, ok = run_scenario(sc, depth, fast)
     return name, res, ok
 
 
@@ -139,12 +147,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scenario", default="", help="run only scenarios whose name contains this")
     ap.add_argument("--quiet", action="store_true", help="print counterexamples only where a claim fails")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="scenarios explored in parallel")
+    ap.add_argument("--plain", action="store_true", help="use the plain explorer (model.check.explore)")
     args = ap.parse_args(argv)
     total_states = total_time = 0.0
     failures = violations = 0
     wall = time.perf_counter()
     chosen = {s.name: s for s in default_scenarios() if args.scenario in s.name}
-    jobs = [(name, args.depth) for name in chosen]
+    jobs = [(name, args.depth, not args.plain) for name in chosen]
     if args.jobs > 1 and len(jobs) > 1:
         pool = multiprocessing.get_context("fork").Pool(args.jobs)
         results = pool.imap(_run_named, jobs)
