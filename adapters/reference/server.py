@@ -25,7 +25,6 @@ import json
 import math
 import re
 import secrets
-import socket
 import threading
 import time
 from typing import Any, Callable, Literal
@@ -66,6 +65,7 @@ from model.wire import (
 )
 
 from .ratelimit import RateLimiter
+from .serving import ServingLimits, serve_app
 from .store import ChannelRecord, Store, StoredResponse, Tx
 
 __all__ = ["ServerConfig", "SessionServer", "RunningServer", "serve", "PAID_PREFIX", "now_rfc3339"]
@@ -833,29 +833,12 @@ class RunningServer:
         self.stop()
 
 
-def serve(config: ServerConfig | SessionServer, host: str = "127.0.0.1", port: int = 0) -> RunningServer:
-    """Run a reference server with uvicorn in a background thread; returns its base URL and a stop handle."""
-    import uvicorn
-
+def serve(
+    config: ServerConfig | SessionServer, host: str = "127.0.0.1", port: int = 0, limits: ServingLimits | None = None,
+) -> RunningServer:
+    """Run a reference server with uvicorn in a background thread (with the header-read timeout,
+    connection limit and rate-limited logging of `serving.ServingLimits`); returns its base URL
+    and a stop handle."""
     server = config if isinstance(config, SessionServer) else SessionServer(config)
-    # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY on accepted sockets only then
-    # (without it every response waits ~40 ms for a delayed ACK).
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(128)
-    sock.setblocking(False)
-    bound_port = sock.getsockname()[1]
-    ucfg = uvicorn.Config(
-        server.app, host=host, port=bound_port, log_level="warning", lifespan="off", access_log=False, ws="none",
-        timeout_keep_alive=30,
-    )
-    userver = uvicorn.Server(ucfg)
-    thread = threading.Thread(target=userver.run, kwargs={"sockets": [sock]}, daemon=True, name=f"uvicorn:{bound_port}")
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not userver.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
+    userver, thread, bound_port = serve_app(server.app, host, port, limits or ServingLimits())
     return RunningServer(f"http://{host}:{bound_port}", server, userver, thread)
