@@ -284,6 +284,10 @@ class SessionServer:
             return None
         return p.channel_id if signer == expected else None
 
+    def _discloses_proof(self, rec: ChannelRecord | None, proven_channel: str | None) -> bool:
+        """Rule UA: the highest voucher goes only to a proven holder of that channel."""
+        return rec is not None and rec.channel_id == proven_channel
+
     def _rate_limited(self, channel_id: str, wait: float) -> _Reply:
         retry_after = max(1, math.ceil(wait))
         kind = _SERVER_PROBLEMS["rate-limited"]
@@ -376,8 +380,8 @@ class SessionServer:
         if rec is None and channel_id and not payer:
             rec = self.store.get(channel_id)
         hints, sig = self._hints_for(rec, content)
-        if rec is None or rec.channel_id != proven_channel:
-            sig = None  # rule UA: the highest voucher goes only to a proven holder of the channel
+        if not self._discloses_proof(rec, proven_channel):
+            sig = None
         base = MethodDetails(
             escrow_contract=self.chain.escrow,
             chain_id=self.chain.chain_id,
