@@ -25,6 +25,7 @@ from adapters.chain import ChainError, make_chain
 
 from .client import PaymentRefused, SessionClient
 from .server import PAID_PREFIX, ServerConfig, SessionServer, serve
+from .serving import ServingLimits, uvicorn_config
 
 PAYEE_KEY = bytes.fromhex("a1" * 32)
 PAYER_KEY = bytes.fromhex("b2" * 32)
@@ -172,7 +173,8 @@ def _serve(args: argparse.Namespace) -> int:
         f"payee {payee}; db {db}; {'legacy' if args.legacy else 'hinted'} ({args.profile})",
         flush=True,
     )
-    uvicorn.run(server.app, host=args.host, port=args.port, log_level="warning", lifespan="off")
+    # header-read timeout, connection limit, rate-limited logging (adapters/reference/serving.py)
+    uvicorn.Server(uvicorn_config(server.app, args.host, args.port, ServingLimits())).run()
     return 0
 
 

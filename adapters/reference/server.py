@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import re
 import secrets
-import socket
 import threading
 import time
 from typing import Any, Callable, Literal
@@ -42,12 +42,15 @@ from model.crypto import keccak
 from model.profiles import method_details_with_hints
 from model.records import Hints, Voucher
 from model.wire import (
+    PROBLEM_BASE,
     PROBLEMS,
     Challenge,
     ClosePayload,
     Credential,
     MethodDetails,
     OpenPayload,
+    ProblemDetails,
+    ProblemType,
     Receipt,
     SessionRequest,
     TopUpPayload,
@@ -58,10 +61,11 @@ from model.wire import (
     encode_receipt,
     format_www_authenticate,
     parse_authorization,
-    problem,
     verify_challenge_id,
 )
 
+from .ratelimit import RateLimiter
+from .serving import ServingLimits, serve_app
 from .store import ChannelRecord, Store, StoredResponse, Tx
 
 __all__ = ["ServerConfig", "SessionServer", "RunningServer", "serve", "PAID_PREFIX", "now_rfc3339"]
@@ -71,6 +75,16 @@ PAYER_HEADER = "payment-payer"
 IDEMPOTENCY_HEADER = "idempotency-key"
 _ADDRESS_RE = re.compile(r"0x[0-9a-fA-F]{40}")
 _CONTENT_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+# Problem types of this server that are not payment failures (so not in model.wire's
+# registry of the drafts' types): both answer without a challenge.
+_SERVER_PROBLEMS = {
+    # draft "Request Idempotency": a stored response is given only to the request it answered
+    "idempotency-key-reused": ProblemType(
+        "idempotency-key-reused", PROBLEM_BASE + "session/idempotency-key-reused", "Idempotency Key Reused", 422),
+    # draft "Denial of Service": voucher submissions are rate-limited per session
+    "rate-limited": ProblemType("rate-limited", PROBLEM_BASE + "session/rate-limited", "Too Many Requests", 429),
+}
 
 
 def now_rfc3339(ts: float | None = None) -> str:
@@ -102,6 +116,15 @@ class ServerConfig:
     challenge_ttl: int = 300  # seconds
     unit_type: str = "request"
     clock: Callable[[], float] = time.time  # wall clock for challenge expiry and receipts
+    # Credentials per second per channel (draft "Denial of Service": SHOULD 10 per session);
+    # None: no limit (the conformance harness, whose clock does not advance). Authentic
+    # credentials and unproven ones (junk naming the channel) have separate budgets.
+    # Rule UA: "authentic" discloses the highest voucher's signature only to a request whose credential the
+    # channel's signer signed; "any" (the default until clients authenticate first) to every requester.
+    proof_disclosure: str = "any"
+    voucher_rate: float | None = 10.0
+    voucher_burst: float | None = None  # bucket size; None: voucher_rate
+    rate_clock: Callable[[], float] = time.monotonic
 
 
 class _Reject(Exception):
@@ -143,6 +166,10 @@ class SessionServer:
         self.payee = address_of(config.payee_key)
         self.domain = VoucherDomain("v1", self.chain.chain_id, self.chain.escrow)
         self.store = Store(config.db_path)
+        self.limiter = (
+            RateLimiter(config.voucher_rate, config.voucher_burst, clock=config.rate_clock)
+            if config.voucher_rate is not None else None
+        )
         self.app = Starlette(
             routes=[
                 Route("/health", self._health, methods=["GET"]),
@@ -214,6 +241,11 @@ class SessionServer:
                 extra={"field": exc.field},
             )
         channel_hint = getattr(cred.payload, "channel_id", None)
+        proven = self._proven_channel(cred)
+        if self.limiter is not None and channel_hint is not None:
+            wait = self.limiter.take(("authentic" if proven else "unproven", channel_hint))
+            if wait is not None:
+                return self._rate_limited(channel_hint, wait)
         try:
             request = self._verify_challenge(cred.challenge)
             key = headers.get(IDEMPOTENCY_HEADER)
@@ -221,15 +253,72 @@ class SessionServer:
         except _Reject as rej:
             return self._problem_reply(
                 rej.slug, rej.detail, content, payer=payer, channel_id=rej.channel_id or channel_hint,
-                extra=rej.extensions,
+                extra=rej.extensions, proven_channel=proven,
             )
+
+    def _proven_channel(self, cred: Credential) -> str | None:
+        """The channel whose authorized signer signed the credential's voucher, else None.
+
+        Rule UA (unspent authorization): a voucher is a bearer instrument, so the unspent
+        authorization of a channel (acceptedCumulative - spent) belongs to whoever holds its
+        highest voucher. The server therefore never discloses a voucher signature (the
+        `highestVoucher` of a v2 session snapshot) except in the answer to a request whose
+        credential carries a voucher authentically signed by that channel's signer
+        (recovered signer == the channel's authorized signer, low-s, our EIP-712 domain).
+        A challenge answering only `Payment-Payer`, an unpaid request, or an unauthentic
+        credential carries the hint values without the signature: knowing a payer's
+        address lets nobody close its channel or be served on it.
+        """
+        p = cred.payload
+        amount = getattr(p, "cumulative_amount", None)
+        signature = getattr(p, "signature", None)
+        if amount is None or signature is None:
+            return None
+        rec = self.store.get(p.channel_id)
+        expected = rec.expected_signer if rec is not None else None
+        if expected is None:
+            st = self.chain.get_channel(p.channel_id)
+            if not st.exists or st.payee != self.payee:
+                return None
+            expected = st.expected_signer
+        try:
+            signer = self._recover(p.channel_id, amount, signature)
+        except _Reject:
+            return None
+        return p.channel_id if signer == expected else None
+
+    def _discloses_proof(self, rec: ChannelRecord | None, proven_channel: str | None) -> bool:
+        """Rule UA: the highest voucher goes only to a proven holder of that channel
+        (`proof_disclosure="authentic"`). The default, "any", still discloses it to whoever asks: the
+        hinted clients of this project (reference and model) do not yet authenticate before they need
+        the proof (SPEC_NOTES "Open: rule UA"), and would stall on a fresh device or after a restart."""
+        if self.config.proof_disclosure == "any":
+            return True
+        return rec is not None and rec.channel_id == proven_channel
+
+    def _rate_limited(self, channel_id: str, wait: float) -> _Reply:
+        retry_after = max(1, math.ceil(wait))
+        kind = _SERVER_PROBLEMS["rate-limited"]
+        body = ProblemDetails(
+            type=kind.uri, title=kind.title, status=kind.status, channel_id=channel_id,
+            detail=f"more than {self.config.voucher_rate:g} credentials per second for channel {channel_id}; "
+                   f"retry after {retry_after} s",
+        )
+        headers = (("content-type", "application/problem+json"), ("cache-control", "no-store"),
+                   ("retry-after", str(retry_after)))
+        return _Reply(kind.status, headers, encode_problem(body))
 
     # ------------------------------------------------------------------ challenge
 
     def _verify_challenge(self, ch: Challenge) -> SessionRequest:
         """The echoed challenge must be one this server issued, unexpired (httpauth "Challenge Binding")."""
         cfg = self.config
-        if not verify_challenge_id(cfg.secret, ch):
+        try:
+            bound = verify_challenge_id(cfg.secret, ch)
+        except UnicodeEncodeError as exc:  # a lone surrogate (JSON "\ud800") has no UTF-8 form
+            raise _Reject("challenge-not-found", f"challenge parameters are not UTF-8 text ({exc.reason} "
+                          f"at position {exc.start}), so not a challenge this server issued") from None
+        if not bound:
             raise _Reject("challenge-not-found", "challenge id does not match its parameters (unknown or tampered challenge)")
         if ch.realm != cfg.realm or ch.method != "tempo" or ch.intent != "session":
             raise _Reject("challenge-not-found", f"challenge is not a tempo session challenge of realm {cfg.realm!r}")
@@ -262,7 +351,8 @@ class SessionServer:
         return req
 
     def _hints_for(self, rec: ChannelRecord | None, content: bool) -> tuple[Hints | None, str | None]:
-        """Hints for `rec` if it is reusable: not finalized, no close pending (re-read on chain)."""
+        """Hints for `rec` if it is reusable: not finalized, no close pending (re-read on chain).
+        The signature returned is disclosed only under rule UA (see `_proven_channel`)."""
         if rec is None or rec.finalized:
             return None, None
         st = self.chain.get_channel(rec.channel_id)
@@ -284,10 +374,12 @@ class SessionServer:
             settled=st.settled,
             proof=proof,
         )
-        sig = rec.highest_signature if self.config.hint_profile == "v2" else None
+        sig = (rec.highest_signature or None) if self.config.hint_profile == "v2" else None
         return hints, sig
 
-    def _challenge_header(self, content: bool, payer: str | None, channel_id: str | None) -> str:
+    def _challenge_header(
+        self, content: bool, payer: str | None, channel_id: str | None, proven_channel: str | None = None
+    ) -> str:
         """A fresh WWW-Authenticate value. Hint resolution (application-defined, like mppx's
         resolveChannelId): the newest stored channel of the payer named in the `Payment-Payer`
         request header; without that header, the channel of the rejected credential."""
@@ -296,6 +388,8 @@ class SessionServer:
         if rec is None and channel_id and not payer:
             rec = self.store.get(channel_id)
         hints, sig = self._hints_for(rec, content)
+        if not self._discloses_proof(rec, proven_channel):
+            sig = None
         base = MethodDetails(
             escrow_contract=self.chain.escrow,
             chain_id=self.chain.chain_id,
@@ -327,15 +421,16 @@ class SessionServer:
         payer: str | None = None,
         channel_id: str | None = None,
         extra: dict[str, Any] | None = None,
+        proven_channel: str | None = None,
     ) -> _Reply:
-        kind = PROBLEMS[slug]
+        kind = _SERVER_PROBLEMS.get(slug) or PROBLEMS[slug]
         ext = dict(extra or {})
         if channel_id is not None:
             ext.setdefault("channel_id", channel_id)
-        body = encode_problem(problem(slug, detail, **ext))
+        body = encode_problem(ProblemDetails(type=kind.uri, title=kind.title, status=kind.status, detail=detail, **ext))
         headers = [("content-type", "application/problem+json"), ("cache-control", "no-store")]
         if kind.status == 402:
-            headers.append(("www-authenticate", self._challenge_header(content, payer, channel_id)))
+            headers.append(("www-authenticate", self._challenge_header(content, payer, channel_id, proven_channel)))
         return _Reply(kind.status, tuple(headers), body)
 
     # ------------------------------------------------------------------ actions
@@ -513,8 +608,12 @@ class SessionServer:
             try:
                 tx_hash = self.chain.broadcast(p.transaction)
             except ChainError as exc:
-                raise _Reject("verification-failed", f"open transaction failed: {exc}", channel_id=cid) from None
-            st = self.chain.get_channel(cid)
+                st = self.chain.get_channel(cid)
+                if not st.exists:
+                    raise _Reject("verification-failed", f"open transaction failed: {exc}", channel_id=cid) from None
+                # Another server process broadcast this open first: verify the channel as below.
+            else:
+                st = self.chain.get_channel(cid)
         # Query the escrow (draft "Open Verification" step 2).
         problems = []
         if not st.exists:
@@ -551,13 +650,19 @@ class SessionServer:
         # The record must exist even when the charge fails (the channel is open on chain),
         # so insert and charge are separate steps of one transaction; on insufficient
         # balance the insert is committed and the 402 raised afterwards.
+        # The lookup in `_open` ran outside this transaction: another process on the same file
+        # may have recorded the channel since. Looked up again here, under the write lock.
         pending: _Reject | None = None
         with self.store.transaction() as tx:
-            rec = tx.insert(rec)
-            try:
-                reply = self._serve(tx, rec, method, path, content, cred, key, tx_hash)
-            except _Reject as rej:
-                pending = rej
+            recorded = tx.get(rec.channel_id) is not None
+            if not recorded:
+                rec = tx.insert(rec)
+                try:
+                    reply = self._serve(tx, rec, method, path, content, cred, key, tx_hash)
+                except _Reject as rej:
+                    pending = rej
+        if recorded:
+            return self._voucher(method, path, content, cred, cred.payload, key)  # a replayed open
         if pending is not None:
             raise pending
         return reply
@@ -566,12 +671,13 @@ class SessionServer:
 
     def _voucher(self, method: str, path: str, content: bool, cred: Credential, p, key: str | None) -> _Reply:
         cid = p.channel_id
-        rec = self.store.get(cid)
+        rec = self.store.get(cid) or self._adopt(cid, p.cumulative_amount, p.signature)
         if rec is not None and key is not None and content:
             # Request idempotency: a replay of a served request returns the stored response,
             # once the voucher proves the channel's signer sent it. Any other credential goes
             # through the voucher checks in their settled order (SPEC_NOTES), finalized first.
             if self._signed_by(rec.expected_signer, cid, p.cumulative_amount, p.signature):
+                self._check_key_scope(self.store.get_response(cid, key), key, method, path, cid)
                 cached = self._replay(cid, key, content)
                 if cached is not None:
                     return cached
@@ -587,6 +693,7 @@ class SessionServer:
                 # same key may have been served since the check above (draft "Concurrent Request
                 # Handling": at most one delivery and one charge).
                 stored = tx.get_response(cid, key)
+                self._check_key_scope(stored, key, method, path, cid)
                 if stored is not None:
                     return _Reply(stored.status, stored.headers, stored.body.encode("utf-8"))
             new = self._accept(tx, cur, st, p.cumulative_amount, p.signature)
@@ -605,6 +712,38 @@ class SessionServer:
             return self._recover(cid, amount, signature) == signer
         except _Reject:
             return False
+
+    @staticmethod
+    def _check_key_scope(stored: StoredResponse | None, key: str, method: str, path: str, cid: str) -> None:
+        """An Idempotency-Key names one request: (channel, key, method, path). A key reused for
+        another request is refused, not answered with the other request's stored response."""
+        if stored is not None and (stored.method, stored.path) != (method, path):
+            raise _Reject(
+                "idempotency-key-reused",
+                f"Idempotency-Key {key!r} was used for {stored.method} {stored.path} on this channel; "
+                f"this request is {method} {path}: use a fresh key", channel_id=cid,
+            )
+
+    def _adopt(self, cid: str, amount: int, signature: str) -> ChannelRecord | None:
+        """Record an on-chain channel of ours that the store does not know, when a credential's
+        voucher is signed by its signer: the crash window between an open's broadcast and its
+        record's commit orphans no deposit. The record is built from the chain (deposit,
+        settled, payer, signer) with acceptedCumulative = spent = settled: nothing is assumed
+        served or authorized beyond what the chain shows; the credential's own voucher, checked
+        as any other, then proves more. None: not a live channel of ours (then the caller
+        answers as for any unknown channel)."""
+        st = self.chain.get_channel(cid)
+        if not st.exists or st.payee != self.payee or st.token != self.chain.token or st.finalized:
+            return None
+        self._check_signer(st, cid, amount, signature)
+        rec = ChannelRecord(
+            channel_id=cid, payer=st.payer, payee=st.payee, token=st.token, authorized_signer=st.authorized_signer,
+            deposit=st.deposit, settled=st.settled, close_requested_at=st.close_requested_at, finalized=False,
+            accepted_cumulative=st.settled, highest_signature="", spent=st.settled, units=0, created_seq=0,
+        )
+        with self.store.transaction() as tx:
+            return tx.get(cid) or tx.insert(rec)
+
 
     # -- topUp
 
@@ -646,7 +785,7 @@ class SessionServer:
 
     def _close(self, cred: Credential, p: ClosePayload) -> _Reply:
         cid = p.channel_id
-        rec = self.store.get(cid)
+        rec = self.store.get(cid) or self._adopt(cid, p.cumulative_amount, p.signature)
         st = self._live_state(rec, cid)
         self._check_signer(st, cid, p.cumulative_amount, p.signature)
         amount = p.cumulative_amount
@@ -708,29 +847,12 @@ class RunningServer:
         self.stop()
 
 
-def serve(config: ServerConfig | SessionServer, host: str = "127.0.0.1", port: int = 0) -> RunningServer:
-    """Run a reference server with uvicorn in a background thread; returns its base URL and a stop handle."""
-    import uvicorn
-
+def serve(
+    config: ServerConfig | SessionServer, host: str = "127.0.0.1", port: int = 0, limits: ServingLimits | None = None,
+) -> RunningServer:
+    """Run a reference server with uvicorn in a background thread (with the header-read timeout,
+    connection limit and rate-limited logging of `serving.ServingLimits`); returns its base URL
+    and a stop handle."""
     server = config if isinstance(config, SessionServer) else SessionServer(config)
-    # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY on accepted sockets only then
-    # (without it every response waits ~40 ms for a delayed ACK).
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(128)
-    sock.setblocking(False)
-    bound_port = sock.getsockname()[1]
-    ucfg = uvicorn.Config(
-        server.app, host=host, port=bound_port, log_level="warning", lifespan="off", access_log=False, ws="none",
-        timeout_keep_alive=30,
-    )
-    userver = uvicorn.Server(ucfg)
-    thread = threading.Thread(target=userver.run, kwargs={"sockets": [sock]}, daemon=True, name=f"uvicorn:{bound_port}")
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not userver.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
+    userver, thread, bound_port = serve_app(server.app, host, port, limits or ServingLimits())
     return RunningServer(f"http://{host}:{bound_port}", server, userver, thread)

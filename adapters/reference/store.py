@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import weakref
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -138,11 +139,21 @@ def _record(row: tuple) -> ChannelRecord:
 
 
 class ChannelLocks:
-    """One re-entrant lock per channel id, created on demand (process-wide)."""
+    """One re-entrant lock per channel id, created on demand (process-wide).
+
+    The table holds its locks weakly: a lock lives while some thread holds a reference
+    to it (while it is held or waited for), so the table is bounded by the number of
+    requests in flight, not by the number of channel ids ever named (any client can
+    name arbitrary ids). Two threads asking for one id while either is still using its
+    lock get the same lock object, which is all mutual exclusion needs.
+    """
 
     def __init__(self) -> None:
         self._guard = threading.Lock()
-        self._locks: dict[str, threading.RLock] = {}
+        self._locks: "weakref.WeakValueDictionary[str, threading.RLock]" = weakref.WeakValueDictionary()
+
+    def __len__(self) -> int:
+        return len(self._locks)
 
     def get(self, channel_id: str) -> threading.RLock:
         key = channel_id.lower()
