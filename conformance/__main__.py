@@ -2,7 +2,7 @@
 
     python -m conformance run --client X --server Y [--chain memory|evm] [--profile quick|ci|deep]
                               [--seed N] [--strength must|strict] [--machine pair|server|client]
-                              [--report out.json] [--junit out.xml]
+                              [--report out.json] [--junit out.xml] [--html out.html]
     python -m conformance matrix [--chain ...] [--profile ...]   every bundled client x server pair
     python -m conformance mutants [--profile quick]              every known-bad implementation must be killed
     python -m conformance replay FILE                            run a saved steps file again
@@ -140,6 +140,10 @@ def _write(args, reports) -> None:
             json.dump([r.to_json() for r in reports], f, indent=1)
     if getattr(args, "junit", None):
         junit(reports, args.junit)
+    if getattr(args, "html", None):
+        from .html_report import write_html
+
+        write_html(reports, args.html, "python -m conformance " + " ".join(args.argv))
 
 
 def cmd_matrix(args) -> int:
@@ -267,8 +271,10 @@ def main(argv=None) -> int:
     p.add_argument("--no-faults", action="store_true")
     p.add_argument("--no-shrink", action="store_true", help="report failures unshrunk")
     common(p)
+    p.add_argument("--html", help="write one self-contained HTML page: matrix, diagrams, replay commands")
     p = sub.add_parser("matrix")
     p.add_argument("--no-shrink", action="store_true", help="report failures unshrunk")
+    p.add_argument("--html", help="write one self-contained HTML page: matrix, diagrams, replay commands")
     p.add_argument("--include", help="only the rows whose client or server is this adapter (e.g. mppx)")
     common(p)
     p = sub.add_parser("mutants")
@@ -279,6 +285,7 @@ def main(argv=None) -> int:
     p = sub.add_parser("replay")
     p.add_argument("file")
     args = ap.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the command line the HTML report shows
     return {"run": cmd_run, "matrix": cmd_matrix, "mutants": cmd_mutants, "replay": cmd_replay}[args.cmd](args)
 
 
