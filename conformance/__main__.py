@@ -24,6 +24,7 @@ import time
 import attrs
 
 from .harness import RunConfig
+from .progress import ProgressLine
 from .runner import PairReport, junit, replay, run_pair
 
 
@@ -124,12 +125,15 @@ def cmd_run(args) -> int:
         whole = None
     if whole is not None:
         print(f"SKIPPED  the whole run: client={args.client} server={args.server}: {whole}")
-    for m in machines:
-        rc = _rc(args, args.client, args.server)
-        _progress(f"running {m} machine: client={rc.client} server={rc.server} profile={args.profile}")
-        r = run_pair(rc, args.profile, m, _progress, args.trace_dir, shrink=not args.no_shrink)
-        reports.append(r)
-        _print_report(r)
+    with ProgressLine(len(machines)) as line:  # a live line on a terminal, nothing otherwise
+        for m in machines:
+            rc = _rc(args, args.client, args.server)
+            _progress(f"running {m} machine: client={rc.client} server={rc.server} profile={args.profile}")
+            line.start(f"{m}: {rc.client} x {rc.server}")
+            r = run_pair(rc, args.profile, m, line, args.trace_dir, shrink=not args.no_shrink)
+            line.finish(r)
+            reports.append(r)
+            _print_report(r)
     _write(args, reports)
     return 0 if all(as_expected(r) for r in reports) else 1
 
@@ -154,12 +158,15 @@ def cmd_matrix(args) -> int:
         return code
     reports, rows, all_ok = [], [], True
     skip_notes: dict = {}
+    line = ProgressLine(sum(1 for row in MATRIX if not args.include or args.include in row[:2])).__enter__()
     for client, server, machine, strength in MATRIX:
         if args.include and args.include not in (client, server):
             continue
         rc = _rc(args, client, server, strength)
         _progress(f"{machine}: {client} x {server} ({strength})")
-        r = run_pair(rc, args.profile, machine, None, args.trace_dir, shrink=not args.no_shrink)
+        line.start(f"{machine}: {client} x {server} ({strength})")
+        r = run_pair(rc, args.profile, machine, line, args.trace_dir, shrink=not args.no_shrink)
+        line.finish(r)
         reports.append(r)
         exp = expected_for(client, server, machine, strength)
         violated = [k for k, v in r.properties.items() if v.startswith("VIOLATED")]
@@ -184,6 +191,7 @@ def cmd_matrix(args) -> int:
                      r.steps, f"{r.seconds:.1f}", limits, skipped))
         if not ok_row:
             _print_report(r, verbose=False)
+    line.__exit__(None, None, None)
     hdr = ("machine", "client", "server", "strength", "result", "expected", "ok", "steps", "sec", "model limits seen",
            "skipped")
     notes = {}
