@@ -109,7 +109,7 @@ td.v-PASS { background: #7fcf73; } td.v-FAIL { background: #e86b6b; } td.v-AS-EX
 td.v-SKIPPED { background: #c8c8c8; }
 section.failure { border-top: 2px solid #c33; margin-top: 2em; padding-top: .5em; }
 pre.steps, pre.cmd { background: #f5f5f5; padding: .6em; overflow-x: auto; font-size: 12px; }
-pre.mermaid { background: #fff; }
+div.diagram { overflow-x: auto; } pre.mermaid { background: #fff; }
 """
 
 # Draws every diagram, then leaves a marker a test (or a person) can read without looking at pixels.
@@ -173,7 +173,7 @@ def _failure(i: int, r: PairReport) -> str:
                    f"<p>{_e(d.get('message'))}</p><pre class=\"steps\">{_e(d.get('steps', ''))}</pre>"
                    + _replay(d.get("trace_file")))
     if r.mermaid:
-        out.append(f'<h3>sequence diagram</h3>\n<pre class="mermaid">{_e(r.mermaid)}</pre>')
+        out.append(f'<h3>sequence diagram</h3>\n<div class="diagram"><pre class="mermaid">{_e(r.mermaid)}</pre></div>')
     if r.failure:
         out.append(f'<h3>minimal failing trace</h3>\n<pre class="steps">{_e(r.failure)}</pre>')
     if r.trace_file:
