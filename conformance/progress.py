@@ -44,11 +44,9 @@ class ProgressLine:
         if self.enabled:
             from rich.console import Console
             from rich.live import Live
-            from rich.text import Text
 
             # transient: the line disappears when the run ends, leaving the printed report as it was
-            self._live = Live(Text(self.line()), console=Console(file=self.stream), refresh_per_second=4,
-                              transient=True)
+            self._live = Live(self._text(), console=Console(file=self.stream), refresh_per_second=4, transient=True)
             self._live.start()
         return self
 
@@ -82,8 +80,11 @@ class ProgressLine:
         return (f"{min(self.runs_done + 1, self.total_runs)}/{self.total_runs} {self.label} | {examples} examples"
                 f" | {steps} steps, {rate:.0f} steps/s | {self.held}/{self.checked} properties held")
 
+    def _text(self):
+        from rich.text import Text
+
+        return Text(self.line(), no_wrap=True, overflow="ellipsis")  # one line: cut on a narrow terminal, not wrapped
+
     def _show(self) -> None:
         if self._live is not None:
-            from rich.text import Text
-
-            self._live.update(Text(self.line()))
+            self._live.update(self._text())

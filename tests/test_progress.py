@@ -21,7 +21,8 @@ def _run(line: ProgressLine):
     return rep
 
 
-def test_a_terminal_sees_examples_rate_and_properties_held():
+def test_a_terminal_sees_examples_rate_and_properties_held(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # wide enough for the whole line (a narrower one is cut, not wrapped)
     term = _Terminal()
     line = ProgressLine(1, term)
     rep = _run(line)
@@ -30,7 +31,17 @@ def test_a_terminal_sees_examples_rate_and_properties_held():
     assert line.examples == rep.examples > 0 and line.steps == rep.steps > 0
     text = line.line()
     assert f"{rep.examples} examples" in text and "steps/s" in text and f"{held}/" in text
-    assert "properties held" in term.getvalue()  # rich drew it on the terminal
+    assert "properties held" in term.getvalue()  # rich drew it on the terminal, on one line
+    assert "\n" not in term.getvalue().split("properties held")[0].split("|")[-1]
+
+
+def test_a_narrow_terminal_gets_one_cut_line(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "40")
+    term = _Terminal()
+    with ProgressLine(1, term) as line:
+        line.start("server: model x mutant:server-accepts-above-deposit")
+    drawn = [ln for ln in term.getvalue().split("\n") if "1/1" in ln]
+    assert len(drawn) == 1 and "…" in drawn[0]
 
 
 def test_not_a_terminal_gets_nothing():
