@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test check bench soak clean
+.PHONY: venv run test check bench soak clean fuzz fuzz-replay
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) on PATH"; exit 1; }
@@ -36,6 +36,24 @@ soak: $(STAMP)
 	for s in $(SOAK_SEEDS); do $(BIN)/python -m conformance matrix --profile deep --seed $$s || exit 1; done
 	$(BIN)/python -m conformance run --client reference --server reference --chain evm --profile ci --machine all
 	$(BIN)/python -m adapters.reference.soak $(KILL_SOAK_ARGS)
+
+# A bounded HypoFuzz campaign (coverage-guided, FUZZ_WORKERS processes) on the conformance machines of
+# conformance/fuzz.py, on one shared example database (TEMPO_FUZZ_DB, or Redis: TEMPO_FUZZ_REDIS), then its
+# figures and failures. `make fuzz-replay` replays every failure in that database (on any machine).
+FUZZ_SECONDS ?= 60
+FUZZ_WORKERS ?= 2
+FUZZ_STAMP := $(VENV)/.installed-fuzz
+$(FUZZ_STAMP): $(STAMP)
+	$(BIN)/pip install -q -e '.[test,fuzz]'
+	touch $(FUZZ_STAMP)
+fuzz: $(FUZZ_STAMP)
+	rm -rf $${TEMPO_FUZZ_STATS:-.conformance/fuzz-stats}
+	mkdir -p .conformance
+	timeout -s INT $(FUZZ_SECONDS) $(BIN)/hypothesis fuzz -n $(FUZZ_WORKERS) --no-dashboard -- conformance/fuzz.py \
+		-p no:cacheprovider > .conformance/fuzz.log 2>&1; test $$? -eq 124 || { tail -40 .conformance/fuzz.log; exit 1; }
+	$(BIN)/python -m conformance.fuzz report
+fuzz-replay: $(FUZZ_STAMP)
+	TEMPO_FUZZ_REPLAY_ONLY=1 $(BIN)/python -m pytest -q -p no:cacheprovider conformance/fuzz.py
 
 # Benchmarks (ratios measured in one run; never part of `make test`).
 bench: $(STAMP)

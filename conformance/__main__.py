@@ -2,7 +2,7 @@
 
     python -m conformance run --client X --server Y [--chain memory|evm] [--profile quick|ci|deep]
                               [--seed N] [--strength must|strict] [--machine pair|server|client]
-                              [--report out.json] [--junit out.xml]
+                              [--report out.json] [--junit out.xml] [--html out.html]
     python -m conformance matrix [--chain ...] [--profile ...]   every bundled client x server pair
     python -m conformance mutants [--profile quick]              every known-bad implementation must be killed
     python -m conformance replay FILE                            run a saved steps file again
@@ -24,6 +24,7 @@ import time
 import attrs
 
 from .harness import RunConfig
+from .progress import ProgressLine
 from .runner import PairReport, junit, replay, run_pair
 
 
@@ -124,12 +125,15 @@ def cmd_run(args) -> int:
         whole = None
     if whole is not None:
         print(f"SKIPPED  the whole run: client={args.client} server={args.server}: {whole}")
-    for m in machines:
-        rc = _rc(args, args.client, args.server)
-        _progress(f"running {m} machine: client={rc.client} server={rc.server} profile={args.profile}")
-        r = run_pair(rc, args.profile, m, _progress, args.trace_dir, shrink=not args.no_shrink)
-        reports.append(r)
-        _print_report(r)
+    with ProgressLine(len(machines)) as line:  # a live line on a terminal, nothing otherwise
+        for m in machines:
+            rc = _rc(args, args.client, args.server)
+            _progress(f"running {m} machine: client={rc.client} server={rc.server} profile={args.profile}")
+            line.start(f"{m}: {rc.client} x {rc.server}")
+            r = run_pair(rc, args.profile, m, line, args.trace_dir, shrink=not args.no_shrink)
+            line.finish(r)
+            reports.append(r)
+            _print_report(r)
     _write(args, reports)
     return 0 if all(as_expected(r) for r in reports) else 1
 
@@ -140,6 +144,10 @@ def _write(args, reports) -> None:
             json.dump([r.to_json() for r in reports], f, indent=1)
     if getattr(args, "junit", None):
         junit(reports, args.junit)
+    if getattr(args, "html", None):
+        from .html_report import write_html
+
+        write_html(reports, args.html, "python -m conformance " + " ".join(args.argv))
 
 
 def cmd_matrix(args) -> int:
@@ -150,12 +158,15 @@ def cmd_matrix(args) -> int:
         return code
     reports, rows, all_ok = [], [], True
     skip_notes: dict = {}
+    line = ProgressLine(sum(1 for row in MATRIX if not args.include or args.include in row[:2])).__enter__()
     for client, server, machine, strength in MATRIX:
         if args.include and args.include not in (client, server):
             continue
         rc = _rc(args, client, server, strength)
         _progress(f"{machine}: {client} x {server} ({strength})")
-        r = run_pair(rc, args.profile, machine, None, args.trace_dir, shrink=not args.no_shrink)
+        line.start(f"{machine}: {client} x {server} ({strength})")
+        r = run_pair(rc, args.profile, machine, line, args.trace_dir, shrink=not args.no_shrink)
+        line.finish(r)
         reports.append(r)
         exp = expected_for(client, server, machine, strength)
         violated = [k for k, v in r.properties.items() if v.startswith("VIOLATED")]
@@ -180,6 +191,7 @@ def cmd_matrix(args) -> int:
                      r.steps, f"{r.seconds:.1f}", limits, skipped))
         if not ok_row:
             _print_report(r, verbose=False)
+    line.__exit__(None, None, None)
     hdr = ("machine", "client", "server", "strength", "result", "expected", "ok", "steps", "sec", "model limits seen",
            "skipped")
     notes = {}
@@ -267,8 +279,10 @@ def main(argv=None) -> int:
     p.add_argument("--no-faults", action="store_true")
     p.add_argument("--no-shrink", action="store_true", help="report failures unshrunk")
     common(p)
+    p.add_argument("--html", help="write one self-contained HTML page: matrix, diagrams, replay commands")
     p = sub.add_parser("matrix")
     p.add_argument("--no-shrink", action="store_true", help="report failures unshrunk")
+    p.add_argument("--html", help="write one self-contained HTML page: matrix, diagrams, replay commands")
     p.add_argument("--include", help="only the rows whose client or server is this adapter (e.g. mppx)")
     common(p)
     p = sub.add_parser("mutants")
@@ -292,6 +306,7 @@ def main(argv=None) -> int:
         from .vectors import cmd_vectors
 
         return cmd_vectors(args)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the command line the HTML report shows
     return {"run": cmd_run, "matrix": cmd_matrix, "mutants": cmd_mutants, "replay": cmd_replay}[args.cmd](args)
 
 

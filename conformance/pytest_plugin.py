@@ -14,6 +14,7 @@ from __future__ import annotations
 import pytest
 
 _RUNS: dict = {}
+_RAN_IN: dict = {}  # machine -> the xdist worker that really ran it (recorded in the JUnit report)
 
 
 def pytest_addoption(parser):
@@ -51,9 +52,48 @@ def pytest_collection_modifyitems(session, config, items):
                                                      machine=machine, pid=pid))
 
 
+def _worker(config) -> str:
+    """The pytest-xdist worker id (gw0, gw1, ...), or "main" without xdist."""
+    return getattr(config, "workerinput", {}).get("workerid", "main")
+
+
 def _run(config, machine):
+    """The machine's report, run once per test session: under pytest-xdist the items of one machine land on
+    several workers, and each running the machine again would repeat the work and write the same trace file
+    concurrently. The first worker to ask runs it (under a file lock) and leaves the report for the others."""
     if machine in _RUNS:
         return _RUNS[machine]
+    import json
+    import os
+
+    from filelock import FileLock
+
+    from .runner import PairReport
+
+    trace_dir = config.getoption("--session-trace-dir")
+    uid = getattr(config, "workerinput", {}).get("testrunuid")
+    if uid is None:  # not under xdist: nothing to share
+        rep = _run_machine(config, machine, trace_dir)
+    else:
+        shared = os.path.join(trace_dir, ".xdist", uid)
+        os.makedirs(shared, exist_ok=True)
+        done = os.path.join(shared, f"{machine}.json")
+        with FileLock(done + ".lock"):
+            if os.path.exists(done):
+                with open(done) as f:
+                    d = json.load(f)
+                d.pop("steps_per_second", None)
+                rep, ran_in = PairReport(**{k: v for k, v in d.items() if k != "ran_in"}), d["ran_in"]
+            else:
+                rep, ran_in = _run_machine(config, machine, trace_dir), _worker(config)
+                with open(done, "w") as f:
+                    json.dump(dict(rep.to_json(), ran_in=ran_in), f)
+        _RAN_IN[machine] = ran_in
+    _RUNS[machine] = rep
+    return rep
+
+
+def _run_machine(config, machine, trace_dir):
     from .harness import RunConfig
     from .runner import run_pair
 
@@ -65,10 +105,7 @@ def _run(config, machine):
         import attrs
 
         rc = attrs.evolve(rc, faults=False)
-    rep = run_pair(rc, config.getoption("--session-profile"), machine, None,
-                   config.getoption("--session-trace-dir"))
-    _RUNS[machine] = rep
-    return rep
+    return run_pair(rc, config.getoption("--session-profile"), machine, None, trace_dir)
 
 
 class ConformanceItem(pytest.Item):
@@ -78,6 +115,7 @@ class ConformanceItem(pytest.Item):
 
     def runtest(self):
         rep = _run(self.config, self.machine)
+        self.user_properties.append(("ran_in", _RAN_IN.get(self.machine, _worker(self.config))))
         if rep.error:
             raise ConformanceError(f"the run crashed: {rep.error}\n{rep.failure}")
         status = rep.properties.get(self.pid)

@@ -187,6 +187,17 @@ def build_adapter(manifest: Manifest, *, force: bool = False, timeout: float = 6
     """
     if not manifest.build or (manifest.is_built and not force):
         return
+    # Several processes (pytest-xdist workers, parallel CLI runs) may build one checkout at once: two `npm ci`
+    # in one node_modules corrupt each other. One file lock per adapter directory; whoever waited finds it built.
+    from filelock import FileLock
+
+    with FileLock(str(manifest.root / ".bridge-build.lock"), timeout=timeout):
+        if manifest.is_built and not force:
+            return
+        _run_build(manifest, timeout)
+
+
+def _run_build(manifest: Manifest, timeout: float) -> None:
     exe = manifest.build[0]
     if shutil.which(exe) is None and not Path(exe).exists():
         raise FileNotFoundError(f"adapter {manifest.name}: build tool {exe!r} is not on PATH")
