@@ -25,7 +25,7 @@ check: $(STAMP)
 	$(BIN)/python -m model.check
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 
 # A long soak: the deep profile on every bundled pair and machine, several seeds (never part of `make test`),
 # then a kill -9 loop of a separate server process paid by 3 client processes through a chain service

@@ -30,7 +30,7 @@ from .trace import render_steps
 
 PROFILES = {
     # name: (max_examples, steps per example)
-    "quick": (6, 15),
+    "quick": (10, 20),
     "ci": (20, 25),
     "deep": (200, 50),
     "mutants": (60, 40),  # mutants --profile quick: a few more steps, no shrinking (time to kill)

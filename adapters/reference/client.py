@@ -83,7 +83,7 @@ __all__ = [
 ]
 
 MAX_PAID_ATTEMPTS = 3
-PRICES_PER_REQUEST = 2  # the most one request() signs without being served (plus the unproven allowance)
+PRICES_PER_REQUEST = MAX_PAID_ATTEMPTS  # the most one request() signs unserved: one price per paid attempt (plus the unproven allowance)
 PAYER_HEADER = "Payment-Payer"
 
 

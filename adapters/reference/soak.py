@@ -180,7 +180,7 @@ def _client_main(args: argparse.Namespace) -> int:
         chain.fund(key, CLIENT_FUNDS)
     rec = _Recorder(args.records)
     client = SessionClient(
-        args.server, key, chain, hinted=True, max_deposit=CLIENT_FUNDS, persist_path=args.persist,
+        args.server, key, chain, hinted=True, max_deposit=CLIENT_FUNDS, persist_path=args.persist, max_price=PRICE,
         seed=args.seed * 1000 + sum(args.name.encode()), observer=rec, timeout=15.0,
     )
     started = time.time()
