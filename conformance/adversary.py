@@ -45,7 +45,7 @@ VARIANT_KINDS = ("same:upper_hex", "same:key_order", "same:whitespace", "same:fo
 # server must refuse it and change nothing (httpauth "Challenge Binding").
 STRICT_ONLY_VARIANTS = ("same:upper_hex", "same:compact")
 PAYER_SIGNED_KINDS = ("lower", "replay", "above_deposit", "advance_nokey", "head_advance", "lower_after_advance",
-                      "keyed_retry", "keyed_advance")  # the adversary holds the payer's key for these
+                      "keyed_retry", "keyed_advance", "probe_after_advance")  # the adversary holds the payer's key for these
 
 EXTRA_PROPERTIES = {
     "SV": "the server's verdict on any credential equals model.server.handle's (voucher rule V1-V7, charge C1-C3)",
