@@ -126,53 +126,52 @@ class AcceptsHighS(SessionServer):
         return super()._recover(channel_id, amount, signature)
 
 
-class _CapturesWholeVoucher:
-    def __init__(self, chain):
-        self._chain = chain
+class _CloseCapturing:
+    """The chain, except that a cooperative close captures `capture(chain, channel_id, cumulative_amount)`."""
+
+    def __init__(self, chain, capture):
+        self._chain, self._capture = chain, capture
 
     def __getattr__(self, name):
         return getattr(self._chain, name)
 
     def close(self, payee_key, channel_id, cumulative_amount, signature, capture_amount=None):
-        return self._chain.close(payee_key, channel_id, cumulative_amount, signature)  # v1 close: capture all
+        capture = self._capture(self._chain, channel_id, cumulative_amount)
+        return self._chain.close(payee_key, channel_id, cumulative_amount, signature, capture_amount=capture)
 
 
-class _CapturesSettledOnly:
-    def __init__(self, chain):
-        self._chain = chain
+class _WrongCloseCapture(SessionServer):
+    """A close that captures the wrong amount (subclasses say which): the chain is swapped for the close only."""
 
-    def __getattr__(self, name):
-        return getattr(self._chain, name)
+    @staticmethod
+    def _capture(chain, channel_id, cumulative_amount):  # pragma: no cover - abstract
+        raise NotImplementedError
 
-    def close(self, payee_key, channel_id, cumulative_amount, signature, capture_amount=None):
-        settled = self._chain.get_channel(channel_id).settled
-        return self._chain.close(payee_key, channel_id, cumulative_amount, signature, capture_amount=settled)
+    def _close(self, cred, p):
+        real = self.chain
+        self.chain = _CloseCapturing(real, self._capture)
+        try:
+            return super()._close(cred, p)
+        finally:
+            self.chain = real
 
 
-class CloseCapturesSettled(SessionServer):
+class CloseCapturesSettled(_WrongCloseCapture):
     """Bug: close captures only what was already settled, forgetting the unsettled spent (a close right
     after an advance gives the payer back what it was served)."""
 
-    def _close(self, cred, p):
-        real = self.chain
-        self.chain = _CapturesSettledOnly(real)
-        try:
-            return super()._close(cred, p)
-        finally:
-            self.chain = real
+    @staticmethod
+    def _capture(chain, channel_id, cumulative_amount):
+        return chain.get_channel(channel_id).settled
 
 
-class CloseCapturesVoucher(SessionServer):
+class CloseCapturesVoucher(_WrongCloseCapture):
     """Bug (mppx close-capture fixes): close captures the close voucher's whole amount, not
     max(spent, settled) (draft "Cooperative Close")."""
 
-    def _close(self, cred, p):
-        real = self.chain
-        self.chain = _CapturesWholeVoucher(real)
-        try:
-            return super()._close(cred, p)
-        finally:
-            self.chain = real
+    @staticmethod
+    def _capture(chain, channel_id, cumulative_amount):
+        return cumulative_amount  # what the v1 close captures without a capture amount
 
 
 class AcceptsWhileClosing(SessionServer):
