@@ -29,6 +29,10 @@ __all__ = [
     "norm_key",
     "sig_bytes",
     "compute_channel_id",
+    "UINT96_MAX",
+    "PRECOMPILE_ESCROW",
+    "compute_channel_id_v2",
+    "stand_in_expiring_nonce_hash",
 ]
 
 CLOSE_GRACE_PERIOD = 15 * 60  # the escrow's CLOSE_GRACE_PERIOD (draft, "requestClose")
@@ -127,3 +131,38 @@ def compute_channel_id(
         + _word(escrow)
         + chain_id.to_bytes(32, "big")
     ).hex()
+
+
+# ----------------------------------------------------------------------------- v2
+
+UINT96_MAX = 2**96 - 1
+# The TIP-20 channel escrow precompile's address: mppx's default escrow for v2.
+PRECOMPILE_ESCROW = "0x4d50500000000000000000000000000000000000"
+
+
+def compute_channel_id_v2(descriptor, escrow: str, chain_id: int) -> str:
+    """keccak256(abi.encode(payer, payee, operator, token, salt, authorizedSigner,
+    expiringNonceHash, escrow, chainId)) (draft, "Channel Descriptor").
+    `descriptor` is a base.ChannelDescriptor with normalized fields."""
+    d = descriptor
+    return "0x" + keccak(
+        _word(d.payer)
+        + _word(d.payee)
+        + _word(d.operator)
+        + _word(d.token)
+        + bytes.fromhex(d.salt[2:])
+        + _word(d.authorized_signer)
+        + bytes.fromhex(d.expiring_nonce_hash[2:])
+        + _word(escrow)
+        + chain_id.to_bytes(32, "big")
+    ).hex()
+
+
+def stand_in_expiring_nonce_hash(payer: str, opens_so_far: int) -> str:
+    """keccak256(abi.encode(payer, opensSoFar)): our stand-in for Tempo's expiringNonceHash.
+
+    On Tempo the precompile hashes the open transaction's signing payload with its
+    sender, which no contract on py-evm can see; our escrows hash the payer with
+    the number of channels it opened before, which is just as unique per open and
+    known to the client before it signs. Both v2 backends use this formula."""
+    return "0x" + keccak(_word(payer) + opens_so_far.to_bytes(32, "big")).hex()

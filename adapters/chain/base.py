@@ -126,3 +126,108 @@ class Chain(Protocol):
 
     def advance_time(self, seconds: int) -> None:
         """Move the chain clock forward (test backends only)."""
+
+
+# ----------------------------------------------------------------------------- v2
+# The TIP-20 channel escrow precompile (draft, "Precompile-Backed Channel State").
+# The v1 records above stay as they are; v2 backends speak in descriptors.
+
+
+@attrs.frozen
+class ChannelDescriptor:
+    """The v2 channel descriptor (draft, "Channel Descriptor"); every v2 call names a channel by it.
+
+    All fields are lowercase 0x-hex; operator and authorized_signer are the zero
+    address when unset."""
+
+    payer: str
+    payee: str
+    operator: str
+    token: str
+    salt: str
+    authorized_signer: str
+    expiring_nonce_hash: str
+
+    def as_abi(self) -> tuple[str, str, str, str, str, str, str]:
+        """The descriptor as the precompile's ABI tuple, in its field order."""
+        return (self.payer, self.payee, self.operator, self.token, self.salt, self.authorized_signer, self.expiring_nonce_hash)
+
+    @property
+    def expected_signer(self) -> str:
+        return self.payer if self.authorized_signer == ZERO_ADDRESS else self.authorized_signer
+
+
+@attrs.frozen
+class ChannelStateV2(ChannelState):
+    """The precompile's record of one channel: the v1 fields plus what v2 adds to the descriptor."""
+
+    operator: str = ZERO_ADDRESS
+    salt: str = "0x" + "00" * 32
+    expiring_nonce_hash: str = "0x" + "00" * 32
+
+    @property
+    def descriptor(self) -> ChannelDescriptor:
+        return ChannelDescriptor(
+            self.payer, self.payee, self.operator, self.token, self.salt, self.authorized_signer, self.expiring_nonce_hash
+        )
+
+
+@attrs.frozen
+class DecodedTxV2:
+    """What a signed client transaction asks the v2 escrow to do."""
+
+    kind: Literal["open", "topUp"]
+    sender: str  # recovered from the transaction signature
+    to: str  # the contract the transaction calls
+    chain_id: int
+    channel_id: str  # computed from the descriptor
+    descriptor: ChannelDescriptor  # for open: the one the transaction will create
+    amount: int  # deposit for open, additionalDeposit for topUp
+
+
+@runtime_checkable
+class ChainV2(Protocol):
+    """A v2 (TIP-20 channel escrow precompile) deployment with its token.
+
+    Same shape as Chain, except that channels are named by their descriptor in
+    every write, amounts are uint96, an open may name an operator (who may
+    settle and close for the payee), and close always takes the capture amount."""
+
+    name: str  # "memory-v2" or "evm-v2"
+    chain_id: int
+    escrow: str
+    token: str
+    grace_period: int
+
+    def fund(self, key: bytes, amount: int) -> str: ...
+
+    def balance_of(self, address: str) -> int: ...
+
+    def get_channel(self, channel_id: str) -> ChannelStateV2: ...
+
+    def compute_channel_id(self, descriptor: ChannelDescriptor) -> str: ...
+
+    def now(self) -> int: ...
+
+    def build_open_tx(
+        self, payer_key: bytes, payee: str, deposit: int, salt: str, authorized_signer: str, operator: str = ZERO_ADDRESS
+    ) -> tuple[str, ChannelDescriptor]:
+        """Sign (not send) an open transaction; returns (raw tx hex, the descriptor it will create)."""
+
+    def build_topup_tx(self, payer_key: bytes, descriptor: ChannelDescriptor, amount: int) -> str: ...
+
+    def decode_tx(self, raw_tx: str) -> DecodedTxV2: ...
+
+    def broadcast(self, raw_tx: str) -> str: ...
+
+    def settle(self, payee_key: bytes, descriptor: ChannelDescriptor, cumulative_amount: int, signature: bytes) -> str: ...
+
+    def close(
+        self, payee_key: bytes, descriptor: ChannelDescriptor, cumulative_amount: int, capture_amount: int, signature: bytes
+    ) -> str: ...
+
+    def request_close(self, payer_key: bytes, descriptor: ChannelDescriptor) -> str: ...
+
+    def withdraw(self, payer_key: bytes, descriptor: ChannelDescriptor) -> str: ...
+
+    def advance_time(self, seconds: int) -> None: ...

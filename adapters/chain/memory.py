@@ -281,28 +281,30 @@ class MemoryChain:
         if kind not in ("open", "topUp"):
             raise ChainError("UnsupportedCall", f"not an open or topUp transaction: {kind!r}")
         try:
-            if not isinstance(args, dict) or set(args) != (_OPEN_ARGS if kind == "open" else _TOPUP_ARGS):
-                raise ChainError("InvalidArgument", "wrong argument names")
-            if kind == "open":
-                payee = norm_address(args["payee"], "payee")
-                token = norm_address(args["token"], "token")
-                salt = norm_bytes32(args["salt"], "salt")
-                signer = norm_address(args["authorizedSigner"], "authorizedSigner")
-                amount = self._decimal(args["deposit"])
-                cid = compute_channel_id(sender, payee, token, salt, signer, self.escrow, self.chain_id)
-                decoded = DecodedTx("open", sender, self.escrow, chain_id, cid, payee, token, amount, salt, signer)
-            else:
-                cid = norm_bytes32(args["channelId"], "channelId")
-                decoded = DecodedTx("topUp", sender, self.escrow, chain_id, cid, amount=self._decimal(args["additionalDeposit"]))
+            decoded = self._decode_args(kind, args, sender, chain_id)
         except ChainError as exc:
             raise _malformed(f"bad arguments: {exc.detail}") from None
         return decoded, nonce, raw
 
+    def _decode_args(self, kind: str, args: object, sender: str, chain_id: int) -> DecodedTx:
+        if not isinstance(args, dict) or set(args) != (_OPEN_ARGS if kind == "open" else _TOPUP_ARGS):
+            raise ChainError("InvalidArgument", "wrong argument names")
+        if kind == "open":
+            payee = norm_address(args["payee"], "payee")
+            token = norm_address(args["token"], "token")
+            salt = norm_bytes32(args["salt"], "salt")
+            signer = norm_address(args["authorizedSigner"], "authorizedSigner")
+            amount = self._decimal(args["deposit"])
+            cid = compute_channel_id(sender, payee, token, salt, signer, self.escrow, self.chain_id)
+            return DecodedTx("open", sender, self.escrow, chain_id, cid, payee, token, amount, salt, signer)
+        cid = norm_bytes32(args["channelId"], "channelId")
+        return DecodedTx("topUp", sender, self.escrow, chain_id, cid, amount=self._decimal(args["additionalDeposit"]))
+
     @staticmethod
-    def _decimal(value: object) -> int:
+    def _decimal(value: object, limit: int = UINT128_MAX) -> int:
         if not isinstance(value, str) or not _DECIMAL_RE.fullmatch(value):
             raise ChainError("InvalidArgument", f"amount: expected a decimal string, got {value!r}")
-        return norm_amount(int(value), "amount")
+        return norm_amount(int(value), "amount", limit)
 
     def broadcast(self, raw_tx: str) -> str:
         with self._lock:
