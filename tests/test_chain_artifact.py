@@ -3,7 +3,9 @@
 1. Each artifact records the sha256 of the current .sol files.
 2. The artifacts were built by the solc version that package.json and
    package-lock.json pin, with the settings build.mjs uses.
-3. The escrow's ABI has the draft's v1 interface.
+3. The v1 escrow's ABI has the draft's v1 interface; the v2 escrow's has mppx's
+   `Session.Precompile.escrowAbi` functions and events (so mppx's calls and log
+   decoding work against it).
 4. With node on PATH: a fresh `npm ci` of the pinned solc and `node build.mjs`
    into a temporary directory reproduce the committed artifacts byte for byte.
    Skipped without node; without the npm registry it is skipped too, except in
@@ -23,8 +25,8 @@ import pytest
 CHAIN = Path(__file__).resolve().parent.parent / "adapters" / "chain"
 SOLIDITY = CHAIN / "solidity"
 ARTIFACTS = CHAIN / "artifacts"
-NAMES = ("TempoStreamChannel", "TestToken")
-SOURCES = ("TempoStreamChannel.sol", "TestToken.sol")
+NAMES = ("TempoStreamChannel", "TestToken", "TIP20ChannelEscrow")
+SOURCES = ("TempoStreamChannel.sol", "TestToken.sol", "TIP20ChannelEscrow.sol")
 
 
 def _artifact(name: str) -> dict:
@@ -101,6 +103,66 @@ def test_escrow_abi_has_the_draft_v1_interface():
         + [e for e in errors if ("error", e) not in sigs]
     )
     assert not missing
+
+
+def _signatures(abi: list[dict]) -> set[tuple[str, str]]:
+    def typ(i: dict) -> str:
+        if i["type"].startswith("tuple"):
+            return "(" + ",".join(typ(c) for c in i["components"]) + ")" + i["type"][5:]
+        return i["type"]
+
+    return {
+        (item["type"], f"{item['name']}({','.join(typ(i) for i in item['inputs'])})")
+        for item in abi
+        if item["type"] in ("function", "event", "error")
+    }
+
+
+_DESCRIPTOR = "(address,address,address,address,bytes32,address,bytes32)"
+
+
+def test_v2_escrow_abi_has_the_precompile_interface_of_mppx():
+    """Every function and event of mppx 0.11's Session.Precompile.escrowAbi, with its argument types,
+    and each event's indexed fields as mppx decodes them."""
+    abi = _artifact("TIP20ChannelEscrow")["abi"]
+    sigs = _signatures(abi)
+    functions = [
+        "CLOSE_GRACE_PERIOD()",
+        "VOUCHER_TYPEHASH()",
+        "open(address,address,address,uint96,bytes32,address)",
+        f"settle({_DESCRIPTOR},uint96,bytes)",
+        f"topUp({_DESCRIPTOR},uint96)",
+        f"close({_DESCRIPTOR},uint96,uint96,bytes)",
+        f"requestClose({_DESCRIPTOR})",
+        f"withdraw({_DESCRIPTOR})",
+        f"getChannel({_DESCRIPTOR})",
+        "getChannelState(bytes32)",
+        "getChannelStatesBatch(bytes32[])",
+        "computeChannelId(address,address,address,address,bytes32,address,bytes32)",
+        "getVoucherDigest(bytes32,uint96)",
+        "domainSeparator()",
+    ]
+    events = {
+        "ChannelOpened(bytes32,address,address,address,address,address,bytes32,bytes32,uint96)": 3,
+        "Settled(bytes32,address,address,uint96,uint96,uint96)": 3,
+        "TopUp(bytes32,address,address,uint96,uint96)": 3,
+        "CloseRequested(bytes32,address,address,uint256)": 3,
+        "ChannelClosed(bytes32,address,address,uint96,uint96)": 3,
+        "CloseRequestCancelled(bytes32,address,address)": 3,
+    }
+    missing = [f for f in functions if ("function", f) not in sigs] + [e for e in events if ("event", e) not in sigs]
+    assert not missing
+    for item in abi:
+        if item["type"] == "event":
+            assert [i["indexed"] for i in item["inputs"]][:3] == [True, True, True], item["name"]
+            assert not any(i["indexed"] for i in item["inputs"][3:]), item["name"]
+    outputs = {item["name"]: item["outputs"] for item in abi if item["type"] == "function"}
+    (state,) = outputs["getChannelState"]
+    assert [(c["name"], c["type"]) for c in state["components"]] == [
+        ("settled", "uint96"), ("deposit", "uint96"), ("closeRequestedAt", "uint32")
+    ]
+    (channel,) = outputs["getChannel"]
+    assert [c["name"] for c in channel["components"]] == ["descriptor", "state"]
 
 
 def _npm_ci(workdir: Path) -> None:

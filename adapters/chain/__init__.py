@@ -4,6 +4,7 @@
     make_chain("evm")     # the compiled escrow on py-evm via web3's tester provider (EvmChain)
     make_chain("rpc", url="http://127.0.0.1:8545")  # any JSON-RPC node, e.g. `python -m adapters.chain serve` (RpcChain)
     make_chain("memory-v2")  # the v2 escrow (TIP-20 channel precompile), in process (MemoryChainV2, base.ChainV2)
+    make_chain("evm-v2")     # TIP20ChannelEscrow.sol at the precompile address on py-evm (EvmChainV2)
 
 deployment.deployment_of(chain) says which protocol a backend speaks and what follows from it.
 
@@ -22,13 +23,13 @@ __all__ = [
 ]
 
 BACKENDS = ("memory", "evm", "rpc")
-BACKENDS_V2 = ("memory-v2",)
+BACKENDS_V2 = ("memory-v2", "evm-v2")
 
 
 def make_chain(name: str, **kw: Any) -> Chain | ChainV2:
     """A chain backend by name: "memory" (keyword arguments go to MemoryChain), "evm" (a fresh
     deployment), "rpc" (keyword arguments go to RpcChain: url, and optionally escrow, token,
-    resettable, timeout), or "memory-v2"."""
+    resettable, timeout), "memory-v2" or "evm-v2"."""
     if name == "memory":
         from .memory import MemoryChain
 
@@ -45,4 +46,8 @@ def make_chain(name: str, **kw: Any) -> Chain | ChainV2:
         from .memory_v2 import MemoryChainV2
 
         return MemoryChainV2(**kw)
+    if name == "evm-v2":
+        from .evm_v2 import EvmChainV2  # imports web3; only on this path
+
+        return EvmChainV2(**kw)
     raise ValueError(f"unknown chain backend {name!r}; choose one of {', '.join(BACKENDS + BACKENDS_V2)}")

@@ -96,11 +96,11 @@ def _malformed(detail: str) -> ChainError:
     return ChainError("MalformedTransaction", detail)
 
 
-@functools.lru_cache(maxsize=1)
-def escrow_errors() -> dict[bytes, str]:
+@functools.lru_cache(maxsize=4)
+def escrow_errors(escrow_artifact: str = "TempoStreamChannel") -> dict[bytes, str]:
     """Selector -> name of every custom error of the escrow and the token (from the artifacts)."""
     errors: dict[bytes, str] = {}
-    for name in ("TempoStreamChannel", "TestToken"):
+    for name in (escrow_artifact, "TestToken"):
         for item in load_artifact(name)["abi"]:
             if item["type"] == "error":
                 errors[_selector(_signature(item))] = item["name"]
@@ -116,12 +116,13 @@ class Web3Escrow:
 
     name = "web3"
     w3: Any
+    _escrow_artifact = "TempoStreamChannel"  # evm_v2.EvmChainV2 swaps in the v2 escrow
 
     def _connect(self) -> None:
         """Chain id, the error table and fees, read once (before anything is signed)."""
         self.chain_id = int(self.w3.eth.chain_id)
         self._lock = threading.RLock()
-        self._errors = escrow_errors()
+        self._errors = escrow_errors(self._escrow_artifact)
         # Fees: the tester's base fee starts at 1 gwei and only falls while blocks stay small.
         base_fee = int(self.w3.eth.get_block("latest")["baseFeePerGas"])
         self._max_fee = max(10 * 10**9, 4 * base_fee + _TIP)
@@ -342,7 +343,11 @@ class Web3Escrow:
         to = ("0x" + bytes(to).hex()) if isinstance(to, (bytes, bytearray)) else str(to or "").lower()
         if to != self.escrow:
             raise ChainError("WrongContract", f"transaction calls {to or 'nothing (a deployment)'}, the escrow is {self.escrow}")
-        data = bytes(fields.get("data", b""))
+        decoded = self._decode_call(sender, chain_id, bytes(fields.get("data", b"")))
+        return decoded, fields, raw
+
+    def _decode_call(self, sender: str, chain_id: int, data: bytes) -> DecodedTx:
+        """The escrow call a transaction makes (evm_v2 overrides it for the v2 escrow)."""
         if data[:4] == _selector("open(address,address,uint128,bytes32,address)"):
             kind, types = "open", ["address", "address", "uint128", "bytes32", "address"]
         elif data[:4] == _selector("topUp(bytes32,uint128)"):
@@ -357,11 +362,9 @@ class Web3Escrow:
             payee, token, amount, salt_b, signer = args
             payee, token, signer, salt = payee.lower(), token.lower(), signer.lower(), "0x" + bytes(salt_b).hex()
             cid = compute_channel_id(sender, payee, token, salt, signer, self.escrow, self.chain_id)
-            decoded = DecodedTx("open", sender, self.escrow, chain_id, cid, payee, token, amount, salt, signer)
-        else:
-            cid_b, amount = args
-            decoded = DecodedTx("topUp", sender, self.escrow, chain_id, "0x" + bytes(cid_b).hex(), amount=amount)
-        return decoded, fields, raw
+            return DecodedTx("open", sender, self.escrow, chain_id, cid, payee, token, amount, salt, signer)
+        cid_b, amount = args
+        return DecodedTx("topUp", sender, self.escrow, chain_id, "0x" + bytes(cid_b).hex(), amount=amount)
 
     def broadcast(self, raw_tx: str) -> str:
         with self._lock:
@@ -414,16 +417,24 @@ class EvmChain(Web3Escrow):
         from eth_tester import EthereumTester, PyEVMBackend
         from web3 import EthereumTesterProvider, Web3
 
-        self._tester = EthereumTester(PyEVMBackend())
+        escrow_art, token_art = load_artifact(self._escrow_artifact), load_artifact("TestToken")
+        self._tester = EthereumTester(PyEVMBackend(genesis_state=self._genesis_state(PyEVMBackend, escrow_art)))
         self.w3 = Web3(EthereumTesterProvider(self._tester))
         self._faucet = self.w3.eth.accounts[0]  # an unlocked tester account with plenty of ether
         self._connect()
-        escrow_art, token_art = load_artifact("TempoStreamChannel"), load_artifact("TestToken")
         ctor = eth_abi.encode(["string", "string"], ["Tempo Test USD", "tUSD"])
         token = self._deploy(bytes.fromhex(token_art["bytecode"][2:]) + ctor)
-        escrow = self._deploy(bytes.fromhex(escrow_art["bytecode"][2:]))
+        escrow = self._place_escrow(escrow_art)
         self._attach(escrow, token)
         self._snapshot = self._tester.take_snapshot()
+
+    def _genesis_state(self, backend: Any, escrow_art: dict[str, Any]) -> Any:
+        """The tester's genesis accounts; None for its default ones (the v1 escrow is deployed after)."""
+        return None
+
+    def _place_escrow(self, escrow_art: dict[str, Any]) -> str:
+        """Put the escrow on chain and return its address: v1 deploys it with a transaction."""
+        return self._deploy(bytes.fromhex(escrow_art["bytecode"][2:]))
 
     @property
     def tester(self) -> Any:

@@ -17,8 +17,12 @@ const require = createRequire(import.meta.url);
 const here = dirname(fileURLToPath(import.meta.url));
 
 const PINNED = JSON.parse(readFileSync(join(here, "package.json"), "utf8")).dependencies.solc;
-const SOURCES = ["TempoStreamChannel.sol", "TestToken.sol"];
-const CONTRACTS = { "TempoStreamChannel.sol": "TempoStreamChannel", "TestToken.sol": "TestToken" };
+const SOURCES = ["TempoStreamChannel.sol", "TestToken.sol", "TIP20ChannelEscrow.sol"];
+const CONTRACTS = {
+  "TempoStreamChannel.sol": "TempoStreamChannel",
+  "TestToken.sol": "TestToken",
+  "TIP20ChannelEscrow.sol": "TIP20ChannelEscrow",
+};
 const SETTINGS = {
   optimizer: { enabled: true, runs: 200 },
   evmVersion: "shanghai",
