@@ -33,9 +33,14 @@ def chain(request) -> ChainV2:
     """memory-v2 fresh per test; evm-v2 deployed once per module and reset (it is slow to deploy)."""
     if request.param.startswith("memory"):
         return make_chain(request.param)
-    c = _shared.get(request.param)
+    return _evm_v2()
+
+
+def _evm_v2():
+    """The module's one evm-v2 chain, reset to its freshly deployed state."""
+    c = _shared.get("evm-v2")
     if c is None:
-        c = _shared[request.param] = make_chain(request.param)
+        c = _shared["evm-v2"] = make_chain("evm-v2")
     c.reset()
     return c
 
@@ -301,3 +306,104 @@ def test_unknown_channel(funded):
     d = ChannelDescriptor(addr(PAYER), addr(PAYEE), ZERO_ADDRESS, funded.token, SALT, ZERO_ADDRESS, SALT)
     assert not funded.get_channel(funded.compute_channel_id(d)).exists
     assert rejected(funded, funded.request_close, PAYER, d) == "ChannelNotFound"
+
+
+# ------------------------------------------------------------------ against mppx's numbers
+
+
+def test_mppx_v2_vector_settles_on_memory_v2():
+    """mppx 0.11's v2 test vector (mppx-0.11-notes.md: chainId 4217, verifyingContract = the
+    precompile): our digest is its digest, and its signature is accepted by the escrow."""
+    chain = make_chain("memory-v2", chain_id=4217)
+    key = bytes.fromhex("0123456789012345678901234567890123456789012345678901234567890123")
+    cid = "0x" + "11" * 32
+    assert chain.voucher_digest(cid, 250_000).hex() == "0193b8672e0f544be6f54b83a14309a668c03f8d19d9b32e1a1dc49932f44122"
+    mppx_sig = bytes.fromhex(
+        "c3dc8b626b69f76eaab05513a296b6cbc1642c04fef052b14a704cada58f1d21"
+        "3cf9505f9af29c1d9240ace5f5ada6c9c19964bdba0d9d5e34697ad4530a669b1b"
+    )
+    chain.fund(key, BALANCE)
+    chain.fund(PAYEE, 0)
+    raw, d = chain.build_open_tx(key, addr(PAYEE), DEPOSIT, SALT, ZERO_ADDRESS)
+    chain.broadcast(raw)
+    real = chain.compute_channel_id(d)
+    # the vector's channel id is not ours, so its signature is for another channel ...
+    assert reason(chain.settle, PAYEE, d, 250_000, mppx_sig) == "InvalidSignature"
+    # ... and the signature our signer makes for the vector's channel is mppx's
+    assert v2_voucher(chain, key, cid, 250_000) == mppx_sig
+    chain.settle(PAYEE, d, 250_000, v2_voucher(chain, key, real, 250_000))
+
+
+def test_evm_v2_answers_mppx_reads():
+    """getChannelState, the read mppx makes, agrees with get_channel; the code is at the precompile address."""
+    chain = _evm_v2()
+    chain.fund(PAYER, BALANCE)
+    chain.fund(PAYEE, 0)
+    d, cid = open_channel(chain)
+    chain.settle(PAYEE, d, 7, v2_voucher(chain, PAYER, cid, 7))
+    chain.request_close(PAYER, d)
+    st = chain.get_channel(cid)
+    ((settled, deposit, requested),) = chain._view(
+        chain.escrow, "getChannelState(bytes32)", ["bytes32"], [bytes.fromhex(cid[2:])], ["(uint96,uint96,uint32)"]
+    )
+    assert (settled, deposit, requested) == (st.settled, st.deposit, st.close_requested_at) == (7, DEPOSIT, st.close_requested_at)
+    assert requested > 0
+    assert chain.w3.eth.get_code(chain.escrow) != b""  # the code really is at the precompile address
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_memory_v2_and_evm_v2_agree_call_for_call(seed):
+    import random
+
+    rng = random.Random(seed)
+    chains = [make_chain("memory-v2"), _evm_v2()]
+    for c in chains:
+        c.fund(PAYER, BALANCE)
+        for k in KEYS[1:]:
+            c.fund(k, 0)
+    descs: list = [[] for _ in chains]
+    succeeded = 0
+    for _ in range(30):
+        op = rng.choice(["open", "topUp", "settle", "close", "requestClose", "withdraw", "wait"])
+        who = rng.choice([PAYER, PAYEE, OPERATOR, OTHER])
+        amount = rng.choice([0, 1, 500, DEPOSIT, DEPOSIT + 1])
+        pick = rng.randrange(4)
+        voucher_key = rng.choice([PAYER, PAYER, OTHER])
+        wait = rng.choice([1, 600, 901])
+        outcomes = []
+        for i, c in enumerate(chains):
+            d = descs[i][pick % len(descs[i])] if descs[i] else None
+            try:
+                if op == "open":
+                    raw, nd = c.build_open_tx(PAYER, addr(PAYEE), amount, SALT, ZERO_ADDRESS, addr(OPERATOR) if pick % 2 else ZERO_ADDRESS)
+                    c.broadcast(raw)
+                    descs[i].append(nd)
+                elif d is None:
+                    outcomes.append("none")
+                    continue
+                elif op == "topUp":
+                    c.broadcast(c.build_topup_tx(who, d, amount))
+                elif op in ("settle", "close"):
+                    cid = c.compute_channel_id(d)
+                    sig = v2_voucher(c, voucher_key, cid, amount)
+                    if op == "settle":
+                        c.settle(who, d, amount, sig)
+                    else:
+                        c.close(who, d, amount, amount // 2, sig)
+                elif op == "requestClose":
+                    c.request_close(who, d)
+                elif op == "withdraw":
+                    c.withdraw(who, d)
+                else:
+                    c.advance_time(wait)
+                outcomes.append("ok")
+            except ChainError as exc:
+                outcomes.append(exc.reason)
+        assert outcomes[0] == outcomes[1], (op, outcomes)
+        succeeded += outcomes[0] == "ok"
+    def states(c, ds):  # what does not depend on the backend's addresses and clock
+        return [(st.deposit, st.settled, st.finalized, st.close_requested_at != 0) for st in (c.get_channel(c.compute_channel_id(d)) for d in ds)]
+
+    assert states(chains[0], descs[0]) == states(chains[1], descs[1])
+    assert len(descs[0]) > 0 and succeeded >= 5, succeeded
+    assert [chains[0].balance_of(addr(k)) for k in KEYS] == [chains[1].balance_of(addr(k)) for k in KEYS]
