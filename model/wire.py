@@ -746,7 +746,6 @@ def verify_challenge_id(secret: bytes, challenge: Challenge) -> bool:
 
 # ---- WWW-Authenticate (RFC 9110 section 11; httpauth "Challenge", "ABNF Collected")
 
-_TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 _TOKEN68_RE = re.compile(r"[A-Za-z0-9._~+/-]+=*")
 _CHALLENGE_PARAMS = ("id", "realm", "method", "intent", "request", "expires", "digest", "description", "opaque")
 _REQUIRED_PARAMS = ("id", "realm", "method", "intent", "request")
