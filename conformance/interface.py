@@ -74,6 +74,9 @@ class Env:
 
 
 def _deployment_of(chain: Any) -> Any:
+    """The deployment of a make_chain backend; None for an Env without a chain (an adapter's own world)."""
+    if chain is None:
+        return None
     from adapters.chain.deployment import deployment_of
 
     return deployment_of(chain)

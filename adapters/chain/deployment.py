@@ -88,6 +88,23 @@ class Deployment:
         self._require("v2")
         return self.chain.compute_channel_id(descriptor)  # type: ignore[call-arg]
 
+    def to_json(self) -> dict:
+        """The deployment as a bridge adapter is handed it (adapters/bridge/PROTOCOL.md, "The deployment"):
+        camelCase JSON, amounts as decimal strings."""
+        return {
+            "sessionProtocol": self.protocol,
+            "backend": self.chain.name,
+            "chainId": self.chain_id,
+            "escrowContract": self.escrow,
+            "currency": self.token,
+            "voucherDomain": {"name": self.domain.name, "version": "1", "chainId": self.chain_id,
+                              "verifyingContract": self.escrow},
+            "amountType": "uint96" if self.is_v2 else "uint128",
+            "maxAmount": str(self.max_amount),
+            "channelId": "descriptor" if self.is_v2 else "escrow-open",
+            "closeGracePeriod": self.chain.grace_period,
+        }
+
     # -- the channel-id seam: one call shape on v1 and v2
 
     @property
