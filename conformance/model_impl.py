@@ -54,10 +54,7 @@ def domain_of(chain) -> VoucherDomain:
 
 def wire_descriptor(d) -> Optional[wire.Descriptor]:
     """A descriptor record (adapters' ChannelDescriptor or model.chain.Descriptor) in its wire form."""
-    if d is None:
-        return None
-    return wire.Descriptor(payer=d.payer, payee=d.payee, operator=d.operator, token=d.token, salt=d.salt,
-                           authorized_signer=d.authorized_signer, expiring_nonce_hash=d.expiring_nonce_hash)
+    return None if d is None else wire.Descriptor.of(d)
 
 
 def model_descriptor(d: wire.Descriptor) -> mchain.Descriptor:

@@ -305,6 +305,14 @@ class Descriptor(WireModel):
     authorized_signer: Address
     expiring_nonce_hash: Bytes32
 
+    @classmethod
+    def of(cls, record: Any) -> "Descriptor":
+        """The wire form of any descriptor record with these field names (model.chain.Descriptor, the chain
+        backends' ChannelDescriptor)."""
+        return cls(payer=record.payer, payee=record.payee, operator=record.operator, token=record.token,
+                   salt=record.salt, authorized_signer=record.authorized_signer,
+                   expiring_nonce_hash=record.expiring_nonce_hash)
+
 
 class HighestVoucher(WireModel):
     """The server's highest accepted voucher, as mppx 0.11 puts in a snapshot."""

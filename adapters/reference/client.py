@@ -747,8 +747,7 @@ class SessionClient:
                 except ChainError:
                     return None  # not on chain: the server refuses the credential like any unknown channel
             self._descriptors[channel_id] = d
-        return Descriptor(payer=d.payer, payee=d.payee, operator=d.operator, token=d.token, salt=d.salt,
-                          authorized_signer=d.authorized_signer, expiring_nonce_hash=d.expiring_nonce_hash)
+        return Descriptor.of(d)
 
     def _new_salt(self) -> str:
         if self._seed is None:

@@ -405,7 +405,7 @@ class SessionServer:
         )
         descriptor = None
         if self.v2 and hints is not None:
-            descriptor = _wire_descriptor(self.chain.get_channel(hints.channel_id).descriptor)
+            descriptor = Descriptor.of(self.chain.get_channel(hints.channel_id).descriptor)
         md = method_details_with_hints(
             base, hints, cfg.hint_profile, chain_id=self.chain.chain_id, escrow=self.chain.escrow,
             highest_voucher_signature=sig, descriptor=descriptor,
@@ -856,11 +856,6 @@ class SessionServer:
 def _chain_descriptor(d: Descriptor) -> ChannelDescriptor:
     """A credential's (wire) descriptor as the chain's record."""
     return ChannelDescriptor(d.payer, d.payee, d.operator, d.token, d.salt, d.authorized_signer, d.expiring_nonce_hash)
-
-
-def _wire_descriptor(d: ChannelDescriptor) -> Descriptor:
-    return Descriptor(payer=d.payer, payee=d.payee, operator=d.operator, token=d.token, salt=d.salt,
-                      authorized_signer=d.authorized_signer, expiring_nonce_hash=d.expiring_nonce_hash)
 
 
 def _mirror(rec: ChannelRecord, st: ChannelState) -> ChannelRecord:
