@@ -197,8 +197,8 @@ class AdversarySession(Session):
         amount = {"lower": trec.accepted - price, "replay": trec.accepted, "above_deposit": tch.deposit + price,
                   "head_advance": trec.accepted + 2 * price,
                   "keyed_advance": trec.accepted + 2 * price}.get(kind, trec.accepted + price)
-        if amount < 0:
-            return []
+        if amount < 0 or amount > self.deployment.max_amount:
+            return []  # no voucher of the deployment's type can say it (above 2^96-1 on v2): nothing to send
         key_bytes, signer = self.keys[i], self.addrs[i]
         sig_cid = rcid
         if kind == "forged":

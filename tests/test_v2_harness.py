@@ -388,3 +388,29 @@ def test_matrix_runs_every_bundled_pair_on_each_deployment():
     for chain in ("memory", "memory-v2"):
         assert [row for c, row in runs if c == chain and "mppx" not in row[:2]] == bundled
     assert all(c == "memory" for c, row in runs if "mppx" in row[:2])
+
+
+def test_adversary_skips_what_no_v2_voucher_can_say(tmp_path):
+    """In the machines' "bound" money world an attack above the deposit would need a voucher past 2^96-1: on a v2
+    deployment nothing can be signed for it, so the adversary sends nothing (and does not crash)."""
+    from conformance.adversary import AdversarySession
+    from conformance.harness import RunConfig, machine_config
+    from conformance.machines import MONEY
+
+    price, deposit, top_up, wallet = MONEY["bound"]
+    for chain in ("memory", "memory-v2"):
+        rc = RunConfig(client="model", server="reference", chain=chain, price=price, deposit=deposit, top_up=top_up,
+                       wallet=wallet)
+        (tmp_path / chain).mkdir()
+        s = AdversarySession(machine_config(rc, "server"), str(tmp_path / chain))
+        try:
+            assert s.do({"op": "request", "client": 0}).outcome == "served"
+            for _ in range(6):  # 7 prices: three top-ups take the deposit to 2^96 - 2^93 + 6
+                s.do({"op": "request", "client": 0})
+            assert s.twin.chain.channel("alice.1").deposit + price > UINT96_MAX
+            r = s.do({"op": "adversary", "client": 0, "kind": "above_deposit"})
+            assert not r.violations
+            sent = [w for w in r.wires if w.origin == "adversary" and w.action == "voucher"]
+            assert bool(sent) == (chain == "memory"), sent  # v1 can still sign it; v2 cannot
+        finally:
+            s.close()
