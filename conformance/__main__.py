@@ -186,19 +186,20 @@ def cmd_matrix(args) -> int:
         skipped = ",".join(k for k, v in r.properties.items() if v.startswith("skipped"))
         if r.skipped:
             skipped = "pair " + skip_notes[r.skipped]
-        rows.append((chain, machine, client, server, strength, shown, expect,
+        rows.append((machine, client, server, strength, shown, expect,
                      ("skipped" if r.skipped else "yes") if ok_row else "NO",
-                     r.steps, f"{r.seconds:.1f}", limits, skipped))
+                     r.steps, f"{r.seconds:.1f}", limits, skipped,
+                     f"{chain} ({deployment_of_backend(chain)})"))
         if not ok_row:
             _print_report(r, verbose=False)
     line.__exit__(None, None, None)
-    hdr = ("chain", "machine", "client", "server", "strength", "result", "expected", "ok", "steps", "sec",
-           "model limits seen", "skipped")
+    hdr = ("machine", "client", "server", "strength", "result", "expected", "ok", "steps", "sec", "model limits seen",
+           "skipped", "chain (deployment)")
     notes = {}
     for row in rows:  # long reasons go below the table, numbered
-        if row[6] != "pass":
-            notes.setdefault(row[6], f"[{len(notes) + 1}]")
-    rows = [r[:6] + ("pass or " + notes[r[6]] if r[6] != "pass" else "pass",) + r[7:] for r in rows]
+        if row[5] != "pass":
+            notes.setdefault(row[5], f"[{len(notes) + 1}]")
+    rows = [r[:5] + ("pass or " + notes[r[5]] if r[5] != "pass" else "pass",) + r[6:] for r in rows]
     widths = [max(len(str(x[i])) for x in rows + [hdr]) for i in range(len(hdr))]
     for row in [hdr] + rows:
         print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)))
@@ -209,6 +210,12 @@ def cmd_matrix(args) -> int:
     _write(args, reports)
     print("matrix: every pair as expected" if all_ok else "matrix: some pairs NOT as expected")
     return 0 if all_ok else 1
+
+
+def deployment_of_backend(chain: str) -> str:
+    from adapters.chain.deployment import PROTOCOL_OF_BACKEND
+
+    return PROTOCOL_OF_BACKEND.get(chain, "?")
 
 
 V2_OF = {"memory": "memory-v2", "evm": "evm-v2", "memory-v2": "memory-v2", "evm-v2": "evm-v2"}
