@@ -16,9 +16,9 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# The main job: the conformance matrix of the bundled adapters on the memory chain.
+# The main job: the conformance matrix of the bundled adapters on a v1 (memory) and a v2 (memory-v2) deployment.
 run: $(STAMP)
-	$(BIN)/python -m conformance matrix --chain memory --profile ci
+	$(BIN)/python -m conformance matrix --chain memory --deployments v1,v2 --profile ci
 
 # The model checker alone (exhaustive, depth 8, model.fastcheck; `--plain` runs the anchor explorer).
 check: $(STAMP)

@@ -1,9 +1,10 @@
 """The conformance CLI.
 
-    python -m conformance run --client X --server Y [--chain memory|evm] [--profile quick|ci|deep]
+    python -m conformance run --client X --server Y [--chain memory|evm|memory-v2|evm-v2] [--profile quick|ci|deep]
                               [--seed N] [--strength must|strict] [--machine pair|server|client]
                               [--report out.json] [--junit out.xml] [--html out.html]
-    python -m conformance matrix [--chain ...] [--profile ...]   every bundled client x server pair
+    python -m conformance matrix [--chain memory|evm] [--deployments v1,v2] [--profile ...]
+                                                                 every bundled client x server pair on each deployment
     python -m conformance mutants [--profile quick]              every known-bad implementation must be killed
     python -m conformance replay FILE                            run a saved steps file again
 
@@ -158,13 +159,12 @@ def cmd_matrix(args) -> int:
         return code
     reports, rows, all_ok = [], [], True
     skip_notes: dict = {}
-    line = ProgressLine(sum(1 for row in MATRIX if not args.include or args.include in row[:2])).__enter__()
-    for client, server, machine, strength in MATRIX:
-        if args.include and args.include not in (client, server):
-            continue
-        rc = _rc(args, client, server, strength)
-        _progress(f"{machine}: {client} x {server} ({strength})")
-        line.start(f"{machine}: {client} x {server} ({strength})")
+    runs = _matrix_runs(args, MATRIX)
+    line = ProgressLine(len(runs)).__enter__()
+    for chain, (client, server, machine, strength) in runs:
+        rc = attrs.evolve(_rc(args, client, server, strength), chain=chain)
+        _progress(f"{machine}: {client} x {server} ({strength}) on {chain}")
+        line.start(f"{machine}: {client} x {server} ({strength}) on {chain}")
         r = run_pair(rc, args.profile, machine, line, args.trace_dir, shrink=not args.no_shrink)
         line.finish(r)
         reports.append(r)
@@ -188,12 +188,13 @@ def cmd_matrix(args) -> int:
             skipped = "pair " + skip_notes[r.skipped]
         rows.append((machine, client, server, strength, shown, expect,
                      ("skipped" if r.skipped else "yes") if ok_row else "NO",
-                     r.steps, f"{r.seconds:.1f}", limits, skipped))
+                     r.steps, f"{r.seconds:.1f}", limits, skipped,
+                     f"{chain} ({deployment_of_backend(chain)})"))
         if not ok_row:
             _print_report(r, verbose=False)
     line.__exit__(None, None, None)
     hdr = ("machine", "client", "server", "strength", "result", "expected", "ok", "steps", "sec", "model limits seen",
-           "skipped")
+           "skipped", "chain (deployment)")
     notes = {}
     for row in rows:  # long reasons go below the table, numbered
         if row[5] != "pass":
@@ -209,6 +210,43 @@ def cmd_matrix(args) -> int:
     _write(args, reports)
     print("matrix: every pair as expected" if all_ok else "matrix: some pairs NOT as expected")
     return 0 if all_ok else 1
+
+
+def deployment_of_backend(chain: str) -> str:
+    from adapters.chain.deployment import PROTOCOL_OF_BACKEND
+
+    return PROTOCOL_OF_BACKEND.get(chain, "?")
+
+
+V2_OF = {"memory": "memory-v2", "evm": "evm-v2", "memory-v2": "memory-v2", "evm-v2": "evm-v2"}
+V1_OF = {"memory": "memory", "evm": "evm", "memory-v2": "memory", "evm-v2": "evm"}
+
+
+def deployment_chains(chain: str, deployments: str) -> list[str]:
+    """The chain backends of `--deployments v1,v2` for the backend family of `--chain` (memory or evm):
+    v1 -> memory/evm (TempoStreamChannel), v2 -> memory-v2/evm-v2 (the TIP-20 channel escrow precompile)."""
+    out = []
+    for d in (x.strip() for x in deployments.split(",") if x.strip()):
+        if d not in ("v1", "v2"):
+            raise SystemExit(f"--deployments: unknown deployment {d!r}; choose from v1, v2")
+        out.append((V1_OF if d == "v1" else V2_OF)[chain])
+    return list(dict.fromkeys(out))
+
+
+def _matrix_runs(args, matrix) -> list:
+    """(chain, matrix row) for every deployment: each bundled pair on every deployment; the mppx rows (whose
+    adapter picks its own deployment, conformance/mppx_impl.py) once, on the first."""
+    chains = deployment_chains(args.chain, getattr(args, "deployments", "v1"))
+    runs = []
+    for n, chain in enumerate(chains):
+        for row in matrix:
+            client, server = row[:2]
+            if args.include and args.include not in (client, server):
+                continue
+            if n > 0 and ("mppx" in (client, server) or client.startswith("bridge:") or server.startswith("bridge:")):
+                continue
+            runs.append((chain, row))
+    return runs
 
 
 def _violates(r: PairReport, pid: str) -> bool:
@@ -263,7 +301,8 @@ def main(argv=None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     def common(p):
-        p.add_argument("--chain", default="memory", choices=["memory", "evm"])
+        p.add_argument("--chain", default="memory", choices=["memory", "evm", "memory-v2", "evm-v2"],
+                       help="the deployment: v1 escrow (memory, evm) or v2 precompile (memory-v2, evm-v2)")
         p.add_argument("--profile", default="ci", choices=["quick", "ci", "deep"])
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--hint-profile", default="v2", choices=["v1", "v2"])
@@ -284,6 +323,10 @@ def main(argv=None) -> int:
     p.add_argument("--no-shrink", action="store_true", help="report failures unshrunk")
     p.add_argument("--html", help="write one self-contained HTML page: matrix, diagrams, replay commands")
     p.add_argument("--include", help="only the rows whose client or server is this adapter (e.g. mppx)")
+    p.add_argument("--deployments", default="v1,v2",
+                   help="comma-separated session-protocol deployments to run every bundled pair on: v1 (the "
+                        "TempoStreamChannel escrow: --chain memory/evm) and v2 (the TIP-20 channel escrow "
+                        "precompile: memory-v2/evm-v2); default v1,v2")
     common(p)
     p = sub.add_parser("mutants")
     p.add_argument("--only", nargs="*")

@@ -29,7 +29,7 @@ from model.profiles import method_details_with_hints
 from .harness import RunConfig, Session, StepResult
 from .interface import BASE_URL, IDEMPOTENCY_HEADER, PAID_PATH, PAYER_HEADER
 from .network import LIE_HEADER
-from .model_impl import ModelServer, challenge_from_response
+from .model_impl import ModelServer, challenge_from_response, wire_descriptor
 
 ADVERSARY_KINDS = ("lower", "replay", "above_deposit", "forged", "high_s", "other_channel", "advance_nokey",
                    "head_advance", "lower_after_advance", "keyed_retry", "probe_after_advance")
@@ -197,8 +197,8 @@ class AdversarySession(Session):
         amount = {"lower": trec.accepted - price, "replay": trec.accepted, "above_deposit": tch.deposit + price,
                   "head_advance": trec.accepted + 2 * price,
                   "keyed_advance": trec.accepted + 2 * price}.get(kind, trec.accepted + price)
-        if amount < 0:
-            return []
+        if amount < 0 or amount > self.deployment.max_amount:
+            return []  # no voucher of the deployment's type can say it (above 2^96-1 on v2): nothing to send
         key_bytes, signer = self.keys[i], self.addrs[i]
         sig_cid = rcid
         if kind == "forged":
@@ -218,7 +218,8 @@ class AdversarySession(Session):
         wc, _ = challenge_from_response(resp, self.domain) if resp is not None else (None, None)
         if wc is None:
             return [("SV", "the server's 402 carried no decodable session challenge")]
-        payload = wire.VoucherPayload(channel_id=rcid, cumulative_amount=amount, signature=sig)
+        payload = wire.VoucherPayload(channel_id=rcid, cumulative_amount=amount, signature=sig,
+                                      descriptor=wire_descriptor(self.deployment.descriptor(rcid)))
         cred = wire.Credential(challenge=wc, payload=payload)
         variant = kind.startswith(("same:", "not:"))
         auth = self._rewrite(kind, cred) if variant else wire.encode_authorization(cred)
@@ -333,9 +334,13 @@ class Liar:
             h = attrs.evolve(h, channel_id=OTHER_CHANNEL, proof=None)
         if h.settled is None:
             h = attrs.evolve(h, settled=0)
-        base = wire.MethodDetails(escrow_contract=srv.chain.escrow, chain_id=srv.chain.chain_id)
+        orig = wc.decoded_request().method_details
+        base = wire.MethodDetails(escrow_contract=srv.chain.escrow, chain_id=srv.chain.chain_id,
+                                  session_protocol=orig.session_protocol)
+        # the lie keeps the deployment's marks: the protocol, and (same channel) the v2 snapshot's descriptor
+        desc = orig.session_snapshot.descriptor if orig.session_snapshot is not None and lie != "other_channel" else None
         md = method_details_with_hints(base, h, srv.cfg.profile, chain_id=srv.chain.chain_id,
-                                       escrow=srv.chain.escrow, highest_voucher_signature=None)
+                                       escrow=srv.chain.escrow, highest_voucher_signature=None, descriptor=desc)
         req = wc.decoded_request().model_copy(update={"method_details": md})
         c = wire.Challenge.issue(srv.secret, realm=wc.realm, request=req, expires=wc.expires)
         headers = dict(resp.headers)

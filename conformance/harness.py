@@ -33,7 +33,9 @@ from model.system import step as model_step
 
 from . import registry
 from .interface import PAID_PATH, ClientParams, Env
-from .model_impl import escrow_channel, recover_or_none, domain_of
+from adapters.chain.deployment import deployment_of
+
+from .model_impl import escrow_channel, recover_or_none
 from .network import Network
 
 ALL_FAULTS = ("none", "hold_request", "hold_response")
@@ -153,8 +155,9 @@ class Session:
             chain.fund(k, rc.wallet)
         self.server_hinted = hinted_of(rc.server, "server")
         self.client_hinted = hinted_of(rc.client, "client")
+        self.deployment = dep = deployment_of(chain)
         self.env = Env(chain, self.payee_key, rc.price, self.server_hinted, rc.profile, rc.seed, self.workdir,
-                       suggested_deposit=rc.deposit)
+                       suggested_deposit=rc.deposit, deployment=dep)
         self.server = registry.load_server(rc.server)
         self.server.reset(self.env)
         self.net = Network(self.server, self.server.record, getattr(chain, "nonce_of", lambda a: 0))
@@ -178,9 +181,10 @@ class Session:
                   for p, c in zip(self.params, self.clients)),
             fleet="hinted" if self.server_hinted else "legacy",
             faults=ALL_FAULTS if rc.faults else ("none",), restarts=True, server_restarts=True, settle=True,
-            forced_close=True, top_up=True, close=True, head=True, duplicates=True, wallet=rc.wallet)
+            forced_close=True, top_up=True, close=True, head=True, duplicates=True, wallet=rc.wallet,
+            deployment=dep.protocol)
         self.twin: System = initial(self.cfg)
-        self.domain = domain_of(chain)
+        self.domain = dep.domain
         # ghosts of the real run (model/system.py names)
         self.signed: dict = {}
         self.own = [dict() for _ in self.clients]
@@ -336,9 +340,9 @@ class Session:
                 return "noop"
             try:
                 if op == "top_up_chain":
-                    self.chain.broadcast(self.chain.build_topup_tx(self.keys[i], cid, self.rc.top_up))
+                    self.chain.broadcast(self.deployment.topup_tx(self.keys[i], cid, self.rc.top_up))
                 else:
-                    self.chain.request_close(self.keys[i], cid)
+                    self.deployment.request_close(self.keys[i], cid)
             except ChainError:
                 return "noop"
             return "done"

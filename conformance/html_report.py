@@ -131,12 +131,12 @@ def _matrix(reports: list[PairReport]) -> str:
     pids: list[str] = []
     for r in reports:
         pids += [p for p in r.properties if p not in pids]
-    head = ["machine", "client", "server", "strength", "result", "examples", "steps", "steps/s", "sec"] + pids
+    head = ["machine", "client", "server", "strength", "chain", "result", "examples", "steps", "steps/s", "sec"] + pids
     rows = ["<tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr>"]
     for i, r in enumerate(reports):
         v = verdict(r)
         link = f'<a href="#failure-{i}">{_e(v)}</a>' if _has_failure(r) else _e(v)
-        cells = [_e(r.machine), _e(r.client), _e(r.server), _e(r.strength)]
+        cells = [_e(r.machine), _e(r.client), _e(r.server), _e(r.strength), _e(r.chain)]
         row = "".join(f"<td>{c}</td>" for c in cells)
         row += f'<td class="v-{v.replace(" ", "-")}" title="{_e(r.skipped or r.error or "")}">{link}</td>'
         row += "".join(f"<td>{x}</td>" for x in (r.examples, r.steps, f"{r.steps_per_second:.0f}",
@@ -161,7 +161,7 @@ def _failure(i: int, r: PairReport) -> str:
     violated = [f"{k}: {v}" for k, v in r.properties.items() if v.startswith("VIOLATED")]
     out = [f'<section class="failure" id="failure-{i}">',
            f"<h2>{_e(verdict(r))}: {_e(r.machine)} machine, client={_e(r.client)} server={_e(r.server)} "
-           f"({_e(r.strength)})</h2>"]
+           f"({_e(r.strength)}, chain {_e(r.chain)})</h2>"]
     if violated:
         out.append("<p>violated: " + _e("; ".join(violated)) + "</p>")
     if r.unexpected:

@@ -9,7 +9,18 @@ that satisfies one of them; the harness never reaches past them.
   drop a response after the server applied the request, lose a request, deliver
   one twice, and log every exchange for traces.
 * The harness owns the chain: it creates one backend (adapters.chain.make_chain)
-  per run, funds the payers, and hands it to both sides in `reset`.
+  per run, funds the payers, and hands it to both sides in `reset`, together with
+  its deployment (`Env.deployment`, an adapters.chain.deployment.Deployment):
+  which session protocol the escrow speaks ("v1": TempoStreamChannel, voucher
+  domain "Tempo Stream Channel", uint128, channel ids assigned by the escrow's
+  open; "v2": the TIP-20 channel escrow precompile, domain "TIP20 Channel
+  Reserve", uint96, channel ids derived from the channel descriptor, which every
+  v2 credential payload carries), the voucher domain, the amount bound, and every
+  chain operation by channel id (open_tx, topup_tx, settle, close with its
+  capture, request_close, withdraw, descriptor, model_channel, now,
+  advance_time). An adapter asks the deployment; it never assumes v1. "Profile"
+  (`Env.profile`) is a different thing: the hint ENCODING in challenges (flat
+  fields or sessionSnapshot), independent of the deployment.
 * Everything is deterministic: keys, salts and secrets derive from the run's
   seed; adapters must not use randomness of their own (they get `seed`).
 
@@ -37,7 +48,9 @@ BASE_URL = "http://server.test"
 class Env:
     """One run's deployment, handed to both sides by `reset`.
 
-    `chain` is an adapters.chain backend (already funded); `payee_key` the
+    `chain` is an adapters.chain backend (already funded); `deployment` its
+    adapters.chain.deployment.Deployment (protocol v1/v2, voucher domain, amount
+    bound, channel-id operations; derived from `chain` when not given); `payee_key` the
     server's key; `price` the per-request price; `hinted` whether the server
     authors hint values (legacy servers give at most channelId); `profile`
     the hint encoding ("v1" flat fields, "v2" sessionSnapshot); `seed` the run's seed
@@ -52,6 +65,21 @@ class Env:
     seed: int = 0
     workdir: str = ""
     suggested_deposit: Optional[int] = None  # suggestedDeposit a server puts in challenges without hints
+    deployment: Any = attrs.field(default=attrs.Factory(lambda self: _deployment_of(self.chain), takes_self=True))
+
+    @property
+    def protocol(self) -> Literal["v1", "v2"]:
+        """The deployment's session protocol (not the hint profile)."""
+        return self.deployment.protocol
+
+
+def _deployment_of(chain: Any) -> Any:
+    """The deployment of a make_chain backend; None for an Env without a chain (an adapter's own world)."""
+    if chain is None:
+        return None
+    from adapters.chain.deployment import deployment_of
+
+    return deployment_of(chain)
 
 
 @attrs.frozen

@@ -40,8 +40,26 @@ EXPIRES = "2999-01-01T00:00:00Z"
 TIMESTAMP = "2026-01-01T00:00:00Z"
 
 
+def deployment(chain):
+    """The run's deployment (adapters.chain.deployment): protocol, voucher domain, channel-id operations."""
+    from adapters.chain.deployment import deployment_of
+
+    return deployment_of(chain)
+
+
 def domain_of(chain) -> VoucherDomain:
-    return VoucherDomain("v1", chain.chain_id, chain.escrow)
+    """The voucher domain of the chain's deployment (v1 "Tempo Stream Channel" or v2 "TIP20 Channel Reserve")."""
+    return deployment(chain).domain
+
+
+def wire_descriptor(d) -> Optional[wire.Descriptor]:
+    """A descriptor record (adapters' ChannelDescriptor or model.chain.Descriptor) in its wire form."""
+    return None if d is None else wire.Descriptor.of(d)
+
+
+def model_descriptor(d: wire.Descriptor) -> mchain.Descriptor:
+    return mchain.Descriptor(d.payer, d.payee, d.operator, d.token, d.salt, d.authorized_signer,
+                             d.expiring_nonce_hash)
 
 
 def recover_or_none(domain: VoucherDomain, cid: str, amount: int, sig: str) -> Optional[str]:
@@ -52,16 +70,12 @@ def recover_or_none(domain: VoucherDomain, cid: str, amount: int, sig: str) -> O
 
 
 def escrow_channel(chain, cid: str) -> Optional[mchain.EscrowChannel]:
-    st = chain.get_channel(cid)
-    if not st.exists:
-        return None
-    return mchain.EscrowChannel(cid, st.payer, st.payee, st.expected_signer, st.deposit, st.settled,
-                                st.close_requested_at, st.finalized)
+    return deployment(chain).model_channel(cid)
 
 
 def snapshot(chain, cids, addresses, used=frozenset()) -> mchain.Chain:
     """A model Chain holding the real chain's view of `cids` and the balances of `addresses`."""
-    m = mchain.Chain(time=chain.now(), used_txs=frozenset(used))
+    m = mchain.Chain(time=chain.now(), used_txs=frozenset(used), max_amount=deployment(chain).max_amount)
     chans = ()
     for cid in sorted(set(c for c in cids if c)):
         ch = escrow_channel(chain, cid)
@@ -88,7 +102,8 @@ class ModelServer:
         self.env = env
         self.chain = env.chain
         self.payee = address_of(env.payee_key)
-        self.domain = domain_of(self.chain)
+        self.dep = env.deployment
+        self.domain = self.dep.domain
         hinted = env.hinted if self.force_hinted is None else self.force_hinted
         cfg = msv.ServerConfig(payee=self.payee, price=env.price, hinted=hinted, profile=env.profile,
                                suggested_deposit=env.suggested_deposit)
@@ -119,7 +134,7 @@ class ModelServer:
             return
         sig = self.sigs[(channel_id, rec.highest.amount)]
         try:
-            self.chain.settle(self.env.payee_key, channel_id, rec.highest.amount, bytes.fromhex(sig[2:]))
+            self.dep.settle(self.env.payee_key, channel_id, rec.highest.amount, bytes.fromhex(sig[2:]))
         except ChainError:
             return
         self.state = done[0]
@@ -131,12 +146,19 @@ class ModelServer:
     # -- HTTP
 
     def _challenge(self, ch: MChallenge) -> str:
-        base = wire.MethodDetails(escrow_contract=self.chain.escrow, chain_id=self.chain.chain_id)
+        base = wire.MethodDetails(escrow_contract=self.chain.escrow, chain_id=self.chain.chain_id,
+                                  session_protocol="v2" if self.dep.is_v2 else None)
         sig = None
         if ch.hints is not None and ch.hints.proof is not None:
             sig = self.sigs.get((ch.hints.proof.channel_id, ch.hints.proof.amount))
+        desc = None
+        if self.dep.is_v2 and ch.hints is not None:
+            try:
+                desc = wire_descriptor(self.dep.descriptor(ch.hints.channel_id))
+            except ChainError:
+                desc = None
         md = method_details_with_hints(base, ch.hints, self.cfg.profile, chain_id=self.chain.chain_id,
-                                       escrow=self.chain.escrow, highest_voucher_signature=sig)
+                                       escrow=self.chain.escrow, highest_voucher_signature=sig, descriptor=desc)
         req = wire.SessionRequest(amount=ch.price, suggested_deposit=ch.suggested_deposit, currency=self.chain.token,
                                   recipient=self.payee, method_details=md)
         c = wire.Challenge.issue(self.secret, realm=REALM, request=req, expires=EXPIRES)
@@ -159,7 +181,7 @@ class ModelServer:
             _, _, resp = msv.handle(self.cfg, self.state, self._snap([], [payer]), MRequest(payer, content))
             return self._render(resp, None, None)
         try:
-            cred = wire.parse_authorization(auth)
+            cred = wire.parse_authorization_for(auth, self.dep.protocol)
         except wire.WireError:
             ch = msv.author_challenge(self.cfg, self.state, self._snap([], [payer]), payer, content)
             return self._problem(402, "malformed-credential", ch)
@@ -176,10 +198,14 @@ class ModelServer:
             except ChainError:
                 tx = None
             ok = (tx is not None and tx.kind == p.action and tx.channel_id == cid and tx.to == self.chain.escrow
-                  and (tx.kind != "open" or (tx.payee == self.payee and tx.token == self.chain.token)))
+                  and (tx.kind != "open" or self.dep.is_v2 or (tx.payee == self.payee and tx.token == self.chain.token))
+                  and (not self.dep.is_v2 or model_descriptor(p.descriptor) == mchain.Descriptor(*tx.descriptor.as_abi())))
             if not ok:
                 ch = msv.author_challenge(self.cfg, self.state, self._snap([cid], [payer]), payer, content)
                 return self._problem(402, "verification-failed", ch, channel_id=cid)
+        if self.dep.is_v2 and not self._descriptor_ok(p):
+            ch = msv.author_challenge(self.cfg, self.state, self._snap([], [payer]), payer, content)
+            return self._problem(402, "verification-failed", ch, channel_id=cid)
         if not payer:
             # Hint resolution without a Payment-Payer header: the payer of the credential's channel (the
             # reference server does the same: "without that header, the channel of the rejected credential")
@@ -208,8 +234,7 @@ class ModelServer:
                 self.used.add((cid, txid))
             b, a = snap.channel(cid), after.channel(cid)
             if b is not None and a is not None and a.finalized and not b.finalized:
-                tx_hash = self.chain.close(self.env.payee_key, cid, voucher.amount, bytes.fromhex(sig[2:]),
-                                           capture_amount=a.settled)
+                tx_hash = self.dep.close(self.env.payee_key, cid, voucher.amount, a.settled, bytes.fromhex(sig[2:]))
         except ChainError:
             ch = msv.author_challenge(self.cfg, self.state, self._snap([cid], [payer]), payer, content)
             return self._problem(402, "verification-failed", ch, channel_id=cid)
@@ -218,6 +243,13 @@ class ModelServer:
             self.sigs.setdefault((cid, voucher.amount), sig)  # only the channel signer's voucher proves
         self.state = server
         return self._render(resp, cred, tx_hash)
+
+    def _descriptor_ok(self, p) -> bool:
+        """v2 (draft, "Channel Descriptor"): the payload's descriptor names its channelId, pays us in our
+        token, and names no operator (we advertise none)."""
+        d = model_descriptor(p.descriptor)
+        return (mchain.descriptor_channel_id(d, self.chain.escrow, self.chain.chain_id) == p.channel_id
+                and d.payee == self.payee and d.token == self.chain.token and d.operator == mchain.ZERO_ADDRESS)
 
     def _render(self, resp, cred, tx_hash) -> httpx.Response:
         if resp.status == 200:
@@ -295,8 +327,10 @@ class ModelClient:
         self.chain = env.chain
         self.key = params.key
         self.addr = address_of(params.key)
-        self.domain = domain_of(self.chain)
+        self.dep = env.deployment
+        self.domain = self.dep.domain
         self.payee = address_of(env.payee_key)
+        self.descriptors: dict = {}  # v2: channel id -> wire descriptor of the channels it opened
         hinted = params.hinted if self.force_hinted is None else self.force_hinted
         cfg = mcl.ClientConfig(name=params.name, payer=self.addr, hinted=hinted, deposit=params.deposit,
                                top_up=params.top_up, max_unproven=params.max_unproven, persist=params.persist)
@@ -337,17 +371,31 @@ class ModelClient:
         if mc.action == "open":
             salt = "0x" + keccak(self.key + b"salt" + f"{self.params.name}:{self.env.seed}:{self.opened}".encode()).hex()
             self.opened += 1
-            raw, cid = self.chain.build_open_tx(self.key, self.payee, mc.amount, salt, self.addr)
+            opened = self.dep.open_tx(self.key, self.payee, mc.amount, salt, self.addr)
+            cid, raw = opened.channel_id, opened.raw
+            desc = wire_descriptor(opened.descriptor)
+            if desc is not None:
+                self.descriptors[cid] = desc
             self._rename(mc.channel_id, cid)
             sig = sign_voucher(self.key, self.domain, cid, mc.voucher.amount)
             return wire.OpenPayload(channel_id=cid, transaction=raw, cumulative_amount=mc.voucher.amount,
-                                    signature=sig, authorized_signer=self.addr)
+                                    signature=sig, authorized_signer=self.addr, descriptor=desc)
+        desc = self._descriptor(mc.channel_id)
         if mc.action == "topUp":
-            raw = self.chain.build_topup_tx(self.key, mc.channel_id, mc.amount)
-            return wire.TopUpPayload(channel_id=mc.channel_id, transaction=raw, additional_deposit=mc.amount)
+            raw = self.dep.topup_tx(self.key, mc.channel_id, mc.amount)
+            return wire.TopUpPayload(channel_id=mc.channel_id, transaction=raw, additional_deposit=mc.amount,
+                                     descriptor=desc)
         sig = sign_voucher(self.key, self.domain, mc.channel_id, mc.voucher.amount)
         cls = wire.VoucherPayload if mc.action == "voucher" else wire.ClosePayload
-        return cls(channel_id=mc.channel_id, cumulative_amount=mc.voucher.amount, signature=sig)
+        return cls(channel_id=mc.channel_id, cumulative_amount=mc.voucher.amount, signature=sig, descriptor=desc)
+
+    def _descriptor(self, cid: str) -> Optional[wire.Descriptor]:
+        """v2: the channel's descriptor (its own open's, else the escrow's record of the id); v1: None."""
+        if not self.dep.is_v2:
+            return None
+        if cid not in self.descriptors:
+            self.descriptors[cid] = wire_descriptor(self.dep.descriptor(cid))
+        return self.descriptors[cid]
 
     def _send(self, method: str, path: str, auth: Optional[str], key: Optional[str]) -> httpx.Response:
         headers = {PAYER_HEADER: self.addr}

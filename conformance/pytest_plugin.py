@@ -1,7 +1,7 @@
 """pytest plugin (entry point `tempo_session`): conformance tests for your implementation.
 
     pytest --session-server=mypkg.adapter:make_server [--session-client=mypkg.adapter:make_client]
-           [--session-profile quick|ci|deep] [--session-chain memory|evm] [--session-strength must|strict]
+           [--session-profile quick|ci|deep] [--session-chain memory|evm|memory-v2|evm-v2] [--session-strength must|strict]
 
 One test per machine x property: `conformance[pair-S1]`, `conformance[server-SV]`, ... A property
 that held passes; one that does not apply or could not be checked is SKIPPED (never passed);
@@ -22,7 +22,8 @@ def pytest_addoption(parser):
     g.addoption("--session-server", default=None, help="server under test: bundled name or package.module:factory")
     g.addoption("--session-client", default=None, help="client under test: bundled name or package.module:factory")
     g.addoption("--session-profile", default="quick", choices=["quick", "ci", "deep"])
-    g.addoption("--session-chain", default="memory", choices=["memory", "evm"])
+    g.addoption("--session-chain", default="memory", choices=["memory", "evm", "memory-v2", "evm-v2"],
+                help="the deployment: v1 (memory, evm) or v2 (memory-v2, evm-v2)")
     g.addoption("--session-strength", default="must", choices=["must", "strict"])
     g.addoption("--session-trace-dir", default=".conformance")
 

@@ -1,17 +1,61 @@
-"""The escrow on chain (draft, "Channel Escrow Contract", v1 interface).
+"""The escrow on chain (draft, "Channel Escrow Contract" v1, and the v2 precompile).
 
 The chain is the one party both sides trust: it holds deposits, checks voucher
 signatures (here: the recovered signer), and moves tokens. Amounts are ints;
 `time` is the chain clock, which only the system's `advance_time` moves.
+
+One set of rules serves both deployments (draft, "Protocol Versions"); what v2
+changes is data, not code paths: `Chain.max_amount` is 2^96-1 instead of
+2^128-1 (a deposit or top-up past it is `Panic(0x11)`, a voucher or capture past
+it is `InvalidArgument`), a channel may name an `operator` who settles and closes
+for the payee, and a v2 channel id is not assigned by the escrow but derived from
+its descriptor (`Descriptor`, `descriptor_channel_id`; rule E1b). Close always
+takes the capture (rule E4) on both.
 """
 from __future__ import annotations
 
 import attrs
 
 from .base import FrozenMap, Rejected, fm_get, fm_set, fm_values
+from .crypto import UINT96_MAX, UINT128_MAX, keccak
 from .records import Voucher
 
 CLOSE_GRACE_PERIOD = 15 * 60  # draft, "requestClose": at least 15 minutes
+MAX_AMOUNT = {"v1": UINT128_MAX, "v2": UINT96_MAX}  # draft: uint128 (v1), uint96 (v2, "Precompile-Backed Channel State")
+ZERO_ADDRESS = "0x" + "00" * 20
+
+
+@attrs.frozen
+class Descriptor:
+    """A v2 channel descriptor (draft, "Channel Descriptor"): lowercase 0x-hex fields, the zero address for
+    an unset operator or authorized signer."""
+
+    payer: str
+    payee: str
+    operator: str
+    token: str
+    salt: str
+    authorized_signer: str
+    expiring_nonce_hash: str
+
+    @property
+    def signer(self) -> str:
+        return self.payer if self.authorized_signer == ZERO_ADDRESS else self.authorized_signer
+
+
+def _word(address: str) -> bytes:
+    return bytes(12) + bytes.fromhex(address[2:])
+
+
+def descriptor_channel_id(d: Descriptor, escrow: str, chain_id: int) -> str:
+    """Rule E1b (draft, "Channel Descriptor"): keccak256(abi.encode(payer, payee, operator, token, salt,
+    authorizedSigner, expiringNonceHash, escrow, chainId)). A descriptor that differs in any field names
+    another channel."""
+    return "0x" + keccak(
+        _word(d.payer) + _word(d.payee) + _word(d.operator) + _word(d.token) + bytes.fromhex(d.salt[2:])
+        + _word(d.authorized_signer) + bytes.fromhex(d.expiring_nonce_hash[2:]) + _word(escrow)
+        + chain_id.to_bytes(32, "big")
+    ).hex()
 
 
 @attrs.frozen
@@ -26,6 +70,7 @@ class EscrowChannel:
     settled: int = 0
     close_requested_at: int = 0
     finalized: bool = False
+    operator: str | None = None  # v2: may settle and close for the payee (None: no operator)
 
 
 @attrs.frozen
@@ -34,6 +79,7 @@ class Chain:
     balances: FrozenMap = ()  # address -> token balance
     time: int = 1
     used_txs: frozenset = frozenset()  # signed client transactions already applied (their nonce)
+    max_amount: int = UINT128_MAX  # the deployment's amount bound: MAX_AMOUNT["v1"] or MAX_AMOUNT["v2"]
 
     def channel(self, channel_id: str) -> EscrowChannel | None:
         return fm_get(self.channels, channel_id)
@@ -66,14 +112,28 @@ def mint(chain: Chain, address: str, amount: int) -> Chain:
 
 
 def open_channel(chain: Chain, caller: str, channel_id: str, payee: str, deposit: int,
-                 signer: str | None = None) -> Chain | Rejected:
-    """Rule E1 (draft "open"): anyone opens; the caller becomes payer and escrows `deposit`."""
+                 signer: str | None = None, operator: str | None = None) -> Chain | Rejected:
+    """Rule E1 (draft "open"): anyone opens; the caller becomes payer and escrows `deposit`
+    (at most the deployment's bound)."""
     if chain.channel(channel_id) is not None:
         return Rejected("ChannelAlreadyExists", "E1")
+    if deposit > chain.max_amount:
+        return Rejected("Panic(0x11)", "E1", f"deposit above {chain.max_amount}")
     if deposit <= 0 or chain.balance(caller) < deposit:
         return Rejected("TransferFailed", "E1", "deposit not covered by the payer's balance")
-    ch = EscrowChannel(channel_id, caller, payee, signer or caller, deposit)
+    ch = EscrowChannel(channel_id, caller, payee, signer or caller, deposit, operator=operator)
     return _put(_transfer(chain, caller, None, deposit), ch)
+
+
+def open_descriptor(chain: Chain, caller: str, d: Descriptor, deposit: int, escrow: str,
+                    chain_id: int) -> tuple[Chain, str] | Rejected:
+    """Rules E1 and E1b (v2 "open"): the channel id is the descriptor's; the caller is its payer."""
+    if caller != d.payer:
+        return Rejected("NotPayer", "E1b", "the descriptor's payer is not the caller")
+    cid = descriptor_channel_id(d, escrow, chain_id)
+    operator = None if d.operator == ZERO_ADDRESS else d.operator
+    opened = open_channel(chain, caller, cid, d.payee, deposit, d.signer, operator)
+    return opened if isinstance(opened, Rejected) else (opened, cid)
 
 
 def _live(chain: Chain, channel_id: str) -> EscrowChannel | Rejected:
@@ -92,6 +152,8 @@ def top_up(chain: Chain, caller: str, channel_id: str, amount: int) -> Chain | R
         return ch
     if caller != ch.payer:
         return Rejected("NotPayer", "E2")
+    if ch.deposit + amount > chain.max_amount:
+        return Rejected("Panic(0x11)", "E2", f"deposit would exceed {chain.max_amount}")
     if amount <= 0 or chain.balance(caller) < amount:
         return Rejected("TransferFailed", "E2")
     ch = attrs.evolve(ch, deposit=ch.deposit + amount, close_requested_at=0)
@@ -108,11 +170,14 @@ def _check_voucher(ch: EscrowChannel, v: Voucher, rule: str) -> Rejected | None:
 
 
 def _payee_voucher(chain: Chain, caller: str, voucher: Voucher, rule: str) -> EscrowChannel | Rejected:
-    """The checks settle and close share: a live channel, the payee calling, a valid voucher."""
+    """The checks settle and close share: an amount within the bound, a live channel, the payee (or its
+    operator) calling, a valid voucher."""
+    if voucher.amount > chain.max_amount:
+        return Rejected("InvalidArgument", rule, f"voucher amount above {chain.max_amount}")
     ch = _live(chain, voucher.channel_id)
     if isinstance(ch, Rejected):
         return ch
-    if caller != ch.payee:
+    if caller != ch.payee and (ch.operator is None or caller != ch.operator):
         return Rejected("NotPayee", rule)
     bad = _check_voucher(ch, voucher, rule)
     return ch if bad is None else bad

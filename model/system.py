@@ -53,6 +53,7 @@ class Config:
     late_responses: bool = False
     lying_server: bool = False  # adversarial challenges (inflated hints)
     wallet: int = 6  # tokens each payer starts with
+    deployment: Literal["v1", "v2"] = "v1"  # the escrow's protocol: its amount bound (model/chain.py MAX_AMOUNT)
 
     @property
     def payers(self) -> tuple[str, ...]:
@@ -74,7 +75,7 @@ class System:
 
 
 def initial(cfg: Config) -> System:
-    chain = Chain()
+    chain = Chain(max_amount=escrow.MAX_AMOUNT[cfg.deployment])
     for p in cfg.payers:
         chain = escrow.mint(chain, p, cfg.wallet)
     n = len(cfg.clients)

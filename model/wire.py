@@ -306,6 +306,14 @@ class Descriptor(WireModel):
     authorized_signer: Address
     expiring_nonce_hash: Bytes32
 
+    @classmethod
+    def of(cls, record: Any) -> "Descriptor":
+        """The wire form of any descriptor record with these field names (model.chain.Descriptor, the chain
+        backends' ChannelDescriptor)."""
+        return cls(payer=record.payer, payee=record.payee, operator=record.operator, token=record.token,
+                   salt=record.salt, authorized_signer=record.authorized_signer,
+                   expiring_nonce_hash=record.expiring_nonce_hash)
+
 
 class HighestVoucher(WireModel):
     """The server's highest accepted voucher, as mppx 0.11 puts in a snapshot."""
@@ -950,6 +958,47 @@ def parse_authorization(value: str) -> Credential:
     raw = b64url_decode(token, where=WHERE_AUTHORIZATION, field="credential", error=MalformedCredential)
     obj = _json_object(raw, MalformedCredential, WHERE_AUTHORIZATION, "credential")
     return _validate(Credential, obj, MalformedCredential, WHERE_AUTHORIZATION)
+
+
+_PAYLOAD_AMOUNTS = ("cumulative_amount", "additional_deposit")
+_WIRE_NAMES = {"cumulative_amount": "cumulativeAmount", "additional_deposit": "additionalDeposit"}
+_PROTOCOL_MAX = {"v1": UINT128_MAX, "v2": 2**96 - 1}
+
+
+def check_credential_protocol(credential: Credential, protocol: Literal["v1", "v2"]) -> Credential:
+    """The payload rules of the deployment's session protocol, once it is known (a credential parses the
+    same on both; these rules need the deployment):
+
+    * v2 (draft, "Open/TopUp/Voucher/Close Payload": `descriptor` "REQUIRED for v2"): every action carries
+      the channel descriptor; its amounts are uint96 ("Channel Descriptor": clients and servers MUST reject
+      amounts above 2^96-1). An open's `authorizedSigner`, when present, equals the descriptor's.
+    * v1: amounts are uint128 (already enforced by parsing); a `descriptor` is not a v1 field and is
+      ignored (it is never what names a v1 channel).
+
+    Returns the credential; raises MalformedCredential naming the payload field."""
+    if protocol not in _PROTOCOL_MAX:
+        raise ValueError(f"unknown session protocol {protocol!r}")
+    p = credential.payload
+    if protocol == "v1":
+        return credential
+    if p.descriptor is None:
+        raise MalformedCredential(WHERE_AUTHORIZATION, "payload.descriptor",
+                                  f"a v2 {p.action} credential must carry the channel descriptor")
+    for name in _PAYLOAD_AMOUNTS:
+        value = getattr(p, name, None)
+        if value is not None and value > _PROTOCOL_MAX["v2"]:
+            raise MalformedCredential(WHERE_AUTHORIZATION, f"payload.{_WIRE_NAMES[name]}",
+                                      f"amount {value} exceeds 2^96-1 (v2 amounts are uint96)")
+    signer = getattr(p, "authorized_signer", None)
+    if signer is not None and signer != p.descriptor.authorized_signer:
+        raise MalformedCredential(WHERE_AUTHORIZATION, "payload.authorizedSigner",
+                                  f"{signer} differs from descriptor.authorizedSigner {p.descriptor.authorized_signer}")
+    return credential
+
+
+def parse_authorization_for(value: str, protocol: Literal["v1", "v2"]) -> Credential:
+    """parse_authorization, then the protocol's payload rules (check_credential_protocol)."""
+    return check_credential_protocol(parse_authorization(value), protocol)
 
 
 # ---- Payment-Receipt (httpauth "Payment-Receipt Header"; tempo-session "Receipt Generation")

@@ -139,7 +139,7 @@ def test_the_example_is_about_fifty_lines_and_shown_in_protocol_md():
     src = (REPO / "adapters/mppx/example/adapter.mjs").read_text()
     assert len(src.splitlines()) <= 60
     doc = (REPO / "adapters/bridge/PROTOCOL.md").read_text()
-    assert "```js\n" + src + "```" in doc, "PROTOCOL.md section 9 must show adapters/mppx/example/adapter.mjs as it is"
+    assert "```js\n" + src + "```" in doc, "PROTOCOL.md section 10 must show adapters/mppx/example/adapter.mjs as it is"
 
 
 def test_the_example_signs_and_verifies_as_the_model(example):

@@ -1,6 +1,8 @@
 """Control: the unmodified reference and model adapters, loaded by import path the way an SDK author loads
-theirs, pass every machine in both strengths on several seeds. A failure here is a false alarm of the suite
-(or a real divergence between the reference and the model, which must be settled before it ships)."""
+theirs, pass every machine in both strengths on several seeds, on a v1 deployment (the memory escrow) and on a
+v2 deployment (memory-v2: descriptors, v2 vouchers, uint96), plus one evm-v2 run. A failure here is a false
+alarm of the suite (or a real divergence between the reference and the model, which must be settled before it
+ships)."""
 from __future__ import annotations
 
 import pytest
@@ -12,10 +14,18 @@ REF, MODEL = "conformance.reference_impl", "conformance.model_impl"
 SERVERS = [f"{REF}:reference_server", f"{REF}:legacy_server", f"{MODEL}:model_server", f"{MODEL}:model_legacy_server"]
 CLIENTS = [f"{REF}:reference_client", f"{REF}:legacy_client", f"{MODEL}:model_client", f"{MODEL}:model_legacy_client"]
 SEEDS = (0, 1, 2)
+V2_SEEDS = (0, 1)  # v2 (memory-v2): fewer seeds keep the runtime modest; the rules are the same
 
 
 def _cases():
-    for seed in SEEDS:
+    for chain, seeds in (("memory", SEEDS), ("memory-v2", V2_SEEDS)):
+        for case in _chain_cases(seeds):
+            yield (chain,) + case
+    yield "evm-v2", 0, "must", "pair", CLIENTS[0], SERVERS[0]  # the v2 contract on py-evm
+
+
+def _chain_cases(seeds):
+    for seed in seeds:
         for strength in ("must", "strict"):
             for c in CLIENTS[::2]:  # hinted clients against every server
                 for s in SERVERS:
@@ -29,14 +39,15 @@ def _cases():
 
 
 def _id(case):
-    seed, strength, machine, c, s = case
-    return f"{machine}-{strength}-s{seed}-{c.split(':')[1]}-x-{s.split(':')[1]}"
+    chain, seed, strength, machine, c, s = case
+    where = "" if chain == "memory" else f"{chain}-"
+    return f"{where}{machine}-{strength}-s{seed}-{c.split(':')[1]}-x-{s.split(':')[1]}"
 
 
 @pytest.mark.parametrize("case", list(_cases()), ids=_id)
 def test_correct_adapter_by_import_path_passes(case, tmp_path):
-    seed, strength, machine, client, server = case
-    rc = RunConfig(client=client, server=server, seed=seed, strength=strength)
+    chain, seed, strength, machine, client, server = case
+    rc = RunConfig(client=client, server=server, seed=seed, strength=strength, chain=chain)
     r = run_pair(rc, "quick", machine, None, str(tmp_path), shrink=False)
     assert r.error is None, r.failure
     assert r.ok, f"false alarm ({drives(rc, machine)}):\n{r.failure}"

@@ -1,8 +1,8 @@
 """Command line of the reference implementations.
 
-    python -m adapters.reference demo [--hints|--legacy] [--server hinted|legacy] [--chain memory|evm]
+    python -m adapters.reference demo [--hints|--legacy] [--server hinted|legacy] [--chain memory|evm|memory-v2|evm-v2]
                                       [--chain-url URL] [--requests N] [--restart-client] [--profile v1|v2]
-    python -m adapters.reference serve [--port P] [--chain memory|evm] [--chain-url URL] [--hints|--legacy] [--db PATH]
+    python -m adapters.reference serve [--port P] [--chain memory|evm|memory-v2|evm-v2] [--chain-url URL] [--hints|--legacy] [--db PATH]
 
 `--chain-url` pays through a chain in another process (any JSON-RPC node, e.g.
 `python -m adapters.chain serve`): clients in other processes can pay the same
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--hints", action="store_true", help="hinted client (default)")
     mode.add_argument("--legacy", action="store_true", help="legacy client")
     d.add_argument("--server", choices=("hinted", "legacy"), default="hinted")
-    d.add_argument("--chain", choices=("memory", "evm"), default="memory")
+    d.add_argument("--chain", choices=("memory", "evm", "memory-v2", "evm-v2"), default="memory")
     d.add_argument("--chain-url", default=None, help="a JSON-RPC chain in another process (overrides --chain)")
     d.add_argument("--requests", type=int, default=5)
     d.add_argument("--restart-client", action="store_true", help="restart the client (no persisted file) midway")
@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--legacy", action="store_true", help="legacy server (channelId hint only)")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8402)
-    s.add_argument("--chain", choices=("memory", "evm"), default="memory")
+    s.add_argument("--chain", choices=("memory", "evm", "memory-v2", "evm-v2"), default="memory")
     s.add_argument("--chain-url", default=None, help="a JSON-RPC chain in another process (overrides --chain)")
     s.add_argument("--db", default=None)
     s.add_argument("--profile", choices=("v1", "v2"), default="v2")

@@ -48,14 +48,16 @@ from typing import Any, Callable
 import attrs
 import httpx
 
-from adapters.chain.base import ZERO_ADDRESS, Chain
-from model.crypto import VoucherDomain, address_of, keccak, sign_voucher
+from adapters.chain.base import ZERO_ADDRESS, Chain, ChainError, ChannelDescriptor
+from adapters.chain.deployment import deployment_of
+from model.crypto import address_of, keccak, sign_voucher
 from model.profiles import hints_from_request, recoverer
 from model.records import Hints
 from model.wire import (
     Challenge,
     ClosePayload,
     Credential,
+    Descriptor,
     OpenPayload,
     Receipt,
     SessionRequest,
@@ -305,8 +307,12 @@ class SessionClient:
         self.auto_idempotency_keys = auto_idempotency_keys
         self.observer = observer
         self.address = address_of(key)
-        self.domain = VoucherDomain("v1", chain.chain_id, chain.escrow)
+        # The deployment (adapters/chain/deployment.py): v1 escrow or v2 precompile. On v2 the voucher
+        # domain is "TIP20 Channel Reserve", amounts are uint96, and every payload carries the descriptor.
+        self.deployment = deployment_of(chain)
+        self.domain = self.deployment.domain
         self._recover = recoverer(self.domain)
+        self._descriptors: dict[str, ChannelDescriptor] = {}  # v2: channel id -> its descriptor
         if isinstance(target, str):
             self._http = httpx.Client(base_url=target, timeout=timeout)
         else:
@@ -369,7 +375,8 @@ class SessionClient:
             entry.signed_max = max(entry.signed_max, amount)
             self._remember(entry)
             sig = sign_voucher(self.key, self.domain, entry.channel_id, amount)
-            payload = ClosePayload(channel_id=entry.channel_id, cumulative_amount=amount, signature=sig)
+            payload = ClosePayload(channel_id=entry.channel_id, cumulative_amount=amount, signature=sig,
+                                   descriptor=self._descriptor(entry.channel_id))
             resp = self._send_paid("HEAD", path, challenge, payload, None, None)
             if 200 <= resp.status_code < 300:
                 self._drop(entry.channel_id)
@@ -532,8 +539,11 @@ class SessionClient:
             raise ChallengeRejected(f"challenge chainId {md.chain_id} is not {self.chain.chain_id}")
         if req.currency != self.chain.token:
             raise ChallengeRejected(f"challenge currency {req.currency} is not {self.chain.token}")
-        if md.session_protocol not in (None, "v1"):
-            raise ChallengeRejected(f"sessionProtocol {md.session_protocol} is not supported (v1 escrow)")
+        mine = self.deployment.protocol
+        if md.session_protocol not in (None, mine):
+            raise ChallengeRejected(f"sessionProtocol {md.session_protocol} is not this deployment's ({mine} escrow)")
+        if req.amount > self.deployment.max_amount:
+            raise ChallengeRejected(f"challenge amount {req.amount} exceeds the {mine} bound {self.deployment.max_amount}")
         return req
 
     def _hints(self, req: SessionRequest) -> Hints | None:
@@ -641,6 +651,10 @@ class SessionClient:
         # chain settled, a verified highestVoucher): a lower voucher could only be refused.
         floor, _ = self._proven_floor(entry, h if self.hinted else None)
         amount = max(target, floor)
+        if amount > self.deployment.max_amount:
+            # no deposit can cover it: the escrow's amounts stop at the bound (2^96-1 on v2)
+            raise DepositExhausted(f"cumulativeAmount {amount} exceeds the {self.deployment.protocol} amount bound "
+                                   f"{self.deployment.max_amount} (channel {entry.channel_id})")
         self._check_bound(entry, h, amount, cost)
         self._exposure.admit(entry.channel_id, floor, amount, cost)
         st = self.chain.get_channel(entry.channel_id)
@@ -670,12 +684,14 @@ class SessionClient:
         self._remember(entry)
         self._exposure.record(entry.channel_id, floor, amount, cost)
         sig = sign_voucher(self.key, self.domain, entry.channel_id, amount)
-        payload = VoucherPayload(channel_id=entry.channel_id, cumulative_amount=amount, signature=sig)
+        payload = VoucherPayload(channel_id=entry.channel_id, cumulative_amount=amount, signature=sig,
+                                 descriptor=self._descriptor(entry.channel_id))
         return self._send_paid(method, path, challenge, payload, key, headers), entry.channel_id
 
     def _topup(self, path: str, challenge: Challenge, entry: _Entry, add: int) -> httpx.Response:
-        raw = self.chain.build_topup_tx(self.key, entry.channel_id, add)
-        payload = TopUpPayload(channel_id=entry.channel_id, transaction=raw, additional_deposit=add)
+        raw = self.deployment.topup_tx(self.key, entry.channel_id, add)
+        payload = TopUpPayload(channel_id=entry.channel_id, transaction=raw, additional_deposit=add,
+                               descriptor=self._descriptor(entry.channel_id))
         self._remember(entry)
         resp = self._send_paid("HEAD", path, challenge, payload, None, None)
         if 200 <= resp.status_code < 300:
@@ -702,14 +718,36 @@ class SessionClient:
         self._exposure.admit(None, 0, cost, cost)
         self._check_escrow(deposit, f"opening a channel with a deposit of {deposit}")
         salt = self._new_salt()
-        raw, cid = self.chain.build_open_tx(self.key, req.recipient, deposit, salt, ZERO_ADDRESS)
+        opened = self.deployment.open_tx(self.key, req.recipient, deposit, salt, ZERO_ADDRESS)
+        raw, cid = opened.raw, opened.channel_id
+        if opened.descriptor is not None:
+            self._descriptors[cid] = opened.descriptor
         entry = _Entry(cid, salt=salt, deposit=deposit, signed_max=cost, opened_deposit=deposit)
         self._entry = entry
         self._remember(entry)
         self._exposure.record(cid, 0, cost, cost)
         sig = sign_voucher(self.key, self.domain, cid, cost)
-        payload = OpenPayload(channel_id=cid, transaction=raw, cumulative_amount=cost, signature=sig)
+        payload = OpenPayload(channel_id=cid, transaction=raw, cumulative_amount=cost, signature=sig,
+                              descriptor=self._descriptor(cid))
         return self._send_paid(method, path, challenge, payload, key, headers), cid
+
+    def _descriptor(self, channel_id: str) -> Descriptor | None:
+        """v2: the channel's descriptor for a payload (draft: "REQUIRED for v2"): the one its open created
+        (kept in memory and in the persisted file), else the escrow's record of the id; v1: None."""
+        if not self.deployment.is_v2:
+            return None
+        d = self._descriptors.get(channel_id)
+        if d is None:
+            saved = self._persisted.get("channels", {}).get(channel_id, {}).get("descriptor")
+            if saved is not None:
+                d = ChannelDescriptor(**saved)
+            else:
+                try:
+                    d = self.deployment.descriptor(channel_id)
+                except ChainError:
+                    return None  # not on chain: the server refuses the credential like any unknown channel
+            self._descriptors[channel_id] = d
+        return Descriptor.of(d)
 
     def _new_salt(self) -> str:
         if self._seed is None:
@@ -793,6 +831,9 @@ class SessionClient:
             "signed_max": str(signed),
             "opened_deposit": str(entry.opened_deposit or int(old.get("opened_deposit", 0))),
         }
+        d = self._descriptors.get(entry.channel_id)
+        if d is not None or "descriptor" in old:
+            chans[entry.channel_id]["descriptor"] = attrs.asdict(d) if d is not None else old["descriptor"]
         self._persisted["current"] = entry.channel_id
         self._save()
 

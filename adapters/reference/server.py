@@ -36,8 +36,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from adapters.chain.base import ZERO_ADDRESS, Chain, ChainError, ChannelState
-from model.crypto import CryptoError, VoucherDomain, address_of, recover_voucher_signer
+from adapters.chain.base import ZERO_ADDRESS, Chain, ChainError, ChannelDescriptor, ChannelState
+from adapters.chain.deployment import deployment_of
+from model.crypto import CryptoError, address_of, recover_voucher_signer
 from model.crypto import keccak
 from model.profiles import method_details_with_hints
 from model.records import Hints, Voucher
@@ -47,6 +48,7 @@ from model.wire import (
     Challenge,
     ClosePayload,
     Credential,
+    Descriptor,
     MethodDetails,
     OpenPayload,
     ProblemDetails,
@@ -56,6 +58,7 @@ from model.wire import (
     TopUpPayload,
     VoucherPayload,
     WireError,
+    check_credential_protocol,
     decode_request,
     encode_problem,
     encode_receipt,
@@ -164,7 +167,11 @@ class SessionServer:
         self.config = config
         self.chain = config.chain
         self.payee = address_of(config.payee_key)
-        self.domain = VoucherDomain("v1", self.chain.chain_id, self.chain.escrow)
+        # The deployment (adapters/chain/deployment.py): v1 escrow or v2 precompile, its voucher domain,
+        # amount bound and channel-id operations. On v2 every credential carries the channel descriptor.
+        self.deployment = deployment_of(self.chain)
+        self.v2 = self.deployment.is_v2
+        self.domain = self.deployment.domain
         self.store = Store(config.db_path)
         self.limiter = (
             RateLimiter(config.voucher_rate, config.voucher_burst, clock=config.rate_clock)
@@ -199,7 +206,7 @@ class SessionServer:
             st = self.chain.get_channel(cid)
             if rec.accepted_cumulative <= st.settled or not rec.highest_signature:
                 return None
-            tx_hash = self.chain.settle(
+            tx_hash = self.deployment.settle(
                 self.config.payee_key, cid, rec.accepted_cumulative, bytes.fromhex(rec.highest_signature[2:])
             )
             st = self.chain.get_channel(cid)
@@ -234,7 +241,7 @@ class SessionServer:
                 "payment-required", "this resource requires a Payment credential", content, payer=payer
             )
         try:
-            cred = parse_authorization(auth)
+            cred = check_credential_protocol(parse_authorization(auth), self.deployment.protocol)
         except WireError as exc:
             return self._problem_reply(
                 "malformed-credential", f"{exc.where}: {exc.field}: {exc.what}", content, payer=payer,
@@ -394,10 +401,14 @@ class SessionServer:
             escrow_contract=self.chain.escrow,
             chain_id=self.chain.chain_id,
             min_voucher_delta=cfg.min_voucher_delta or None,
+            session_protocol="v2" if self.v2 else None,
         )
+        descriptor = None
+        if self.v2 and hints is not None:
+            descriptor = Descriptor.of(self.chain.get_channel(hints.channel_id).descriptor)
         md = method_details_with_hints(
             base, hints, cfg.hint_profile, chain_id=self.chain.chain_id, escrow=self.chain.escrow,
-            highest_voucher_signature=sig,
+            highest_voucher_signature=sig, descriptor=descriptor,
         )
         req = SessionRequest(
             amount=cfg.price,
@@ -440,6 +451,8 @@ class SessionServer:
     ) -> _Reply:
         p = cred.payload
         cid = p.channel_id
+        if self.v2:
+            self._verify_descriptor(p)
         with self.store.locks.get(cid):
             if isinstance(p, OpenPayload):
                 return self._open(method, path, content, cred, p, key)
@@ -450,6 +463,25 @@ class SessionServer:
             if isinstance(p, ClosePayload):
                 return self._close(cred, p)
         raise _Reject("malformed-credential", f"unsupported action {getattr(p, 'action', None)!r}")  # pragma: no cover
+
+    def _verify_descriptor(self, p: Any) -> None:
+        """v2 (draft, "Channel Descriptor"): the payload's descriptor must name its channelId (recomputed
+        with our escrow and chain id), pay our recipient in our currency, and name no operator (this server
+        advertises none). Because the id is a hash of every descriptor field, a descriptor that matches the
+        id also matches the stored channel's (draft, "Close Payload")."""
+        d = p.descriptor
+        problems = []
+        computed = self.chain.compute_channel_id(_chain_descriptor(d))
+        if computed != p.channel_id:
+            problems.append(f"descriptor names channel {computed}, payload.channelId is {p.channel_id}")
+        if d.payee != self.payee:
+            problems.append(f"descriptor.payee {d.payee} is not the recipient {self.payee}")
+        if d.token != self.chain.token:
+            problems.append(f"descriptor.token {d.token} is not the currency {self.chain.token}")
+        if d.operator != ZERO_ADDRESS:
+            problems.append(f"descriptor.operator {d.operator}: this server advertises no operator")
+        if problems:
+            raise _Reject("verification-failed", "; ".join(problems), channel_id=p.channel_id)
 
     def _recover(self, channel_id: str, amount: int, signature: str) -> str:
         try:
@@ -584,17 +616,23 @@ class SessionServer:
             # A replayed open for a known channel carries a voucher like any other.
             return self._voucher(method, path, content, cred, p, key)
         dtx, problems = self._decode_client_tx(p.transaction, "open", cid)
-        if dtx.payee != self.payee:
-            problems.append(f"channel payee {dtx.payee} is not the recipient {self.payee}")
-        if dtx.token != self.chain.token:
-            problems.append(f"channel token {dtx.token} is not the currency {self.chain.token}")
+        # v1: the transaction's arguments; v2: the descriptor the transaction will create (draft, "Open
+        # Payload": it must equal the payload's descriptor)
+        payee, token, tx_signer = ((dtx.descriptor.payee, dtx.descriptor.token, dtx.descriptor.authorized_signer)
+                                   if self.v2 else (dtx.payee, dtx.token, dtx.authorized_signer))
+        if payee != self.payee:
+            problems.append(f"channel payee {payee} is not the recipient {self.payee}")
+        if token != self.chain.token:
+            problems.append(f"channel token {token} is not the currency {self.chain.token}")
         if dtx.channel_id != cid:
             problems.append(f"transaction opens {dtx.channel_id}, payload.channelId is {cid}")
-        if p.authorized_signer is not None and p.authorized_signer != dtx.authorized_signer:
+        if self.v2 and _chain_descriptor(p.descriptor) != dtx.descriptor:
+            problems.append("payload.descriptor differs from the descriptor the open transaction creates")
+        if p.authorized_signer is not None and p.authorized_signer != tx_signer:
             problems.append(f"payload.authorizedSigner {p.authorized_signer} differs from the transaction's")
         if problems:
             raise _Reject("verification-failed", "; ".join(problems), channel_id=cid)
-        expected = dtx.sender if dtx.authorized_signer == ZERO_ADDRESS else dtx.authorized_signer
+        expected = dtx.sender if tx_signer == ZERO_ADDRESS else tx_signer
         # The initial voucher is checked before anything is broadcast: a bad one changes nothing.
         signer = self._recover(cid, p.cumulative_amount, p.signature)
         if signer != expected:
@@ -625,7 +663,7 @@ class SessionServer:
                 problems.append(f"on-chain payee {st.payee} is not {self.payee}")
             if st.token != self.chain.token:
                 problems.append(f"on-chain token {st.token} is not {self.chain.token}")
-            if st.authorized_signer != dtx.authorized_signer:
+            if st.authorized_signer != tx_signer:
                 problems.append("on-chain authorizedSigner differs from the transaction's")
         if problems:
             raise _Reject("verification-failed", "; ".join(problems), channel_id=cid)
@@ -800,8 +838,8 @@ class SessionServer:
                 channel_id=cid,
             )
         try:
-            tx_hash = self.chain.close(
-                self.config.payee_key, cid, amount, bytes.fromhex(p.signature[2:]), capture_amount=capture
+            tx_hash = self.deployment.close(
+                self.config.payee_key, cid, amount, capture, bytes.fromhex(p.signature[2:])
             )
         except ChainError as exc:
             raise _Reject("verification-failed", f"close transaction failed: {exc}", channel_id=cid) from None
@@ -813,6 +851,11 @@ class SessionServer:
             cur = attrs.evolve(cur, finalized=True)
             tx.update(cur)
         return self._success(cur, cred, "HEAD", "", False, tx_hash, units=None)
+
+
+def _chain_descriptor(d: Descriptor) -> ChannelDescriptor:
+    """A credential's (wire) descriptor as the chain's record."""
+    return ChannelDescriptor(d.payer, d.payee, d.operator, d.token, d.salt, d.authorized_signer, d.expiring_nonce_hash)
 
 
 def _mirror(rec: ChannelRecord, st: ChannelState) -> ChannelRecord:

@@ -127,33 +127,34 @@ class AcceptsHighS(SessionServer):
 
 
 class _CloseCapturing:
-    """The chain, except that a cooperative close captures `capture(chain, channel_id, cumulative_amount)`."""
+    """The deployment, except that a cooperative close captures `capture(chain, channel_id, cumulative_amount)`."""
 
-    def __init__(self, chain, capture):
-        self._chain, self._capture = chain, capture
+    def __init__(self, deployment, capture):
+        self._deployment, self._capture = deployment, capture
 
     def __getattr__(self, name):
-        return getattr(self._chain, name)
+        return getattr(self._deployment, name)
 
-    def close(self, payee_key, channel_id, cumulative_amount, signature, capture_amount=None):
-        capture = self._capture(self._chain, channel_id, cumulative_amount)
-        return self._chain.close(payee_key, channel_id, cumulative_amount, signature, capture_amount=capture)
+    def close(self, payee_key, channel_id, cumulative_amount, capture_amount, signature):
+        capture = self._capture(self._deployment.chain, channel_id, cumulative_amount)
+        return self._deployment.close(payee_key, channel_id, cumulative_amount, capture, signature)
 
 
 class _WrongCloseCapture(SessionServer):
-    """A close that captures the wrong amount (subclasses say which): the chain is swapped for the close only."""
+    """A close that captures the wrong amount (subclasses say which): the deployment is swapped for the close
+    only (the server's chain operations go through its deployment, adapters/chain/deployment.py)."""
 
     @staticmethod
     def _capture(chain, channel_id, cumulative_amount):  # pragma: no cover - abstract
         raise NotImplementedError
 
     def _close(self, cred, p):
-        real = self.chain
-        self.chain = _CloseCapturing(real, self._capture)
+        real = self.deployment
+        self.deployment = _CloseCapturing(real, self._capture)
         try:
             return super()._close(cred, p)
         finally:
-            self.chain = real
+            self.deployment = real
 
 
 class CloseCapturesSettled(_WrongCloseCapture):
