@@ -152,6 +152,49 @@ def recover_v2(channel_id: str, amount: int, signature: str) -> Optional[str]:
         return None
 
 
+_RPCS: dict = {}  # id(chain) -> (env, HarnessRpc): one per session, shared by its server and clients
+
+
+def is_v2_chain(chain: Any) -> bool:
+    """Whether a harness chain backend is a v2 (precompile) deployment, the one mppx 0.7+ speaks."""
+    if chain is None:
+        return False
+    from adapters.chain.deployment import PROTOCOL_OF_BACKEND
+
+    return PROTOCOL_OF_BACKEND.get(getattr(chain, "name", ""), "v1") == "v2"
+
+
+def rpc_for(env: Env):
+    """The session's HarnessRpc (conformance/chain_rpc.py) over env.chain: mppx's client and server of one
+    session answer their JSON-RPC from it, so what one broadcasts the other reads."""
+    from .chain_rpc import HarnessRpc
+
+    held = _RPCS.get(id(env.chain))
+    if held is None or held[0] is not env:
+        held = _RPCS[id(env.chain)] = (env, HarnessRpc(env.chain, (env.payee_key,)))
+    return held[1]
+
+
+class _Offer:
+    """Offer the rpc callback (the harness's chain) around one adapter call, restoring what was there (a nested
+    call inside a client's http callback must not take the client's registration away)."""
+
+    def __init__(self, adapter: AdapterProcess, rpc: Any):
+        self.a, self.rpc = adapter, rpc
+
+    def __enter__(self):
+        self.old = self.a.callbacks.get("rpc")
+        if self.rpc is not None:
+            self.a.callbacks["rpc"] = self.rpc
+        return self
+
+    def __exit__(self, *exc):
+        if self.old is None:
+            self.a.callbacks.pop("rpc", None)
+        else:
+            self.a.callbacks["rpc"] = self.old
+
+
 def problem_of(raw: dict) -> Optional[str]:
     body = raw.get("body")
     if isinstance(body, dict) and isinstance(body.get("type"), str):
@@ -181,10 +224,16 @@ class MppxServer:
         self.a = get_adapter(self.manifest)
         self.a.call("reset")
         self.env = env
+        # On a v2 harness chain (memory-v2, evm-v2) mppx's server reads and writes that chain over the rpc
+        # callback; otherwise the adapter's fake chain answers it (the dedicated machines seed it).
+        self.rpc = rpc_for(env) if is_v2_chain(env.chain) else None
+        chain_id, escrow, token = ((env.chain.chain_id, env.chain.escrow, env.chain.token) if self.rpc is not None
+                                   else (CHAIN_ID, ESCROW, TOKEN))
         self.config = self.a.call(
             "server.configure", amount=str(env.price), payeePrivateKey="0x" + env.payee_key.hex(),
-            secretKey=f"conformance-mppx-secret-{env.seed:08d}-0123456789abcdef", chainId=CHAIN_ID,
-            escrowContract=ESCROW, currency=TOKEN)
+            secretKey=f"conformance-mppx-secret-{env.seed:08d}-0123456789abcdef", chainId=chain_id,
+            escrowContract=escrow, currency=token,
+            **({"suggestedDeposit": str(env.suggested_deposit)} if env.suggested_deposit and self.rpc else {}))
         self.payee = self.config["recipient"].lower()
 
     def handle(self, request: httpx.Request) -> httpx.Response:
@@ -201,10 +250,11 @@ class MppxServer:
             fields["body"] = body
             fields["headers"] = {"content-type": request.headers.get("content-type", "application/json")}
         auth = request.headers.get("authorization")
-        if auth:
-            raw = self.a.call("server.handle", authorization=auth, **fields)
-        else:
-            raw = self.a.call("server.challenge", **fields)
+        with _Offer(self.a, self.rpc):
+            if auth:
+                raw = self.a.call("server.handle", authorization=auth, **fields)
+            else:
+                raw = self.a.call("server.challenge", **fields)
         self.last = raw
         return to_httpx(raw)
 
@@ -218,9 +268,23 @@ class MppxServer:
                              hv.get("signature"))
 
     def settle(self, channel_id: str) -> None:
-        """Simulated on the fake chain: settled := the stored highest voucher, if the escrow would take it
-        (signature of the channel's signer, low-s, above settled, within the deposit)."""
+        """On a harness chain: the payee's settle of the stored highest voucher (a no-op when the escrow refuses
+        it, e.g. a stored high-s voucher). On the fake chain: simulated, settled := the stored highest voucher if
+        the escrow would take it (signature of the channel's signer, low-s, above settled, within the deposit)."""
         r = self.raw_record(channel_id)
+        if self.rpc is not None:
+            from adapters.chain.base import ChainError
+
+            st = self.env.chain.get_channel(channel_id)
+            hv = (r or {}).get("highestVoucher")
+            if r is None or not hv or not st.exists or st.finalized:
+                return
+            try:
+                self.env.chain.settle(self.env.payee_key, st.descriptor, int(hv["cumulativeAmount"]),
+                                      bytes.fromhex(hv["signature"][2:]))
+            except ChainError:
+                pass
+            return
         ch = self.chain_state(channel_id)
         if r is None or ch is None or ch.get("finalized") or not r.get("highestVoucher"):
             return
@@ -234,7 +298,8 @@ class MppxServer:
         self.set_chain(channel_id, dict(ch, settled=str(amount)))
 
     def restart(self) -> None:
-        self.a.call("server.restart")
+        with _Offer(self.a, self.rpc):
+            self.a.call("server.restart")
 
     # -- mppx-specific helpers (the v2 machines use these)
 
@@ -325,6 +390,9 @@ class MppxClient:
         self.log = []
         self.fresh = True  # the next client.fetch starts mppx's client with `self.store`
         self.uses_fetch = "client.fetch" in capabilities(self.manifest)
+        if is_v2_chain(env.chain):  # mppx's chain is the harness's: it opens, tops up and closes there itself
+            self.rpc = rpc_for(env)
+            self.rpc.add_key(params.key)
 
     def close_resources(self) -> None:
         self.http.close()
@@ -392,17 +460,19 @@ class MppxClient:
         if self.fresh:
             fields["store"] = self.store
             self.fresh = False
+            if self.rpc is not None:
+                # the payer's wallet bounds what mppx may authorize in total; it tops up by the harness's top_up
+                fields["maxDeposit"] = str(max(self.env.chain.balance_of(self.addr), self.params.deposit))
+                fields["topUpAmount"] = str(self.params.top_up)
         if self.chain_view is not None and self.rpc is None:
             fields["chain"] = self.chain_view()
         self._last = None
         self.a.callbacks["http"] = self._carry
-        if self.rpc is not None:
-            self.a.callbacks["rpc"] = self.rpc
         try:
-            out = self.a.call("client.fetch", **fields)
+            with _Offer(self.a, self.rpc):
+                out = self.a.call("client.fetch", **fields)
         finally:
             self.a.callbacks.pop("http", None)
-            self.a.callbacks.pop("rpc", None)
         self.store = out["store"]
         self.chain_sources.add(out.get("chainSource"))
         if self.params.persist:

@@ -122,7 +122,7 @@ class MemoryChainV2(MemoryChain):
     # ------------------------------------------------------- client-signed transactions
 
     def _next_descriptor(self, payer: str, payee: str, operator: str, token: str, salt: str, signer: str) -> ChannelDescriptor:
-        enh = stand_in_expiring_nonce_hash(payer, self._opens.get(payer, 0))
+        enh = getattr(self, "_foreign_enh", None) or stand_in_expiring_nonce_hash(payer, self._opens.get(payer, 0))
         return ChannelDescriptor(payer, payee, operator, token, salt, signer, enh)
 
     def build_open_tx(  # type: ignore[override]
@@ -180,6 +180,22 @@ class MemoryChainV2(MemoryChain):
                 args = (tx.descriptor, tx.amount)
             self._execute(tx.sender, tx.kind, args, nonce)
         return "0x" + keccak(raw).hex()
+
+    def apply_foreign(self, sender: str, kind: str, args: tuple, expiring_nonce_hash: str | None = None) -> None:
+        """Run one escrow call of a transaction this backend cannot decode itself (a Tempo 0x76 or EIP-1559
+        transaction an adapter decoded, its sender recovered there: conformance/chain_rpc.py) as `sender`, with
+        the sender's next nonce. `args` are the escrow function's own (descriptors as ChannelDescriptor,
+        signatures as bytes); an open takes the expiringNonceHash the precompile derives from that
+        transaction instead of our stand-in."""
+        if kind not in ("open", "topUp", "settle", "close", "requestClose", "withdraw"):
+            raise ChainError("InvalidArgument", f"escrow call {kind!r}")
+        sender = norm_address(sender, "sender")
+        with self._lock:
+            self._foreign_enh = norm_bytes32(expiring_nonce_hash, "expiring_nonce_hash") if expiring_nonce_hash else None
+            try:
+                self._execute(sender, kind, args, self._nonces.get(sender, 0))
+            finally:
+                self._foreign_enh = None
 
     # ---------------------------------------------------------------------- direct calls
 

@@ -453,6 +453,69 @@ function makeViemClient(chainId, overrides) {
   })
 }
 
+/** What a raw transaction asks (PROTOCOL.md section 8, `rpc`): its type, recovered sender, calls (each with the
+ * escrow function decoded when it is one) and, for a v2 open, the expiringNonceHash the precompile derives from
+ * it. Handed to the harness with eth_sendRawTransaction(Sync), so its chain can apply the calls as the sender. */
+async function describeTransaction(raw) {
+  const { tx, from, calls } = await readRawTransaction(raw)
+  const out = {
+    type: typeof raw === 'string' ? raw.slice(0, 4) : '',
+    from: from ? from.toLowerCase() : null,
+    chainId: tx.chainId ?? null,
+    nonce: tx.nonce === undefined ? null : Number(tx.nonce),
+    calls: [],
+  }
+  for (const call of calls ?? []) {
+    const entry = { to: lower(call.to ?? ZERO_ADDRESS), data: call.data ?? '0x' }
+    if (escrowAbi) {
+      try {
+        const decoded = decodeFunctionData({ abi: escrowAbi, data: call.data })
+        entry.function = decoded.functionName
+        entry.args = toJson(decoded.args)
+      } catch {}
+    }
+    out.calls.push(entry)
+  }
+  const open = out.calls.find((c) => c.function === 'open')
+  if (open && from && Session?.Precompile?.Channel?.computeExpiringNonceHash) {
+    const Channel = Session.Precompile.Channel
+    out.expiringNonceHash = Channel.computeExpiringNonceHash(
+      Channel.transactionForExpiringNonceHash({ transaction: tx }),
+      { sender: from },
+    ).toLowerCase()
+  }
+  return out
+}
+
+/** An EIP-1193 request function answered by the harness's chain (the rpc callback); raw transactions travel
+ * with their decoding (`decoded`). */
+function harnessRpc(tag) {
+  return async ({ method, params }) => {
+    fakeChain.rpcLog.push(method)
+    const request = { method, params: params ?? [] }
+    if ((method === 'eth_sendRawTransaction' || method === 'eth_sendRawTransactionSync') && params?.[0])
+      request.decoded = await describeTransaction(params[0])
+    if (tag) request.side = tag
+    try {
+      return await callHarness('rpc', request)
+    } catch (error) {
+      if (error instanceof CallbackError) throw new Error(`harness rpc ${method}: ${error.type}: ${error.message}`)
+      throw error
+    }
+  }
+}
+
+/** The server's viem client: the harness's chain while the running op offers the rpc callback, else the fake chain. */
+function makeServerViemClient(chainId) {
+  const fake = makeRpc(chainId)
+  const harness = harnessRpc('server')
+  return createClient({
+    chain: { ...tempoChain, id: chainId },
+    pollingInterval: 10,
+    transport: custom({ request: (args) => (offeredCallbacks.has('rpc') ? harness(args) : fake(args)) }, { retryCount: 0 }),
+  })
+}
+
 // ---------------------------------------------------------------------------
 // Vouchers.
 
@@ -770,15 +833,7 @@ async function harnessFetch(input, init) {
 /** viem transport for the client: the harness's chain over the rpc callback when it offers one, else the fake chain. */
 function clientChain(chainId, overrides) {
   if (!offeredCallbacks.has('rpc')) return { source: 'adapter-fake-chain', client: makeViemClient(chainId, overrides) }
-  const request = async ({ method, params }) => {
-    fakeChain.rpcLog.push(method)
-    try {
-      return await callHarness('rpc', { method, params: params ?? [] })
-    } catch (error) {
-      if (error instanceof CallbackError) throw new Error(`harness rpc ${method}: ${error.type}: ${error.message}`)
-      throw error
-    }
-  }
+  const request = harnessRpc('client')
   return {
     source: 'harness-rpc',
     client: createClient({
@@ -813,10 +868,13 @@ function makeFetchClient(account, entries, input) {
   const state = { entriesByKey, overrides: new Map(), chainSource: undefined }
   const allowCustomEscrow = input.allowCustomEscrow === undefined ? true : Boolean(input.allowCustomEscrow)
   const maxDeposit = readAmount(input, 'maxDeposit', { optional: true })
+  // topUpAmount: the automatic top-up of the fetch layer (0.8.14+; earlier releases ignore the option).
+  const topUpAmount = readAmount(input, 'topUpAmount', { optional: true })
   const method = sessionMethod({
     account,
     allowCustomEscrow,
     channelStore,
+    ...(topUpAmount !== undefined ? { topUpAmount: formatUnits(topUpAmount, DECIMALS) } : {}),
     getClient: ({ chainId } = {}) => {
       const chain = clientChain(chainId ?? tempoChain.id, state.overrides)
       state.chainSource = chain.source
@@ -914,7 +972,7 @@ function serverConfig(input = {}) {
 
 function makeServer(cfg, store = Store.memory()) {
   const account = privateKeyToAccount(cfg.payeePrivateKey)
-  const client = makeViemClient(cfg.chainId)
+  const client = makeServerViemClient(cfg.chainId)
   if (!HAS_V2_SERVER) throw unsupported(`mppx ${MPPX_VERSION} has no v2 session server (Mppx.create + tempo.session)`)
   const mppx = MppxServer.create({
     realm: cfg.realm,
@@ -1176,6 +1234,11 @@ async function chainSetChannel(input) {
   return {}
 }
 
+async function txDecode(input) {
+  const raw = readHex(input, 'raw')
+  return byMppx('transaction decode', () => describeTransaction(raw))
+}
+
 async function chainGetChannel(input) {
   const channelId = readHex(input, 'channelId', 32).toLowerCase()
   const state = fakeChain.channels.get(channelId)
@@ -1246,6 +1309,7 @@ const OPS = {
   'server.restart': serverRestart,
   'chain.set_channel': chainSetChannel,
   'chain.get_channel': chainGetChannel,
+  'tx.decode': txDecode,
   // Test hooks for the harness's own crash/timeout handling; harmless otherwise.
   'debug.exit': async (input) => process.exit(Number(input?.code ?? 3)),
   'debug.sleep': async (input) => new Promise((r) => setTimeout(() => r({}), Number(input?.ms ?? 1000))),
