@@ -263,7 +263,7 @@ def main(argv=None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     def common(p):
-        p.add_argument("--chain", default="memory", choices=["memory", "evm"])
+        p.add_argument("--chain", default="memory", choices=["memory", "evm", "memory-v2", "evm-v2"])
         p.add_argument("--profile", default="ci", choices=["quick", "ci", "deep"])
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--hint-profile", default="v2", choices=["v1", "v2"])

@@ -7,7 +7,8 @@ its calls, each escrow call decoded, and for an open the expiringNonceHash the p
 transaction), because the harness backends cannot decode a Tempo 0x76 transaction. Its escrow call is applied to
 the backend as that sender, and the receipt carries the event the precompile would emit (ABI of
 adapters/chain/artifacts/TIP20ChannelEscrow.json, which is mppx's precompile ABI), so the SDK's own receipt
-checks run. A call the backend refuses is an RPC error (`rejected`: "execution reverted: <reason>").
+checks run. A call the backend refuses is mined and reverts, as on a chain: a receipt with status 0x0 and no
+logs. A request the harness cannot answer is an RPC error (`rejected`).
 
 What it answers: eth_chainId, eth_blockNumber, eth_getBlockByNumber, eth_getTransactionCount, eth_gasPrice,
 eth_maxPriorityFeePerGas, eth_feeHistory, eth_estimateGas, eth_call (getChannelState, getChannelStatesBatch,
@@ -202,11 +203,14 @@ class HarnessRpc:
             raise CallbackRefused("the transaction makes no escrow call the harness chain models", type="rejected")
         call = calls[-1]
         fn, args = call["function"], call.get("args") or []
+        reverted = None
         try:
             cid, event = self._apply(sender, fn, args, decoded.get("expiringNonceHash"))
         except ChainError as exc:
-            raise CallbackRefused(f"execution reverted: {exc.reason}: {exc.detail}", type="rejected") from exc
-        self.applied.append((side, sender, fn))
+            # as on a chain: the transaction is included and reverts (status 0x0, no logs); the sender learns it
+            # from the receipt, not from the submission
+            reverted, event = f"{exc.reason}: {exc.detail}", None
+        self.applied.append((side, sender, fn if reverted is None else f"{fn} reverted ({reverted})"))
         self.block += 1
         tx_hash = "0x" + keccak(bytes.fromhex(raw[2:])).hex()
         block_hash = "0x" + keccak(self.block.to_bytes(32, "big")).hex()
@@ -227,7 +231,8 @@ class HarnessRpc:
         receipt = {"transactionHash": tx_hash, "transactionIndex": "0x0", "blockHash": block_hash,
                    "blockNumber": _hex(self.block), "from": sender, "to": self.chain.escrow,
                    "cumulativeGasUsed": "0x5208", "gasUsed": "0x5208", "effectiveGasPrice": "0x1",
-                   "contractAddress": None, "logs": logs, "logsBloom": "0x" + "00" * 256, "status": "0x1",
+                   "contractAddress": None, "logs": logs, "logsBloom": "0x" + "00" * 256,
+                   "status": "0x1" if reverted is None else "0x0",
                    "type": str(decoded.get("type") or "0x76")}
         self.receipts[tx_hash] = receipt
         return receipt

@@ -41,7 +41,10 @@ TIMESTAMP = "2026-01-01T00:00:00Z"
 
 
 def domain_of(chain) -> VoucherDomain:
-    return VoucherDomain("v1", chain.chain_id, chain.escrow)
+    """The voucher domain of a chain backend: v1 or v2 by the protocol its backend speaks (deployment seam)."""
+    from adapters.chain.deployment import PROTOCOL_OF_BACKEND
+
+    return VoucherDomain(PROTOCOL_OF_BACKEND.get(getattr(chain, "name", ""), "v1"), chain.chain_id, chain.escrow)
 
 
 def recover_or_none(domain: VoucherDomain, cid: str, amount: int, sig: str) -> Optional[str]:

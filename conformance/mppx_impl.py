@@ -155,13 +155,15 @@ def recover_v2(channel_id: str, amount: int, signature: str) -> Optional[str]:
 _RPCS: dict = {}  # id(chain) -> (env, HarnessRpc): one per session, shared by its server and clients
 
 
-def is_v2_chain(chain: Any) -> bool:
-    """Whether a harness chain backend is a v2 (precompile) deployment, the one mppx 0.7+ speaks."""
-    if chain is None:
-        return False
+def is_v2_chain_name(name: str) -> bool:
+    """Whether a chain backend name is a v2 (precompile) deployment, the one mppx 0.7+ speaks."""
     from adapters.chain.deployment import PROTOCOL_OF_BACKEND
 
-    return PROTOCOL_OF_BACKEND.get(getattr(chain, "name", ""), "v1") == "v2"
+    return PROTOCOL_OF_BACKEND.get(name, "v1") == "v2"
+
+
+def is_v2_chain(chain: Any) -> bool:
+    return chain is not None and is_v2_chain_name(getattr(chain, "name", ""))
 
 
 def rpc_for(env: Env):
@@ -369,6 +371,7 @@ class MppxClient:
     """
 
     hinted = True
+    sees_receipts = False  # mppx's sessionMethod reads no receipts: R1/RM are SKIPPED (harness.Session.blind)
     MAX_ROUND_TRIPS = 4  # only for the next_credential loop; mppx's fetch decides its own retries
 
     def __init__(self, name: str = "mppx"):
@@ -456,7 +459,7 @@ class MppxClient:
         if key:
             headers[IDEMPOTENCY_HEADER] = key
         fields: dict = {"privateKey": self.key_hex, "method": method, "url": str(httpx.URL(BASE_URL).join(path)),
-                        "headers": headers}
+                        "headers": headers, "instance": f"{self.params.name}:{self.addr}"}
         if self.fresh:
             fields["store"] = self.store
             self.fresh = False

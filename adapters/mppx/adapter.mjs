@@ -898,7 +898,9 @@ async function clientFetch(input) {
   const headers = input.headers ?? {}
   if (typeof headers !== 'object' || Array.isArray(headers)) throw invalidInput('"headers" must be an object')
   const body = input.body === undefined || input.body === null ? undefined : String(input.body)
-  const key = account.address.toLowerCase()
+  // One client instance per payer key, or per `instance` name when given (two devices of one payer).
+  const instance = readString(input, 'instance', { optional: true })
+  const key = instance ?? account.address.toLowerCase()
   let state = fetchClients.get(key)
   // `store` given: the application (re)starts with that saved channel store (`[]`: a fresh install).
   if (!state || input.store !== undefined) {
