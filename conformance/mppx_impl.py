@@ -5,19 +5,24 @@ in-memory store and the adapter's fake chain. `MppxClient` is a `ClientUnderTest
 run it, `Mppx.create({methods: [sessionMethod(...)]}).fetch`, one `client.fetch` per logical request whose HTTP
 requests come back as http callbacks through the harness transport (PROTOCOL.md section 8).
 
-What the generic harness cannot give mppx, and why the mppx runs use the dedicated v2 machines of
+On a v2 harness chain (Env.chain a memory-v2/evm-v2 backend) both classes answer mppx's JSON-RPC from that chain
+(`rpc_for(env)`, conformance/chain_rpc.py, one handler per session shared by server and clients): mppx opens, tops
+up and its server broadcasts there; nothing is seeded, and `settle` is the payee's settle of the stored highest
+voucher on that chain. The generic machines drive mppx x mppx that way (runner.run_pair on `--chain memory-v2`).
+
+On a v1 chain (memory/evm, our v1 escrow) the mppx runs use the dedicated v2 machines of
 conformance/mppx_machines.py:
 
-* mppx 0.11.0 is v2 only (voucher domain "TIP20 Channel Reserve", uint96, channel ids derived from a
-  descriptor); the harness's chains (adapters.chain memory/evm) are our v1 escrow. mppx's chain is the
-  adapter's fake chain, so channels are seeded (`server.seed_channel` + `chain.set_channel`), not opened
-  through the harness's chain.
+* mppx 0.7+ speaks v2 (voucher domain "TIP20 Channel Reserve", uint96, channel ids derived from a
+  descriptor). mppx's chain is then the adapter's fake chain, so channels are seeded (`server.seed_channel` +
+  `chain.set_channel`).
 * `settle` is simulated on the fake chain (the payee's settle transaction of the stored highest voucher,
   applied only if that voucher would pass the escrow's check); the adapter has no settle op.
 * `restart` re-creates mppx's server on the same store (`server.restart`, Store.memory() standing for the
   durable database).
 * mppx's client keeps no view of the server (it reads no receipts): `view()` reports only its channel and
-  local cumulative (`signed_max`); accepted/spent are 0 and properties about the view are SKIPPED.
+  local cumulative (`signed_max`); accepted/spent are 0 and properties about the view (R1, RM) are SKIPPED
+  (`sees_receipts = False`, harness.Session.blind).
 
 The adapter process is started once per Python process and manifest and shared (`get_adapter(manifest)`). Any
 adapter that speaks adapters/bridge/PROTOCOL.md runs through the same classes (`MppxServer("bridge:PATH")`,

@@ -5,7 +5,8 @@ Bundled servers and clients:
   legacy     adapters/reference with hints off (server: channelId only; client: ignores hint values)
   model      model/ rules over the real wire (conformance/model_impl.py), hinted
   model-legacy  the same, legacy
-  mppx       the real mppx@0.11.0 over the Node bridge (conformance/mppx_impl.py; v2 only: its pairs run the
+  mppx       the real mppx@0.11.0 over the Node bridge (conformance/mppx_impl.py; v2 only: on --chain memory-v2
+             mppx x mppx runs the generic machines on the harness's chain; on a v1 chain its pairs run the
              dedicated v2 machines of conformance/mppx_machines.py, or are reported SKIPPED with the reason)
   bridge:PATH  any adapter speaking adapters/bridge/PROTOCOL.md, started from its manifest (PATH, relative to the
              cwd or absolute; `mppx` is the short name of bridge:adapters/mppx/manifest.json), driven like mppx

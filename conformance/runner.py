@@ -124,7 +124,29 @@ def run_pair(rc: RunConfig, profile: str = "ci", machine: str = "pair", progress
         name = f"trace-{machine}-{rc.client}-{rc.server}-{rc.strength}.json".replace(":", "_").replace("/", "_")
         rep.trace_file = os.path.join(d, name)
         write_steps(rep.trace_file, s.rc, s.steps, machine)
+    _classify(rep, rc, machine)
     return rep
+
+
+def _classify(rep: PairReport, rc: RunConfig, machine: str) -> None:
+    """A bridge adapter's violations as its known findings (conformance/expectations.py MPPX_KNOWN, keyed by the
+    manifest's name): `findings` holds the ids a violated property may be, `unexpected` the violated properties
+    that are none of its findings."""
+    from .bridge_spec import is_bridge
+    from .expectations import MPPX_KNOWN, _names
+
+    if not (is_bridge(rc.client) or is_bridge(rc.server)):
+        return
+    known = MPPX_KNOWN.get(_names(rc.client, rc.server) + (machine, rc.strength), {})
+    for pid, status in rep.properties.items():
+        if not status.startswith("VIOLATED"):
+            continue
+        if pid in known:
+            for fid in known[pid]:
+                rep.findings.setdefault(fid, {"property": pid, "trace_file": rep.trace_file, "steps": rep.failure or "",
+                                              "message": f"{pid} violated (one of the findings {', '.join(known[pid])})"})
+        else:
+            rep.unexpected.append(f"{pid} (no known finding of {rc.client} x {rc.server})")
 
 
 def generic_v2_gap(rc: RunConfig, machine: str) -> Optional[str]:

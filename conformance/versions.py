@@ -9,7 +9,9 @@ per release the checks that exist for the deployment it speaks:
 * start: the adapter starts against the release (hello answers);
 * hello: the capabilities it lists for that release (v1-only releases list no v2 ops);
 * vectors v1 / v2: sign and verify the voucher test vectors of mppx-0.11-notes.md (v2 SKIPPED on v1-only releases);
-* machines (v2 releases): `run` of the mppx machines (server, client, pair) with the release as the side under test;
+* machines (v2 releases): `run` of the mppx machines (server, client, pair) with the release as the side under test,
+  and `run pair memory-v2`: the generic pair machine, the release's client against its own server on the harness's
+  memory-v2 chain (mppx opens and tops up its channels there itself; conformance/chain_rpc.py);
 * F3 / F14 / F15 (v2 releases): the committed traces replayed with the release's client (`client.fetch`, the
   application entry point), "shows" or "absent".
 
@@ -142,10 +144,13 @@ def check_machines(spec: str, seed: int = 1) -> dict:
 
     out = {}
     trace_dir = str(cache_root() / "traces")
-    for client, server, machine in (("model", spec, "server"), (spec, "model", "client"), (spec, "model", "pair")):
-        r = run_pair(RunConfig(client=client, server=server, seed=seed), profile="quick", machine=machine,
-                     trace_dir=trace_dir, shrink=False)
-        label = f"run {machine}"
+    runs = (("model", spec, "server", "memory"), (spec, "model", "client", "memory"), (spec, "model", "pair", "memory"),
+            # the generic pair machine on the harness's v2 chain: the release opens and tops up its own channels
+            (spec, spec, "pair", "memory-v2"))
+    for client, server, machine, chain in runs:
+        r = run_pair(RunConfig(client=client, server=server, seed=seed, chain=chain), profile="quick",
+                     machine=machine, trace_dir=trace_dir, shrink=False)
+        label = f"run {machine}" + ("" if chain == "memory" else f" {chain}")
         if r.skipped:
             out[label] = Verdict("SKIPPED", r.skipped[:120])
             continue
@@ -208,7 +213,7 @@ def check_release(version: str, *, machines: bool = True, root: Optional[Path] =
     if not speaks_v2(version):
         why = (f"mppx {version} is v1 only; the machines are v2 (the lead's unified machines will run it against "
                "the v1 escrow of adapters/chain)")
-        for c in ("run server", "run client", "run pair", *CLIENT_FINDING_TRACES):
+        for c in ("run server", "run client", "run pair", "run pair memory-v2", *CLIENT_FINDING_TRACES):
             out[c] = Verdict("SKIPPED", why)
         return out
     if machines:
