@@ -33,7 +33,9 @@ from adapters.bridge import CallbackRefused
 from adapters.chain.base import ZERO_ADDRESS, ChainError, ChannelDescriptor
 from model.crypto import address_of, keccak
 
-ABI_PATH = Path(__file__).resolve().parents[1] / "adapters" / "chain" / "artifacts" / "TIP20ChannelEscrow.json"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "adapters" / "chain" / "artifacts"
+# the escrow ABI of each protocol: v1 TempoStreamChannel (mppx <= 0.6.x's escrow interface), v2 the precompile's
+ABI_PATHS = {"v1": ARTIFACTS / "TempoStreamChannel.json", "v2": ARTIFACTS / "TIP20ChannelEscrow.json"}
 DESCRIPTOR_FIELDS = ("payer", "payee", "operator", "token", "salt", "authorizedSigner", "expiringNonceHash")
 
 
@@ -44,8 +46,8 @@ def _type_of(param: dict) -> str:
     return t
 
 
-def _load_abi() -> tuple[dict, dict]:
-    abi = json.loads(ABI_PATH.read_text())["abi"]
+def _load_abi(path: Path) -> tuple[dict, dict]:
+    abi = json.loads(path.read_text())["abi"]
     functions, events = {}, {}
     for item in abi:
         if item["type"] == "function":
@@ -57,7 +59,8 @@ def _load_abi() -> tuple[dict, dict]:
     return functions, events
 
 
-FUNCTIONS, EVENTS = _load_abi()
+ABIS = {proto: _load_abi(path) for proto, path in ABI_PATHS.items()}
+FUNCTIONS, EVENTS = ABIS["v2"]
 
 
 def _hex(n: int) -> str:
@@ -89,7 +92,11 @@ class HarnessRpc:
     client and the server adapters of a session share it, so a transaction one sends the other can read."""
 
     def __init__(self, chain: Any, keys: tuple = ()):
+        from adapters.chain.deployment import PROTOCOL_OF_BACKEND
+
         self.chain = chain
+        self.protocol = PROTOCOL_OF_BACKEND.get(getattr(chain, "name", ""), "v1")
+        self.functions, self.events = ABIS[self.protocol]
         self.keys = {address_of(k): k for k in keys}
         self.block = 1
         self.receipts: dict = {}
@@ -151,6 +158,13 @@ class HarnessRpc:
     def _m_eth_getTransactionReceipt(self, params):
         return self.receipts.get(str(params[0]).lower())
 
+    def _v1_view(self, cid: str) -> tuple:
+        """The v1 escrow's getChannel: (payer, payee, token, authorizedSigner, deposit, settled, closeRequestedAt,
+        finalized); an unknown channel is all zero."""
+        st = self.chain.get_channel(cid)
+        return (st.payer, st.payee, st.token, st.authorized_signer, st.deposit, st.settled, st.close_requested_at,
+                st.finalized)
+
     def _state(self, cid: str) -> tuple:
         """The precompile's view: (settled, deposit, closeRequestedAt); finalized or unknown read as zero."""
         st = self.chain.get_channel(cid)
@@ -162,14 +176,17 @@ class HarnessRpc:
         call = params[0] if params else {}
         data = bytes.fromhex(str(call.get("data") or call.get("input") or "0x")[2:])
         to = str(call.get("to") or "").lower()
-        item = FUNCTIONS.get(data[:4]) if to == self.chain.escrow.lower() else None
+        item = self.functions.get(data[:4]) if to == self.chain.escrow.lower() else None
         if item is None or item["name"] not in ("getChannelState", "getChannelStatesBatch", "getChannel",
-                                                  "getChannelById"):
+                                                  "getChannelById", "getChannelsBatch"):
             return "0x"  # not an escrow view (e.g. the simulation of a transaction before broadcast)
         args = abi_decode([_type_of(i) for i in item["inputs"]], data[4:])
         out_types = [_type_of(o) for o in item["outputs"]]
         name = item["name"]
-        if name == "getChannelState":
+        if self.protocol == "v1":
+            value = ([self._v1_view("0x" + args[0].hex())] if name == "getChannel"
+                     else [[self._v1_view("0x" + c.hex()) for c in args[0]]])
+        elif name == "getChannelState":
             value = [self._state("0x" + args[0].hex())]
         elif name == "getChannelStatesBatch":
             value = [[self._state("0x" + c.hex()) for c in args[0]]]
@@ -197,12 +214,15 @@ class HarnessRpc:
             raise CallbackRefused("a raw transaction needs the adapter's decoding (`decoded`: sender and calls); "
                                   "the harness chain cannot decode it itself", type="rejected")
         sender = str(decoded["from"]).lower()
-        calls = [c for c in decoded.get("calls") or [] if str(c.get("to", "")).lower() == self.chain.escrow.lower()
-                 and c.get("function")]
+        calls = []
+        for c in decoded.get("calls") or []:  # the escrow calls, decoded here with the deployment's ABI
+            data = bytes.fromhex(str(c.get("data") or "0x")[2:])
+            item = self.functions.get(data[:4]) if str(c.get("to", "")).lower() == self.chain.escrow.lower() else None
+            if item is not None:
+                calls.append((item["name"], list(abi_decode([_type_of(i) for i in item["inputs"]], data[4:]))))
         if not calls:
             raise CallbackRefused("the transaction makes no escrow call the harness chain models", type="rejected")
-        call = calls[-1]
-        fn, args = call["function"], call.get("args") or []
+        fn, args = calls[-1]
         reverted = None
         try:
             cid, event = self._apply(sender, fn, args, decoded.get("expiringNonceHash"))
@@ -217,7 +237,7 @@ class HarnessRpc:
         logs = []
         if event is not None:
             name, values = event
-            item, topic0 = EVENTS[name]
+            item, topic0 = self.events[name]
             indexed = [i for i in item["inputs"] if i["indexed"]]
             plain = [i for i in item["inputs"] if not i["indexed"]]
             topics = [topic0] + [values[i["name"]] if i["type"] == "bytes32" else _word(values[i["name"]])
@@ -239,14 +259,17 @@ class HarnessRpc:
 
     def _apply(self, sender: str, fn: str, args: list, enh: Optional[str]) -> tuple:
         """Apply one escrow call as `sender`; (channel id, (event name, values) or None)."""
+        if self.protocol == "v1":
+            return self._apply_v1(sender, fn, args)
         ch = self.chain
         foreign = getattr(ch, "apply_foreign", None)
+        args = [("0x" + a.hex()) if isinstance(a, bytes) and len(a) == 32 else a for a in args]
         if fn == "open":
             payee, operator, token, deposit, salt, signer = args
             if foreign is None or not enh:
                 raise CallbackRefused(f"{ch.name} cannot open a channel from a foreign transaction (its escrow "
                                       "derives its own expiringNonceHash)", type="rejected")
-            d = ChannelDescriptor(sender, payee.lower(), operator.lower(), token.lower(), salt.lower(),
+            d = ChannelDescriptor(sender, payee.lower(), operator.lower(), token.lower(), str(salt).lower(),
                                   signer.lower(), enh.lower())
             foreign(sender, "open", (d.payee, d.operator, d.token, int(deposit), d.salt, d.authorized_signer), enh)
             cid = ch.compute_channel_id(d)
@@ -285,6 +308,49 @@ class HarnessRpc:
                 ch.withdraw(key, d)
         after = ch.get_channel(cid)
         base = {"channelId": cid, "payer": d.payer, "payee": d.payee}
+        if fn == "topUp":
+            return cid, ("TopUp", dict(base, additionalDeposit=call[1], newDeposit=after.deposit))
+        if fn == "settle":
+            return cid, ("Settled", dict(base, cumulativeAmount=call[1], deltaPaid=after.settled - before.settled,
+                                         newSettled=after.settled))
+        if fn == "close":
+            return cid, ("ChannelClosed", dict(base, settledToPayee=after.settled - before.settled,
+                                               refundedToPayer=before.deposit - after.settled))
+        if fn == "requestClose":
+            return cid, ("CloseRequested", dict(base, closeGraceEnd=after.close_requested_at + ch.grace_period))
+        return cid, None
+
+    def _apply_v1(self, sender: str, fn: str, args: list) -> tuple:
+        """A v1 escrow call (channels named by id) as `sender` on a backend with apply_foreign (memory)."""
+        ch = self.chain
+        foreign = getattr(ch, "apply_foreign", None)
+        if foreign is None:
+            raise CallbackRefused(f"{ch.name} cannot run a foreign transaction's {fn} (no apply_foreign)",
+                                  type="rejected")
+        hexed = [("0x" + a.hex()) if isinstance(a, bytes) and len(a) == 32 else
+                 a.lower() if isinstance(a, str) else a for a in args]
+        if fn == "open":
+            payee, token, deposit, salt, signer = hexed
+            foreign(sender, "open", (payee, token, int(deposit), salt, signer))
+            cid = ch.compute_channel_id(sender, payee, token, salt, signer)
+            return cid, ("ChannelOpened", {"channelId": cid, "payer": sender, "payee": payee, "token": token,
+                                           "authorizedSigner": signer, "deposit": int(deposit)})
+        cid = hexed[0]
+        before = ch.get_channel(cid)
+        if fn == "topUp":
+            call = (cid, int(hexed[1]))
+        elif fn == "settle":
+            call = (cid, int(hexed[1]), _sig(args[2]))
+        elif fn == "close":  # close(id, cumulative, signature) captures cumulative; the 4-argument form a capture
+            call = ((cid, int(hexed[1]), int(hexed[1]), _sig(args[2])) if len(args) == 3
+                    else (cid, int(hexed[1]), int(hexed[2]), _sig(args[3])))
+        elif fn in ("requestClose", "withdraw"):
+            call = (cid,)
+        else:
+            raise CallbackRefused(f"escrow function {fn} is not modelled", type="rejected")
+        foreign(sender, fn, call)
+        after = ch.get_channel(cid)
+        base = {"channelId": cid, "payer": before.payer, "payee": before.payee}
         if fn == "topUp":
             return cid, ("TopUp", dict(base, additionalDeposit=call[1], newDeposit=after.deposit))
         if fn == "settle":

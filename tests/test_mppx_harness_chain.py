@@ -44,10 +44,12 @@ def chain():
 
 def _open(rpc: HarnessRpc, chain, deposit: int, enh: str = ENH) -> dict:
     payer, payee = address_of(_key("payer")), address_of(_key("payee"))
+    data = _selector("open(address,address,address,uint96,bytes32,address)") + abi_encode(
+        ["address", "address", "address", "uint96", "bytes32", "address"],
+        [payee, ZERO_ADDRESS, chain.token, deposit, bytes.fromhex(SALT[2:]), ZERO_ADDRESS]).hex()
     decoded = {"type": "0x76", "from": payer, "calls": [
-        {"to": chain.token, "data": "0x"},  # an approve before the open: not an escrow call
-        {"to": chain.escrow, "function": "open",
-         "args": [payee, ZERO_ADDRESS, chain.token, str(deposit), SALT, ZERO_ADDRESS]}],
+        {"to": chain.token, "data": "0x095ea7b3"},  # an approve before the open: not an escrow call
+        {"to": chain.escrow, "data": data}],  # the harness decodes the call itself (the deployment's ABI)
         "expiringNonceHash": enh}
     return rpc({"method": "eth_sendRawTransactionSync", "params": ["0x76" + enh[2:]], "decoded": decoded})
 
@@ -72,7 +74,7 @@ def test_rpc_applies_a_decoded_open_with_the_transactions_expiring_nonce_hash(ch
 
 def test_rpc_a_refused_call_is_mined_and_reverts(chain):
     rpc = HarnessRpc(chain)
-    receipt = _open(rpc, chain, 11)  # more than the payer holds
+    receipt = _open(rpc, chain, 11)  # more than the payer holds (fits uint96: decoded, then refused)
     assert receipt["status"] == "0x0" and receipt["logs"] == []
     assert "reverted" in rpc.applied[-1][2]
     unknown = "0x" + "77" * 32

@@ -182,18 +182,12 @@ class MemoryChainV2(MemoryChain):
         return "0x" + keccak(raw).hex()
 
     def apply_foreign(self, sender: str, kind: str, args: tuple, expiring_nonce_hash: str | None = None) -> None:
-        """Run one escrow call of a transaction this backend cannot decode itself (a Tempo 0x76 or EIP-1559
-        transaction an adapter decoded, its sender recovered there: conformance/chain_rpc.py) as `sender`, with
-        the sender's next nonce. `args` are the escrow function's own (descriptors as ChannelDescriptor,
-        signatures as bytes); an open takes the expiringNonceHash the precompile derives from that
-        transaction instead of our stand-in."""
-        if kind not in ("open", "topUp", "settle", "close", "requestClose", "withdraw"):
-            raise ChainError("InvalidArgument", f"escrow call {kind!r}")
-        sender = norm_address(sender, "sender")
+        """MemoryChain.apply_foreign with v2 args (descriptors as ChannelDescriptor); an open takes the
+        expiringNonceHash the precompile derives from that transaction instead of our stand-in."""
         with self._lock:
             self._foreign_enh = norm_bytes32(expiring_nonce_hash, "expiring_nonce_hash") if expiring_nonce_hash else None
             try:
-                self._execute(sender, kind, args, self._nonces.get(sender, 0))
+                super().apply_foreign(sender, kind, args)
             finally:
                 self._foreign_enh = None
 
