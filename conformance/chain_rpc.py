@@ -159,11 +159,13 @@ class HarnessRpc:
         return self.receipts.get(str(params[0]).lower())
 
     def _v1_view(self, cid: str) -> tuple:
-        """The v1 escrow's getChannel: (payer, payee, token, authorizedSigner, deposit, settled, closeRequestedAt,
-        finalized); an unknown channel is all zero."""
+        """The v1 escrow's getChannel in the deployed TempoStreamChannel's struct order, which is mppx's escrow ABI
+        (every release): (finalized, closeRequestedAt, payer, payee, token, authorizedSigner, deposit, settled).
+        The draft's reference interface (and adapters/chain's TempoStreamChannel.sol) order the same fields
+        payer first and finalized last (FINDINGS.md F18); an unknown channel is all zero."""
         st = self.chain.get_channel(cid)
-        return (st.payer, st.payee, st.token, st.authorized_signer, st.deposit, st.settled, st.close_requested_at,
-                st.finalized)
+        return (st.finalized, st.close_requested_at, st.payer, st.payee, st.token, st.authorized_signer, st.deposit,
+                st.settled)
 
     def _state(self, cid: str) -> tuple:
         """The precompile's view: (settled, deposit, closeRequestedAt); finalized or unknown read as zero."""
@@ -184,8 +186,11 @@ class HarnessRpc:
         out_types = [_type_of(o) for o in item["outputs"]]
         name = item["name"]
         if self.protocol == "v1":
-            value = ([self._v1_view("0x" + args[0].hex())] if name == "getChannel"
-                     else [[self._v1_view("0x" + c.hex()) for c in args[0]]])
+            view = "(bool,uint64,address,address,address,address,uint128,uint128)"
+            if name == "getChannel":
+                out_types, value = [view], [self._v1_view("0x" + args[0].hex())]
+            else:
+                out_types, value = [view + "[]"], [[self._v1_view("0x" + c.hex()) for c in args[0]]]
         elif name == "getChannelState":
             value = [self._state("0x" + args[0].hex())]
         elif name == "getChannelStatesBatch":

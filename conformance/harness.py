@@ -323,8 +323,9 @@ class Session:
             self.net.deliver_held(i)
             return "done"
         if op == "restart_client":
-            c.restart(bool(step.get("keep", True)))
-            if not (self.rc.persist and step.get("keep", True)):
+            keep = bool(step.get("keep", True)) and getattr(c, "persists", True)  # no store option: a fresh install
+            c.restart(keep)
+            if not (self.rc.persist and keep):
                 self.own[i] = {}
             self.views[i] = {}
             return "done"
@@ -390,7 +391,7 @@ class Session:
                 resp = r.deliver(req, cfg.fleet == "hinted")
                 r.exchanges.append(Exchange(req, resp))
         elif op == "restart_client":
-            keep = bool(step.get("keep", True))
+            keep = bool(step.get("keep", True)) and getattr(self.clients[i], "persists", True)
             c = cfg.clients[i] if keep else attrs.evolve(cfg.clients[i], persist=False)
             r.clients[i] = mcl.restart(c, r.clients[i])
             if not c.persist:
@@ -489,7 +490,8 @@ class Session:
     def _wire_checks(self, step: dict, wires, prev: System) -> list:
         """WM and HF, read from what each client put on the wire (not from its own report)."""
         out = []
-        if step["op"] == "restart_client" and not (self.rc.persist and step.get("keep", True)):
+        if step["op"] == "restart_client" and not (self.rc.persist and step.get("keep", True)
+                                                    and getattr(self.clients[step.get("client", 0)], "persists", True)):
             self.wire_signed[step.get("client", 0)] = {}  # it lost its memory: a lower voucher is C1's business
         last_hint: dict = {}
         for w in wires:

@@ -171,6 +171,22 @@ def is_v2_chain(chain: Any) -> bool:
     return chain is not None and is_v2_chain_name(getattr(chain, "name", ""))
 
 
+def sessions_of(manifest: Any = None) -> tuple:
+    """The session protocols the adapter's release speaks (its hello `sessions`; v2 when it does not say)."""
+    path = Path(manifest if manifest is not None else MANIFEST).resolve()
+    adapter = get_adapter(path)
+    return tuple((adapter.hello or {}).get("sessions") or ("v2",))
+
+
+def on_harness_chain(manifest: Any, chain: Any) -> bool:
+    """Whether the adapter runs on the harness's chain (rpc callback): a v2 backend for a v2 release, or a v1
+    backend for a v1-only release (mppx <= 0.6.x, whose escrow interface is our v1 escrow's)."""
+    if chain is None:
+        return False
+    proto = "v2" if is_v2_chain(chain) else "v1"
+    return proto in sessions_of(manifest) and (proto == "v2" or hasattr(chain, "apply_foreign"))
+
+
 def rpc_for(env: Env):
     """The session's HarnessRpc (conformance/chain_rpc.py) over env.chain: mppx's client and server of one
     session answer their JSON-RPC from it, so what one broadcasts the other reads."""
@@ -233,7 +249,7 @@ class MppxServer:
         self.env = env
         # On a v2 harness chain (memory-v2, evm-v2) mppx's server reads and writes that chain over the rpc
         # callback; otherwise the adapter's fake chain answers it (the dedicated machines seed it).
-        self.rpc = rpc_for(env) if is_v2_chain(env.chain) else None
+        self.rpc = rpc_for(env) if on_harness_chain(self.manifest, env.chain) else None
         chain_id, escrow, token = ((env.chain.chain_id, env.chain.escrow, env.chain.token) if self.rpc is not None
                                    else (CHAIN_ID, ESCROW, TOKEN))
         self.config = self.a.call(
@@ -286,8 +302,9 @@ class MppxServer:
             hv = (r or {}).get("highestVoucher")
             if r is None or not hv or not st.exists or st.finalized:
                 return
+            ref = st.descriptor if is_v2_chain(self.env.chain) else channel_id  # v2 names a channel by descriptor
             try:
-                self.env.chain.settle(self.env.payee_key, st.descriptor, int(hv["cumulativeAmount"]),
+                self.env.chain.settle(self.env.payee_key, ref, int(hv["cumulativeAmount"]),
                                       bytes.fromhex(hv["signature"][2:]))
             except ChainError:
                 pass
@@ -376,6 +393,7 @@ class MppxClient:
     """
 
     hinted = True
+    persists = True  # False for releases without a channel store option (harness restarts it as a fresh install)
     sees_receipts = False  # mppx's sessionMethod reads no receipts: R1/RM are SKIPPED (harness.Session.blind)
     MAX_ROUND_TRIPS = 4  # only for the next_credential loop; mppx's fetch decides its own retries
 
@@ -398,7 +416,7 @@ class MppxClient:
         self.log = []
         self.fresh = True  # the next client.fetch starts mppx's client with `self.store`
         self.uses_fetch = "client.fetch" in capabilities(self.manifest)
-        if is_v2_chain(env.chain):  # mppx's chain is the harness's: it opens, tops up and closes there itself
+        if on_harness_chain(self.manifest, env.chain):  # mppx's chain is the harness's: it opens, tops up there
             self.rpc = rpc_for(env)
             self.rpc.add_key(params.key)
 
@@ -407,7 +425,7 @@ class MppxClient:
 
     def restart(self, keep_persisted: bool) -> None:
         # mppx's default channelStore is in memory; `persist` stands for an application that saves it.
-        self.store = list(self.persisted) if (keep_persisted and self.params.persist) else []
+        self.store = list(self.persisted) if (keep_persisted and self.params.persist and self.persists) else []
         self.fresh = True
 
     def view(self) -> ClientView:
@@ -483,6 +501,8 @@ class MppxClient:
             self.a.callbacks.pop("http", None)
         self.store = out["store"]
         self.chain_sources.add(out.get("chainSource"))
+        if out.get("persists") is False:  # mppx <= 0.6.x: no channel store option, a restart is a fresh install
+            self.persists = False
         if self.params.persist:
             self.persisted = list(self.store)
         return fetch_outcome(out, self._last)

@@ -12,6 +12,7 @@ per release the checks that exist for the deployment it speaks:
 * machines (v2 releases): `run` of the mppx machines (server, client, pair) with the release as the side under test,
   and `run pair memory-v2`: the generic pair machine, the release's client against its own server on the harness's
   memory-v2 chain (mppx opens and tops up its channels there itself; conformance/chain_rpc.py);
+* `run pair memory` (v1-only releases, <= 0.6.x): the same generic pair machine on our v1 escrow (memory);
 * F3 / F14 / F15 (v2 releases): the committed traces replayed with the release's client (`client.fetch`, the
   application entry point), "shows" or "absent".
 
@@ -144,13 +145,10 @@ def check_machines(spec: str, seed: int = 1) -> dict:
 
     out = {}
     trace_dir = str(cache_root() / "traces")
-    runs = (("model", spec, "server", "memory"), (spec, "model", "client", "memory"), (spec, "model", "pair", "memory"),
-            # the generic pair machine on the harness's v2 chain: the release opens and tops up its own channels
-            (spec, spec, "pair", "memory-v2"))
-    for client, server, machine, chain in runs:
-        r = run_pair(RunConfig(client=client, server=server, seed=seed, chain=chain), profile="quick",
-                     machine=machine, trace_dir=trace_dir, shrink=False)
-        label = f"run {machine}" + ("" if chain == "memory" else f" {chain}")
+    for client, server, machine in (("model", spec, "server"), (spec, "model", "client"), (spec, "model", "pair")):
+        r = run_pair(RunConfig(client=client, server=server, seed=seed), profile="quick", machine=machine,
+                     trace_dir=trace_dir, shrink=False)
+        label = f"run {machine}"
         if r.skipped:
             out[label] = Verdict("SKIPPED", r.skipped[:120])
             continue
@@ -158,7 +156,24 @@ def check_machines(spec: str, seed: int = 1) -> dict:
         unexpected = "; ".join(r.unexpected)[:160]
         out[label] = Verdict("FAIL" if unexpected or r.failure else "PASS",
                              f"findings {findings}" + (f"; unexpected {unexpected}" if unexpected else ""))
+    # the generic pair machine on the harness's v2 chain: the release opens and tops up its own channels there
+    out["run pair memory-v2"] = _generic_pair(spec, "memory-v2", seed)
     return out
+
+
+def _generic_pair(spec: str, chain: str, seed: int = 1) -> Verdict:
+    """The generic pair machine, the release's client against its own server on the harness's `chain`."""
+    from .harness import RunConfig
+    from .runner import run_pair
+
+    r = run_pair(RunConfig(client=spec, server=spec, seed=seed, chain=chain), profile="quick", machine="pair",
+                 trace_dir=str(cache_root() / "traces"), shrink=False)
+    if r.skipped:
+        return Verdict("SKIPPED", r.skipped[:120])
+    findings = ",".join(sorted(r.findings, key=lambda f: int(f[1:]))) or "-"
+    unexpected = "; ".join(r.unexpected)[:160] or (r.error or "")[:160]
+    return Verdict("FAIL" if unexpected else "PASS",
+                   f"{r.steps} steps; findings {findings}" + (f"; unexpected {unexpected}" if unexpected else ""))
 
 
 def check_client_findings(spec: str) -> dict:
@@ -211,10 +226,11 @@ def check_release(version: str, *, machines: bool = True, root: Optional[Path] =
         adapter.close()
     spec = f"bridge:{path}"
     if not speaks_v2(version):
-        why = (f"mppx {version} is v1 only; the machines are v2 (the lead's unified machines will run it against "
-               "the v1 escrow of adapters/chain)")
-        for c in ("run server", "run client", "run pair", "run pair memory-v2", *CLIENT_FINDING_TRACES):
+        why = f"mppx {version} is v1 only: no v2 vouchers, snapshots, client or server"
+        for c in ("run server", "run client", "run pair memory-v2", *CLIENT_FINDING_TRACES):
             out[c] = Verdict("SKIPPED", why)
+        if machines:  # the generic pair machine on our v1 escrow (memory), the deployment v1 releases speak
+            out["run pair memory"] = _generic_pair(spec, "memory")
         return out
     if machines:
         out.update(check_machines(spec))

@@ -65,6 +65,13 @@ const VoucherV1 = SessionLegacy?.Session?.Voucher ?? (HAS_V2 ? undefined : Sessi
 const HAS_SIGNER_RESOLVER = typeof Session?.Precompile?.Channel?.resolveAuthorizedSigner === 'function'
 const HAS_V2_SERVER = HAS_V2 && typeof tempoServer?.session === 'function' && typeof MppxServer?.create === 'function'
 const HAS_FETCH_CLIENT = HAS_V2 && typeof sessionMethod === 'function' && typeof MppxFetchClient?.create === 'function'
+// v1-only releases (up to 0.6.x): `tempo.session` is the v1 server, `session` of mppx/client the v1 client; both
+// run against the harness's v1 escrow (memory), never against the fake chain (which models only the precompile).
+const sessionV1 = HAS_V2 ? undefined : MppxClientModule.session
+const HAS_V1_SERVER = !HAS_V2 && typeof tempoServer?.session === 'function' && typeof MppxServer?.create === 'function'
+const HAS_V1_FETCH_CLIENT = typeof sessionV1 === 'function' && typeof MppxFetchClient?.create === 'function'
+const HAS_SERVER = HAS_V2_SERVER || HAS_V1_SERVER
+const SESSIONS = HAS_V2 ? ['v2'] : ['v1']
 
 /** The v2 channel's voucher signer: mppx's own resolver from 0.8.14, else the draft's rule (zero = payer). */
 function resolveAuthorizedSigner(descriptor) {
@@ -854,6 +861,35 @@ function storeKey(entry) {
   return `${lower(entry.descriptor.payee)}:${lower(entry.descriptor.token)}:${lower(entry.escrow)}:${entry.chainId}`
 }
 
+/** The v1 fetch client of releases up to 0.6.x: `Mppx.create({methods: [session({account, getClient, maxDeposit,
+ * onChannelUpdate})]})`. It has no channel store option, so a restart is always a fresh install; its entries
+ * (from onChannelUpdate) are reported as `store`. */
+function makeV1FetchClient(account, input) {
+  const entriesByKey = new Map()
+  const state = { entriesByKey, overrides: new Map(), chainSource: undefined, v1: true }
+  const maxDeposit = readAmount(input, 'maxDeposit', { optional: true })
+  const method = sessionV1({
+    account,
+    getClient: ({ chainId } = {}) => {
+      const chain = clientChain(chainId ?? tempoChain.id, state.overrides)
+      state.chainSource = chain.source
+      return chain.client
+    },
+    ...(maxDeposit !== undefined ? { maxDeposit: formatUnits(maxDeposit, DECIMALS) } : {}),
+    onChannelUpdate: (entry) => {
+      entriesByKey.set(lower(entry.channelId), {
+        channelId: lower(entry.channelId),
+        cumulativeAmount: entry.cumulativeAmount,
+        escrow: lower(entry.escrowContract),
+        chainId: entry.chainId,
+        opened: entry.opened !== false,
+      })
+    },
+  })
+  state.mppx = MppxFetchClient.create({ methods: [method], fetch: harnessFetch, polyfill: false })
+  return state
+}
+
 function makeFetchClient(account, entries, input) {
   const entriesByKey = new Map(entries.map((e) => [storeKey(e), e]))
   const channelStore = {
@@ -888,8 +924,8 @@ function makeFetchClient(account, entries, input) {
 }
 
 async function clientFetch(input) {
-  if (!HAS_FETCH_CLIENT)
-    throw unsupported(`mppx ${MPPX_VERSION} has no v2 fetch client (Mppx.create + sessionMethod from 0.7.0)`)
+  if (!HAS_FETCH_CLIENT && !HAS_V1_FETCH_CLIENT)
+    throw unsupported(`mppx ${MPPX_VERSION} has no fetch client (Mppx.create + sessionMethod / session)`)
   if (!offeredCallbacks.has('http'))
     throw unsupported('client.fetch needs the http callback: the harness answers every request mppx makes')
   const account = readAccount(input)
@@ -904,7 +940,7 @@ async function clientFetch(input) {
   let state = fetchClients.get(key)
   // `store` given: the application (re)starts with that saved channel store (`[]`: a fresh install).
   if (!state || input.store !== undefined) {
-    state = makeFetchClient(account, readStoreEntries(input.store), input)
+    state = HAS_FETCH_CLIENT ? makeFetchClient(account, readStoreEntries(input.store), input) : makeV1FetchClient(account, input)
     fetchClients.set(key, state)
   }
   state.overrides = readChainMap(input.chain, 'chain')
@@ -923,6 +959,7 @@ async function clientFetch(input) {
   }
   const out = {
     store: toJson([...state.entriesByKey.values()]),
+    ...(state.v1 ? { persists: false } : {}),
     rpc: fakeChain.rpcLog.slice(rpcStart),
     chainSource: state.chainSource ?? (offeredCallbacks.has('rpc') ? 'harness-rpc' : 'adapter-fake-chain'),
   }
@@ -975,7 +1012,7 @@ function serverConfig(input = {}) {
 function makeServer(cfg, store = Store.memory()) {
   const account = privateKeyToAccount(cfg.payeePrivateKey)
   const client = makeServerViemClient(cfg.chainId)
-  if (!HAS_V2_SERVER) throw unsupported(`mppx ${MPPX_VERSION} has no v2 session server (Mppx.create + tempo.session)`)
+  if (!HAS_SERVER) throw unsupported(`mppx ${MPPX_VERSION} has no session server (Mppx.create + tempo.session)`)
   const mppx = MppxServer.create({
     realm: cfg.realm,
     secretKey: cfg.secretKey,
@@ -1025,6 +1062,7 @@ function computeChannelId(descriptor, chainId, escrow) {
 }
 
 async function serverSeedChannel(input) {
+  requireV2('server.seed_channel')
   const s = getServer()
   const { cfg } = s
   let descriptorRaw = input.descriptor ?? {}
@@ -1266,8 +1304,9 @@ const V2_OPS = ['snapshot.parse', 'snapshot.format', 'client.next_credential', '
 function capabilityList() {
   return Object.keys(OPS).filter((op) => {
     if (op === 'hello' || op === 'reset') return false
-    if (op === 'client.fetch') return HAS_FETCH_CLIENT
-    if (op.startsWith('server.')) return HAS_V2_SERVER
+    if (op === 'client.fetch') return HAS_FETCH_CLIENT || HAS_V1_FETCH_CLIENT
+    if (op === 'server.seed_channel') return HAS_V2_SERVER
+    if (op.startsWith('server.')) return HAS_SERVER
     if (V2_OPS.includes(op)) return HAS_V2
     return true
   })
@@ -1280,6 +1319,7 @@ const OPS = {
     protocol: 2,
     capabilities: capabilityList(),
     callbacks: ['http', 'rpc'],
+    sessions: SESSIONS,
     notes: UNSUPPORTED,
   }),
   reset: async () => {
