@@ -113,6 +113,9 @@ MPPX_MATRIX = [
     ("mppx", "model", "client", "must"),
     ("mppx", "model", "pair", "must"),
     ("mppx", "reference", "pair", "must"),  # reported SKIPPED: the wire does not allow it (FINDINGS.md)
+    # mppx@0.6.31 (v1 only) against itself through the generic pair machine on our v1 escrow: it opens its own
+    # channel on the harness's chain (conformance/chain_rpc.py); its expectations are mppx's (manifest name)
+    ("mppx-v1", "mppx-v1", "pair", "must"),
 ]
 MATRIX += MPPX_MATRIX
 

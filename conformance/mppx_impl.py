@@ -46,7 +46,7 @@ from adapters.bridge import AdapterError, AdapterProcess, CallbackRefused
 from adapters.bridge.process import build_adapter, load_manifest
 from model.crypto import CryptoError, VoucherDomain, address_of, recover_voucher_signer
 
-from .bridge_spec import effective_capabilities, manifest_path
+from .bridge_spec import effective_capabilities, is_bridge, manifest_path
 from .interface import (BASE_URL, IDEMPOTENCY_HEADER, PAYER_HEADER, ChannelRecord, ClientParams, ClientView, Env,
                         Outcome)
 
@@ -236,7 +236,7 @@ class MppxServer:
 
     def __init__(self, name: str = "mppx"):
         self.name = name  # the spec: "mppx" or "bridge:PATH/manifest.json" (any adapter of PROTOCOL.md)
-        self.manifest = manifest_path(name) if name.startswith("bridge:") else MANIFEST
+        self.manifest = manifest_path(name) if is_bridge(name) else MANIFEST
         self.a: Optional[AdapterProcess] = None
         self.last: Optional[dict] = None
         self.config: dict = {}
@@ -399,7 +399,7 @@ class MppxClient:
 
     def __init__(self, name: str = "mppx"):
         self.name = name  # the spec: "mppx" or "bridge:PATH/manifest.json"
-        self.manifest = manifest_path(name) if name.startswith("bridge:") else MANIFEST
+        self.manifest = manifest_path(name) if is_bridge(name) else MANIFEST
         self.chain_view: Optional[Callable[[], dict]] = None
         self.rpc: Optional[Callable[[dict], Any]] = None  # {method, params} -> JSON-RPC result, or None
         self.log: list = []
