@@ -103,7 +103,7 @@ MPPX_KNOWN: dict = {
     # the generic pair machine on a v2 harness chain (memory-v2): mppx's client and server, mppx opening and
     # topping up its own channels (python -m conformance run --client mppx --server mppx --chain memory-v2)
     # and on the v1 escrow (memory) for the v1-only releases (<= 0.6.x), whose client climbs above the deposit (F14)
-    ("mppx", "mppx", "pair", "must"): {"R2": ("F14", "F16", "F17"), "LV": ("F14", "F16", "F17"), "HF": ("F15",),
+    ("mppx", "mppx", "pair", "must"): {"R2": ("F14", "F16", "F17"), "LV": ("F14", "F16", "F17"), "HF": ("F14", "F15"),
                                        "D1": ("F14", "F15"), "D2": ("F14", "F15")},
 }
 

@@ -161,11 +161,11 @@ def _which_finding(session, candidates: tuple) -> Optional[str]:
     seen = set()
     hint: dict = {}
     for w in wires:  # F15: a voucher on the hinted channel that is not the hint's requiredCumulative
-        if w.status == 402 and w.hints and "required" in w.hints:
-            hint[w.client] = w.hints
-        elif w.action == "voucher" and w.client in hint and hint[w.client].get("channel") == w.channel_id \
+        if w.action == "voucher" and w.client in hint and hint[w.client].get("channel") == w.channel_id \
                 and w.amount != hint[w.client]["required"]:
             seen.add("F15")
+        if w.status == 402 and w.hints and "required" in w.hints:
+            hint[w.client] = w.hints
     for i, w in enumerate(wires):
         if w.action == "voucher" and w.problem == "amount-exceeds-deposit":
             seen.add("F14")

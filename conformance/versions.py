@@ -216,10 +216,13 @@ def check_release(version: str, *, machines: bool = True, root: Optional[Path] =
         good = hello.get("version") == version
         out["start"] = Verdict("PASS" if good else "FAIL", f"hello version {hello.get('version')}")
         caps = hello.get("capabilities") or []
-        v2_ops = [c for c in caps if c.startswith(("server.", "client.", "snapshot."))]
+        v2_ops = [c for c in caps if c.startswith("snapshot.") or c in ("client.next_credential", "server.seed_channel")]
         expect_v2 = speaks_v2(version)
-        out["hello"] = Verdict("PASS" if bool(v2_ops) == expect_v2 else "FAIL",
-                               f"{len(caps)} ops" + ("" if expect_v2 else " (v1 only: no v2 ops)")
+        sessions = hello.get("sessions") or []
+        good = bool(v2_ops) == expect_v2 and sessions == (["v2"] if expect_v2 else ["v1"])
+        out["hello"] = Verdict("PASS" if good else "FAIL",
+                               f"{len(caps)} ops, sessions {','.join(sessions) or '?'}"
+                               + ("" if expect_v2 else " (v1 only: no v2 ops)")
                                + (", client.fetch" if "client.fetch" in caps else ""))
         out.update(check_vectors(adapter, version))
     finally:
