@@ -16,7 +16,9 @@ per release the checks that exist for the deployment it speaks:
 * F3 / F14 / F15 (v2 releases): the committed traces replayed with the release's client (`client.fetch`, the
   application entry point), "shows" or "absent".
 
-The table is its own command (CI runs only the pinned 0.11.0 of adapters/mppx in `make test`).
+`--all` runs every release with sessions that npm lists (`npm view mppx versions --json`): the full sweep. The table
+is its own command; CI (`make test`) runs the newest release (adapters/mppx, 0.11.0) and one v1-era release
+(adapters/mppx-v1, 0.6.31) through the generic machines.
 """
 from __future__ import annotations
 
@@ -117,6 +119,26 @@ def install_release(version: str, root: Optional[Path] = None) -> Path:
     path = folder / "manifest.json"
     path.write_text(json.dumps(manifest, indent=2) + "\n")
     return path
+
+
+FIRST_WITH_SESSIONS = "0.1.1"  # mppx-releases-notes.md: npm serves 0.1.1 ... ; every one of them has sessions
+
+
+def session_releases(listed: list) -> list:
+    """The plain releases (no pre-release tags) with sessions, oldest first."""
+    plain = [v for v in listed if all(p.isdigit() for p in v.split("."))]
+    return sorted((v for v in plain if version_key(v) >= version_key(FIRST_WITH_SESSIONS)), key=version_key)
+
+
+def npm_releases() -> list:
+    """Every release of mppx with sessions that npm lists (`npm view mppx versions --json`)."""
+    if shutil.which("npm") is None:
+        raise ReleaseUnavailable("npm is not on PATH")
+    proc = subprocess.run(["npm", "view", "mppx", "versions", "--json"], capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        raise ReleaseUnavailable(f"npm view mppx versions failed: {proc.stderr[-300:]}")
+    listed = json.loads(proc.stdout)
+    return session_releases(listed if isinstance(listed, list) else [listed])
 
 
 def check_vectors(adapter: AdapterProcess, version: str) -> dict:
@@ -256,10 +278,19 @@ def main(argv: list) -> int:
     ap = argparse.ArgumentParser(prog="python -m conformance versions")
     ap.add_argument("sdk", choices=["mppx"])
     ap.add_argument("--versions", help="comma-separated releases (default: the pinned list)")
+    ap.add_argument("--all", action="store_true",
+                    help="every release with sessions on npm (`npm view mppx versions --json`; the full sweep)")
     ap.add_argument("--no-machines", action="store_true", help="skip the `run` of the machines (faster)")
     ap.add_argument("--json", help="also write the table as JSON to this file")
     args = ap.parse_args(argv)
-    versions = [v.strip() for v in args.versions.split(",")] if args.versions else list(PINNED)
+    if args.all:
+        try:
+            versions = npm_releases()
+        except ReleaseUnavailable as exc:
+            print(f"versions: {exc}")
+            return 2
+    else:
+        versions = [v.strip() for v in args.versions.split(",")] if args.versions else list(PINNED)
     results = {}
     for v in versions:
         results[v] = check_release(v, machines=not args.no_machines)
