@@ -75,11 +75,14 @@ test-chain: $(STAMP)
 
 # ---- mppx adapter (adapters/mppx, adapters/bridge) --------------------------
 # Install the Node adapter's dependencies: mppx@0.11.0 pinned exactly, from
-# adapters/mppx/package-lock.json (needs Node >= 20 and npm). The mppx tests
+# adapters/mppx/package-lock.json, and mppx@0.6.31 (v1 only) for adapters/mppx-v1
+# (needs Node >= 20 and npm). The mppx tests
 # run the same install themselves when it is missing or the lock file changed
 # (adapters/bridge/testing.py); the stamp tells them this one is current.
 mppx:
 	cd adapters/mppx && npm ci --legacy-peer-deps --no-audit --no-fund
 	cd adapters/mppx && sha256sum package-lock.json > node_modules/.bridge-build-stamp
+	cd adapters/mppx-v1 && npm ci --legacy-peer-deps --no-audit --no-fund
+	cd adapters/mppx-v1 && sha256sum package-lock.json > node_modules/.bridge-build-stamp
 # ---- end mppx adapter --------------------------------------------------------
 test-vectors: $(STAMP) ; $(BIN)/python -m conformance vectors export vectors/fixtures && node vectors/run-vectors.mjs

@@ -18,7 +18,9 @@ from adapters.bridge.process import CORE_OPS, Manifest, load_manifest
 REPO = Path(__file__).resolve().parents[1]
 PREFIX = "bridge:"
 # Short names for the manifests shipped with the project.
-BUNDLED = {"mppx": REPO / "adapters" / "mppx" / "manifest.json"}
+BUNDLED = {"mppx": REPO / "adapters" / "mppx" / "manifest.json",
+           # the newest v1-only release (<= 0.6.x speak the v1 escrow), same adapter: runs on our v1 escrow
+           "mppx-v1": REPO / "adapters" / "mppx-v1" / "manifest.json"}
 
 # The ops without which no run of that side makes sense: missing any -> the whole run is SKIPPED.
 SERVER_ESSENTIAL = ("server.configure", "server.seed_channel", "server.handle", "server.record")

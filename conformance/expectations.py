@@ -81,6 +81,13 @@ MPPX_FINDINGS = {
             "with a stored channel the client ignores the challenge's snapshot and signs local + amount, below "
             "requiredCumulative after another device advanced the channel (one extra round trip)",
             "seed 'Client Control Flow'; SPEC_NOTES H3"),
+    "F16": ("project property R2 (liveness after a fault), no draft MUST", "after a lost open response the fetch "
+            "client forgets the channel it opened and opens another; the first deposit stays locked, unknown to "
+            "the client, and the request fails once the wallet cannot fund the second open",
+            "SPEC_NOTES R2; seed 'Client Control Flow' (persist before sending)"),
+    "F17": ("project property LV / R2, no draft MUST", "after a forced close request on chain the client keeps "
+            "paying on the closing channel (410 channel-finalized) and never opens a new one",
+            "draft 'Voucher Verification' 5 (the server side, which mppx honours); SPEC_NOTES LV"),
     "F13": ("strict deviation", "snapshot deposit/settled are the server's cached copies, stale after on-chain "
                                 "top-ups or settlements until the next voucher", "draft 'Session Snapshot' table"),
 }
@@ -93,6 +100,11 @@ MPPX_KNOWN: dict = {
     ("mppx", "model", "client", "must"): {"H1": ("F3",), "H5": ("F14",), "H3": ("F15",)},
     ("mppx", "model", "client", "strict"): {"H1": ("F3",), "H5": ("F14",), "H3": ("F15",)},
     ("mppx", "model", "pair", "must"): {"H5": ("F14",), "B2": ("F14",), "H3": ("F15",)},
+    # the generic pair machine on a v2 harness chain (memory-v2): mppx's client and server, mppx opening and
+    # topping up its own channels (python -m conformance run --client mppx --server mppx --chain memory-v2)
+    # and on the v1 escrow (memory) for the v1-only releases (<= 0.6.x), whose client climbs above the deposit (F14)
+    ("mppx", "mppx", "pair", "must"): {"R2": ("F14", "F16", "F17"), "LV": ("F14", "F16", "F17"), "HF": ("F14", "F15"),
+                                       "D1": ("F14", "F15"), "D2": ("F14", "F15")},
 }
 
 MPPX_MATRIX = [
@@ -101,6 +113,9 @@ MPPX_MATRIX = [
     ("mppx", "model", "client", "must"),
     ("mppx", "model", "pair", "must"),
     ("mppx", "reference", "pair", "must"),  # reported SKIPPED: the wire does not allow it (FINDINGS.md)
+    # mppx@0.6.31 (v1 only) against itself through the generic pair machine on our v1 escrow: it opens its own
+    # channel on the harness's chain (conformance/chain_rpc.py); its expectations are mppx's (manifest name)
+    ("mppx-v1", "mppx-v1", "pair", "must"),
 ]
 MATRIX += MPPX_MATRIX
 

@@ -195,6 +195,12 @@ class Session:
         self.steps: list = []
         self.results: list[StepResult] = []
         self.skipped = {"B1": "a model-level claim (one server, hinted vs legacy answers); implementations: SV of the server machine"}
+        # A client that keeps no view of the server's accounting (it reads no receipts: mppx) cannot be held to
+        # the properties about that view; its (channel, signed_max) is still compared.
+        self.blind = [not getattr(c, "sees_receipts", True) for c in self.clients]
+        if any(self.blind):
+            for pid in ("R1", "RM"):
+                self.skipped[pid] = f"client {rc.client} keeps no view of the server's accounting (reads no receipts)"
         self.request_no = 0
         self.views: list = [dict() for _ in self.clients]  # RM: highest view seen per channel
         self.wire_signed: list = [dict() for _ in self.clients]  # WM: highest voucher each client sent per channel
@@ -321,8 +327,9 @@ class Session:
             self.net.deliver_held(i)
             return "done"
         if op == "restart_client":
-            c.restart(bool(step.get("keep", True)))
-            if not (self.rc.persist and step.get("keep", True)):
+            keep = bool(step.get("keep", True)) and getattr(c, "persists", True)  # no store option: a fresh install
+            c.restart(keep)
+            if not (self.rc.persist and keep):
                 self.own[i] = {}
             self.views[i] = {}
             return "done"
@@ -385,7 +392,7 @@ class Session:
                 resp = r.deliver(req, cfg.fleet == "hinted")
                 r.exchanges.append(Exchange(req, resp))
         elif op == "restart_client":
-            keep = bool(step.get("keep", True))
+            keep = bool(step.get("keep", True)) and getattr(self.clients[i], "persists", True)
             c = cfg.clients[i] if keep else attrs.evolve(cfg.clients[i], persist=False)
             r.clients[i] = mcl.restart(c, r.clients[i])
             if not c.persist:
@@ -462,7 +469,7 @@ class Session:
             e = self.twin.clients[i].entry
             a = None if e is None else (self.map.get(e.channel_id, e.channel_id), e.signed_max)
             b = None if v.channel_id is None else (v.channel_id, v.signed_max)
-            if self.client_hinted:
+            if self.client_hinted and not self.blind[i]:
                 a = a and a + (e.accepted, e.spent)
                 b = b and b + (v.accepted, v.spent)
             if a != b:
@@ -484,7 +491,8 @@ class Session:
     def _wire_checks(self, step: dict, wires, prev: System) -> list:
         """WM and HF, read from what each client put on the wire (not from its own report)."""
         out = []
-        if step["op"] == "restart_client" and not (self.rc.persist and step.get("keep", True)):
+        if step["op"] == "restart_client" and not (self.rc.persist and step.get("keep", True)
+                                                    and getattr(self.clients[step.get("client", 0)], "persists", True)):
             self.wire_signed[step.get("client", 0)] = {}  # it lost its memory: a lower voucher is C1's business
         last_hint: dict = {}
         for w in wires:
@@ -542,7 +550,7 @@ class Session:
         # RM: views never decrease
         for i, c in enumerate(self.clients):
             v = c.view()
-            if v.channel_id is None:
+            if v.channel_id is None or self.blind[i]:
                 continue
             old = self.views[i].get(v.channel_id)
             if old is not None and (v.accepted < old[0] or v.spent < old[1]):
@@ -591,7 +599,8 @@ def property_table(sessions_results: list, rc: RunConfig, cfg: Config, skipped: 
         else:
             table[p.id] = "held"
     for pid, claimed in extra.items():
-        table[pid] = "held" if claimed else "not claimed for this deployment"
+        table[pid] = (f"skipped: {skipped[pid]}" if pid in skipped
+                      else "held" if claimed else "not claimed for this deployment")
     for r in sessions_results:
         for p, _ in r.expected:
             if table.get(p) == "held":

@@ -5,19 +5,24 @@ in-memory store and the adapter's fake chain. `MppxClient` is a `ClientUnderTest
 run it, `Mppx.create({methods: [sessionMethod(...)]}).fetch`, one `client.fetch` per logical request whose HTTP
 requests come back as http callbacks through the harness transport (PROTOCOL.md section 8).
 
-What the generic harness cannot give mppx, and why the mppx runs use the dedicated v2 machines of
+On a v2 harness chain (Env.chain a memory-v2/evm-v2 backend) both classes answer mppx's JSON-RPC from that chain
+(`rpc_for(env)`, conformance/chain_rpc.py, one handler per session shared by server and clients): mppx opens, tops
+up and its server broadcasts there; nothing is seeded, and `settle` is the payee's settle of the stored highest
+voucher on that chain. The generic machines drive mppx x mppx that way (runner.run_pair on `--chain memory-v2`).
+
+On a v1 chain (memory/evm, our v1 escrow) the mppx runs use the dedicated v2 machines of
 conformance/mppx_machines.py:
 
-* mppx 0.11.0 is v2 only (voucher domain "TIP20 Channel Reserve", uint96, channel ids derived from a
-  descriptor); the harness's chains (adapters.chain memory/evm) are our v1 escrow. mppx's chain is the
-  adapter's fake chain, so channels are seeded (`server.seed_channel` + `chain.set_channel`), not opened
-  through the harness's chain.
+* mppx 0.7+ speaks v2 (voucher domain "TIP20 Channel Reserve", uint96, channel ids derived from a
+  descriptor). mppx's chain is then the adapter's fake chain, so channels are seeded (`server.seed_channel` +
+  `chain.set_channel`).
 * `settle` is simulated on the fake chain (the payee's settle transaction of the stored highest voucher,
   applied only if that voucher would pass the escrow's check); the adapter has no settle op.
 * `restart` re-creates mppx's server on the same store (`server.restart`, Store.memory() standing for the
   durable database).
 * mppx's client keeps no view of the server (it reads no receipts): `view()` reports only its channel and
-  local cumulative (`signed_max`); accepted/spent are 0 and properties about the view are SKIPPED.
+  local cumulative (`signed_max`); accepted/spent are 0 and properties about the view (R1, RM) are SKIPPED
+  (`sees_receipts = False`, harness.Session.blind).
 
 The adapter process is started once per Python process and manifest and shared (`get_adapter(manifest)`). Any
 adapter that speaks adapters/bridge/PROTOCOL.md runs through the same classes (`MppxServer("bridge:PATH")`,
@@ -41,7 +46,7 @@ from adapters.bridge import AdapterError, AdapterProcess, CallbackRefused
 from adapters.bridge.process import build_adapter, load_manifest
 from model.crypto import CryptoError, VoucherDomain, address_of, recover_voucher_signer
 
-from .bridge_spec import effective_capabilities, manifest_path
+from .bridge_spec import effective_capabilities, is_bridge, manifest_path
 from .interface import (BASE_URL, IDEMPOTENCY_HEADER, PAYER_HEADER, ChannelRecord, ClientParams, ClientView, Env,
                         Outcome)
 
@@ -152,6 +157,67 @@ def recover_v2(channel_id: str, amount: int, signature: str) -> Optional[str]:
         return None
 
 
+_RPCS: dict = {}  # id(chain) -> (env, HarnessRpc): one per session, shared by its server and clients
+
+
+def is_v2_chain_name(name: str) -> bool:
+    """Whether a chain backend name is a v2 (precompile) deployment, the one mppx 0.7+ speaks."""
+    from adapters.chain.deployment import PROTOCOL_OF_BACKEND
+
+    return PROTOCOL_OF_BACKEND.get(name, "v1") == "v2"
+
+
+def is_v2_chain(chain: Any) -> bool:
+    return chain is not None and is_v2_chain_name(getattr(chain, "name", ""))
+
+
+def sessions_of(manifest: Any = None) -> tuple:
+    """The session protocols the adapter's release speaks (its hello `sessions`; v2 when it does not say)."""
+    path = Path(manifest if manifest is not None else MANIFEST).resolve()
+    adapter = get_adapter(path)
+    return tuple((adapter.hello or {}).get("sessions") or ("v2",))
+
+
+def on_harness_chain(manifest: Any, chain: Any) -> bool:
+    """Whether the adapter runs on the harness's chain (rpc callback): a v2 backend for a v2 release, or a v1
+    backend for a v1-only release (mppx <= 0.6.x, whose escrow interface is our v1 escrow's)."""
+    if chain is None:
+        return False
+    proto = "v2" if is_v2_chain(chain) else "v1"
+    return proto in sessions_of(manifest) and (proto == "v2" or hasattr(chain, "apply_foreign"))
+
+
+def rpc_for(env: Env):
+    """The session's HarnessRpc (conformance/chain_rpc.py) over env.chain: mppx's client and server of one
+    session answer their JSON-RPC from it, so what one broadcasts the other reads."""
+    from .chain_rpc import HarnessRpc
+
+    held = _RPCS.get(id(env.chain))
+    if held is None or held[0] is not env:
+        held = _RPCS[id(env.chain)] = (env, HarnessRpc(env.chain, (env.payee_key,)))
+    return held[1]
+
+
+class _Offer:
+    """Offer the rpc callback (the harness's chain) around one adapter call, restoring what was there (a nested
+    call inside a client's http callback must not take the client's registration away)."""
+
+    def __init__(self, adapter: AdapterProcess, rpc: Any):
+        self.a, self.rpc = adapter, rpc
+
+    def __enter__(self):
+        self.old = self.a.callbacks.get("rpc")
+        if self.rpc is not None:
+            self.a.callbacks["rpc"] = self.rpc
+        return self
+
+    def __exit__(self, *exc):
+        if self.old is None:
+            self.a.callbacks.pop("rpc", None)
+        else:
+            self.a.callbacks["rpc"] = self.old
+
+
 def problem_of(raw: dict) -> Optional[str]:
     body = raw.get("body")
     if isinstance(body, dict) and isinstance(body.get("type"), str):
@@ -170,7 +236,7 @@ class MppxServer:
 
     def __init__(self, name: str = "mppx"):
         self.name = name  # the spec: "mppx" or "bridge:PATH/manifest.json" (any adapter of PROTOCOL.md)
-        self.manifest = manifest_path(name) if name.startswith("bridge:") else MANIFEST
+        self.manifest = manifest_path(name) if is_bridge(name) else MANIFEST
         self.a: Optional[AdapterProcess] = None
         self.last: Optional[dict] = None
         self.config: dict = {}
@@ -181,10 +247,16 @@ class MppxServer:
         self.a = get_adapter(self.manifest)
         self.a.call("reset")
         self.env = env
+        # On a v2 harness chain (memory-v2, evm-v2) mppx's server reads and writes that chain over the rpc
+        # callback; otherwise the adapter's fake chain answers it (the dedicated machines seed it).
+        self.rpc = rpc_for(env) if on_harness_chain(self.manifest, env.chain) else None
+        chain_id, escrow, token = ((env.chain.chain_id, env.chain.escrow, env.chain.token) if self.rpc is not None
+                                   else (CHAIN_ID, ESCROW, TOKEN))
         self.config = self.a.call(
             "server.configure", amount=str(env.price), payeePrivateKey="0x" + env.payee_key.hex(),
-            secretKey=f"conformance-mppx-secret-{env.seed:08d}-0123456789abcdef", chainId=CHAIN_ID,
-            escrowContract=ESCROW, currency=TOKEN)
+            secretKey=f"conformance-mppx-secret-{env.seed:08d}-0123456789abcdef", chainId=chain_id,
+            escrowContract=escrow, currency=token,
+            **({"suggestedDeposit": str(env.suggested_deposit)} if env.suggested_deposit and self.rpc else {}))
         self.payee = self.config["recipient"].lower()
 
     def handle(self, request: httpx.Request) -> httpx.Response:
@@ -201,10 +273,11 @@ class MppxServer:
             fields["body"] = body
             fields["headers"] = {"content-type": request.headers.get("content-type", "application/json")}
         auth = request.headers.get("authorization")
-        if auth:
-            raw = self.a.call("server.handle", authorization=auth, **fields)
-        else:
-            raw = self.a.call("server.challenge", **fields)
+        with _Offer(self.a, self.rpc):
+            if auth:
+                raw = self.a.call("server.handle", authorization=auth, **fields)
+            else:
+                raw = self.a.call("server.challenge", **fields)
         self.last = raw
         return to_httpx(raw)
 
@@ -218,9 +291,24 @@ class MppxServer:
                              hv.get("signature"))
 
     def settle(self, channel_id: str) -> None:
-        """Simulated on the fake chain: settled := the stored highest voucher, if the escrow would take it
-        (signature of the channel's signer, low-s, above settled, within the deposit)."""
+        """On a harness chain: the payee's settle of the stored highest voucher (a no-op when the escrow refuses
+        it, e.g. a stored high-s voucher). On the fake chain: simulated, settled := the stored highest voucher if
+        the escrow would take it (signature of the channel's signer, low-s, above settled, within the deposit)."""
         r = self.raw_record(channel_id)
+        if self.rpc is not None:
+            from adapters.chain.base import ChainError
+
+            st = self.env.chain.get_channel(channel_id)
+            hv = (r or {}).get("highestVoucher")
+            if r is None or not hv or not st.exists or st.finalized:
+                return
+            ref = st.descriptor if is_v2_chain(self.env.chain) else channel_id  # v2 names a channel by descriptor
+            try:
+                self.env.chain.settle(self.env.payee_key, ref, int(hv["cumulativeAmount"]),
+                                      bytes.fromhex(hv["signature"][2:]))
+            except ChainError:
+                pass
+            return
         ch = self.chain_state(channel_id)
         if r is None or ch is None or ch.get("finalized") or not r.get("highestVoucher"):
             return
@@ -234,7 +322,8 @@ class MppxServer:
         self.set_chain(channel_id, dict(ch, settled=str(amount)))
 
     def restart(self) -> None:
-        self.a.call("server.restart")
+        with _Offer(self.a, self.rpc):
+            self.a.call("server.restart")
 
     # -- mppx-specific helpers (the v2 machines use these)
 
@@ -304,11 +393,13 @@ class MppxClient:
     """
 
     hinted = True
+    persists = True  # False for releases without a channel store option (harness restarts it as a fresh install)
+    sees_receipts = False  # mppx's sessionMethod reads no receipts: R1/RM are SKIPPED (harness.Session.blind)
     MAX_ROUND_TRIPS = 4  # only for the next_credential loop; mppx's fetch decides its own retries
 
     def __init__(self, name: str = "mppx"):
         self.name = name  # the spec: "mppx" or "bridge:PATH/manifest.json"
-        self.manifest = manifest_path(name) if name.startswith("bridge:") else MANIFEST
+        self.manifest = manifest_path(name) if is_bridge(name) else MANIFEST
         self.chain_view: Optional[Callable[[], dict]] = None
         self.rpc: Optional[Callable[[dict], Any]] = None  # {method, params} -> JSON-RPC result, or None
         self.log: list = []
@@ -325,13 +416,16 @@ class MppxClient:
         self.log = []
         self.fresh = True  # the next client.fetch starts mppx's client with `self.store`
         self.uses_fetch = "client.fetch" in capabilities(self.manifest)
+        if on_harness_chain(self.manifest, env.chain):  # mppx's chain is the harness's: it opens, tops up there
+            self.rpc = rpc_for(env)
+            self.rpc.add_key(params.key)
 
     def close_resources(self) -> None:
         self.http.close()
 
     def restart(self, keep_persisted: bool) -> None:
         # mppx's default channelStore is in memory; `persist` stands for an application that saves it.
-        self.store = list(self.persisted) if (keep_persisted and self.params.persist) else []
+        self.store = list(self.persisted) if (keep_persisted and self.params.persist and self.persists) else []
         self.fresh = True
 
     def view(self) -> ClientView:
@@ -388,23 +482,27 @@ class MppxClient:
         if key:
             headers[IDEMPOTENCY_HEADER] = key
         fields: dict = {"privateKey": self.key_hex, "method": method, "url": str(httpx.URL(BASE_URL).join(path)),
-                        "headers": headers}
+                        "headers": headers, "instance": f"{self.params.name}:{self.addr}"}
         if self.fresh:
             fields["store"] = self.store
             self.fresh = False
+            if self.rpc is not None:
+                # the payer's wallet bounds what mppx may authorize in total; it tops up by the harness's top_up
+                fields["maxDeposit"] = str(max(self.env.chain.balance_of(self.addr), self.params.deposit))
+                fields["topUpAmount"] = str(self.params.top_up)
         if self.chain_view is not None and self.rpc is None:
             fields["chain"] = self.chain_view()
         self._last = None
         self.a.callbacks["http"] = self._carry
-        if self.rpc is not None:
-            self.a.callbacks["rpc"] = self.rpc
         try:
-            out = self.a.call("client.fetch", **fields)
+            with _Offer(self.a, self.rpc):
+                out = self.a.call("client.fetch", **fields)
         finally:
             self.a.callbacks.pop("http", None)
-            self.a.callbacks.pop("rpc", None)
         self.store = out["store"]
         self.chain_sources.add(out.get("chainSource"))
+        if out.get("persists") is False:  # mppx <= 0.6.x: no channel store option, a restart is a fresh install
+            self.persists = False
         if self.params.persist:
             self.persisted = list(self.store)
         return fetch_outcome(out, self._last)

@@ -5,8 +5,11 @@ Bundled servers and clients:
   legacy     adapters/reference with hints off (server: channelId only; client: ignores hint values)
   model      model/ rules over the real wire (conformance/model_impl.py), hinted
   model-legacy  the same, legacy
-  mppx       the real mppx@0.11.0 over the Node bridge (conformance/mppx_impl.py; v2 only: its pairs run the
+  mppx       the real mppx@0.11.0 over the Node bridge (conformance/mppx_impl.py; v2 only: on --chain memory-v2
+             mppx x mppx runs the generic machines on the harness's chain; on a v1 chain its pairs run the
              dedicated v2 machines of conformance/mppx_machines.py, or are reported SKIPPED with the reason)
+  mppx-v1    mppx@0.6.31 (adapters/mppx-v1, the same adapter), the newest v1-only release: mppx-v1 x mppx-v1 runs
+             the generic machines on our v1 escrow (--chain memory)
   bridge:PATH  any adapter speaking adapters/bridge/PROTOCOL.md, started from its manifest (PATH, relative to the
              cwd or absolute; `mppx` is the short name of bridge:adapters/mppx/manifest.json), driven like mppx
 A factory is called with no arguments and returns a ServerUnderTest / ClientUnderTest.
@@ -24,19 +27,20 @@ def _servers() -> dict[str, Callable[[], ServerUnderTest]]:
     from . import reference_impl as r
 
     return {"reference": r.reference_server, "legacy": r.legacy_server, "model": m.model_server,
-            "model-legacy": m.model_legacy_server, "mppx": _mppx_server}
+            "model-legacy": m.model_legacy_server, "mppx": _mppx_server,
+            "mppx-v1": lambda: _mppx_server("mppx-v1")}
 
 
-def _mppx_server() -> ServerUnderTest:
+def _mppx_server(name: str = "mppx") -> ServerUnderTest:
     from .mppx_impl import MppxServer
 
-    return MppxServer("mppx")
+    return MppxServer(name)
 
 
-def _mppx_client() -> ClientUnderTest:
+def _mppx_client(name: str = "mppx") -> ClientUnderTest:
     from .mppx_impl import MppxClient
 
-    return MppxClient("mppx")
+    return MppxClient(name)
 
 
 def _clients() -> dict[str, Callable[[], ClientUnderTest]]:
@@ -44,7 +48,8 @@ def _clients() -> dict[str, Callable[[], ClientUnderTest]]:
     from . import reference_impl as r
 
     return {"reference": r.reference_client, "legacy": r.legacy_client, "model": m.model_client,
-            "model-legacy": m.model_legacy_client, "mppx": _mppx_client}
+            "model-legacy": m.model_legacy_client, "mppx": _mppx_client,
+            "mppx-v1": lambda: _mppx_client("mppx-v1")}
 
 
 BUNDLED_SERVERS = ("reference", "legacy", "model", "mppx")

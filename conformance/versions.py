@@ -9,11 +9,16 @@ per release the checks that exist for the deployment it speaks:
 * start: the adapter starts against the release (hello answers);
 * hello: the capabilities it lists for that release (v1-only releases list no v2 ops);
 * vectors v1 / v2: sign and verify the voucher test vectors of mppx-0.11-notes.md (v2 SKIPPED on v1-only releases);
-* machines (v2 releases): `run` of the mppx machines (server, client, pair) with the release as the side under test;
+* machines (v2 releases): `run` of the mppx machines (server, client, pair) with the release as the side under test,
+  and `run pair memory-v2`: the generic pair machine, the release's client against its own server on the harness's
+  memory-v2 chain (mppx opens and tops up its channels there itself; conformance/chain_rpc.py);
+* `run pair memory` (v1-only releases, <= 0.6.x): the same generic pair machine on our v1 escrow (memory);
 * F3 / F14 / F15 (v2 releases): the committed traces replayed with the release's client (`client.fetch`, the
   application entry point), "shows" or "absent".
 
-The table is its own command (CI runs only the pinned 0.11.0 of adapters/mppx in `make test`).
+`--all` runs every release with sessions that npm lists (`npm view mppx versions --json`): the full sweep. The table
+is its own command; CI (`make test`) runs the newest release (adapters/mppx, 0.11.0) and one v1-era release
+(adapters/mppx-v1, 0.6.31) through the generic machines.
 """
 from __future__ import annotations
 
@@ -116,6 +121,26 @@ def install_release(version: str, root: Optional[Path] = None) -> Path:
     return path
 
 
+FIRST_WITH_SESSIONS = "0.1.1"  # mppx-releases-notes.md: npm serves 0.1.1 ... ; every one of them has sessions
+
+
+def session_releases(listed: list) -> list:
+    """The plain releases (no pre-release tags) with sessions, oldest first."""
+    plain = [v for v in listed if all(p.isdigit() for p in v.split("."))]
+    return sorted((v for v in plain if version_key(v) >= version_key(FIRST_WITH_SESSIONS)), key=version_key)
+
+
+def npm_releases() -> list:
+    """Every release of mppx with sessions that npm lists (`npm view mppx versions --json`)."""
+    if shutil.which("npm") is None:
+        raise ReleaseUnavailable("npm is not on PATH")
+    proc = subprocess.run(["npm", "view", "mppx", "versions", "--json"], capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        raise ReleaseUnavailable(f"npm view mppx versions failed: {proc.stderr[-300:]}")
+    listed = json.loads(proc.stdout)
+    return session_releases(listed if isinstance(listed, list) else [listed])
+
+
 def check_vectors(adapter: AdapterProcess, version: str) -> dict:
     out = {}
     for v, expected in VECTOR_SIGNATURES.items():
@@ -153,7 +178,24 @@ def check_machines(spec: str, seed: int = 1) -> dict:
         unexpected = "; ".join(r.unexpected)[:160]
         out[label] = Verdict("FAIL" if unexpected or r.failure else "PASS",
                              f"findings {findings}" + (f"; unexpected {unexpected}" if unexpected else ""))
+    # the generic pair machine on the harness's v2 chain: the release opens and tops up its own channels there
+    out["run pair memory-v2"] = _generic_pair(spec, "memory-v2", seed)
     return out
+
+
+def _generic_pair(spec: str, chain: str, seed: int = 1) -> Verdict:
+    """The generic pair machine, the release's client against its own server on the harness's `chain`."""
+    from .harness import RunConfig
+    from .runner import run_pair
+
+    r = run_pair(RunConfig(client=spec, server=spec, seed=seed, chain=chain), profile="quick", machine="pair",
+                 trace_dir=str(cache_root() / "traces"), shrink=False)
+    if r.skipped:
+        return Verdict("SKIPPED", r.skipped[:120])
+    findings = ",".join(sorted(r.findings, key=lambda f: int(f[1:]))) or "-"
+    unexpected = "; ".join(r.unexpected)[:160] or (r.error or "")[:160]
+    return Verdict("FAIL" if unexpected else "PASS",
+                   f"{r.steps} steps; findings {findings}" + (f"; unexpected {unexpected}" if unexpected else ""))
 
 
 def check_client_findings(spec: str) -> dict:
@@ -196,20 +238,24 @@ def check_release(version: str, *, machines: bool = True, root: Optional[Path] =
         good = hello.get("version") == version
         out["start"] = Verdict("PASS" if good else "FAIL", f"hello version {hello.get('version')}")
         caps = hello.get("capabilities") or []
-        v2_ops = [c for c in caps if c.startswith(("server.", "client.", "snapshot."))]
+        v2_ops = [c for c in caps if c.startswith("snapshot.") or c in ("client.next_credential", "server.seed_channel")]
         expect_v2 = speaks_v2(version)
-        out["hello"] = Verdict("PASS" if bool(v2_ops) == expect_v2 else "FAIL",
-                               f"{len(caps)} ops" + ("" if expect_v2 else " (v1 only: no v2 ops)")
+        sessions = hello.get("sessions") or []
+        good = bool(v2_ops) == expect_v2 and sessions == (["v2"] if expect_v2 else ["v1"])
+        out["hello"] = Verdict("PASS" if good else "FAIL",
+                               f"{len(caps)} ops, sessions {','.join(sessions) or '?'}"
+                               + ("" if expect_v2 else " (v1 only: no v2 ops)")
                                + (", client.fetch" if "client.fetch" in caps else ""))
         out.update(check_vectors(adapter, version))
     finally:
         adapter.close()
     spec = f"bridge:{path}"
     if not speaks_v2(version):
-        why = (f"mppx {version} is v1 only; the machines are v2 (the lead's unified machines will run it against "
-               "the v1 escrow of adapters/chain)")
-        for c in ("run server", "run client", "run pair", *CLIENT_FINDING_TRACES):
+        why = f"mppx {version} is v1 only: no v2 vouchers, snapshots, client or server"
+        for c in ("run server", "run client", "run pair memory-v2", *CLIENT_FINDING_TRACES):
             out[c] = Verdict("SKIPPED", why)
+        if machines:  # the generic pair machine on our v1 escrow (memory), the deployment v1 releases speak
+            out["run pair memory"] = _generic_pair(spec, "memory")
         return out
     if machines:
         out.update(check_machines(spec))
@@ -232,10 +278,19 @@ def main(argv: list) -> int:
     ap = argparse.ArgumentParser(prog="python -m conformance versions")
     ap.add_argument("sdk", choices=["mppx"])
     ap.add_argument("--versions", help="comma-separated releases (default: the pinned list)")
+    ap.add_argument("--all", action="store_true",
+                    help="every release with sessions on npm (`npm view mppx versions --json`; the full sweep)")
     ap.add_argument("--no-machines", action="store_true", help="skip the `run` of the machines (faster)")
     ap.add_argument("--json", help="also write the table as JSON to this file")
     args = ap.parse_args(argv)
-    versions = [v.strip() for v in args.versions.split(",")] if args.versions else list(PINNED)
+    if args.all:
+        try:
+            versions = npm_releases()
+        except ReleaseUnavailable as exc:
+            print(f"versions: {exc}")
+            return 2
+    else:
+        versions = [v.strip() for v in args.versions.split(",")] if args.versions else list(PINNED)
     results = {}
     for v in versions:
         results[v] = check_release(v, machines=not args.no_machines)

@@ -58,3 +58,8 @@ def test_table_has_one_line_per_release_and_check():
     lines = text.splitlines()
     assert len(lines) == 3 and lines[1].split()[:3] == ["0.8.12", "F14", "shows"]
     assert lines[2].split()[:3] == ["0.8.14", "F14", "absent"]
+
+
+def test_the_full_sweep_takes_every_plain_release_with_sessions_oldest_first():
+    listed = ["0.0.9", "0.1.0", "0.1.1", "0.10.1", "0.2.0", "0.8.7-beta.1", "0.11.0", "0.6.31"]
+    assert versions.session_releases(listed) == ["0.1.1", "0.2.0", "0.6.31", "0.10.1", "0.11.0"]

@@ -316,6 +316,17 @@ class MemoryChain:
             self._execute(tx.sender, tx.kind, args, nonce)
         return "0x" + keccak(raw).hex()
 
+    def apply_foreign(self, sender: str, kind: str, args: tuple, expiring_nonce_hash: str | None = None) -> None:
+        """Run one escrow call of a transaction this backend cannot decode itself (a Tempo 0x76 transaction an
+        adapter decoded, its sender recovered there: conformance/chain_rpc.py) as `sender`, with the sender's next
+        nonce. `args` are the escrow function's own (channel ids as 0x-hex, signatures as bytes). v1 ignores
+        `expiring_nonce_hash` (MemoryChainV2 uses it)."""
+        if kind not in ("open", "topUp", "settle", "close", "requestClose", "withdraw"):
+            raise ChainError("InvalidArgument", f"escrow call {kind!r}")
+        sender = norm_address(sender, "sender")
+        with self._lock:
+            self._execute(sender, kind, args, self._nonces.get(sender, 0))
+
     # ---------------------------------------------------------------------- direct calls
 
     def settle(self, payee_key: bytes, channel_id: str, cumulative_amount: int, signature: bytes) -> str:

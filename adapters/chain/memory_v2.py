@@ -122,7 +122,7 @@ class MemoryChainV2(MemoryChain):
     # ------------------------------------------------------- client-signed transactions
 
     def _next_descriptor(self, payer: str, payee: str, operator: str, token: str, salt: str, signer: str) -> ChannelDescriptor:
-        enh = stand_in_expiring_nonce_hash(payer, self._opens.get(payer, 0))
+        enh = getattr(self, "_foreign_enh", None) or stand_in_expiring_nonce_hash(payer, self._opens.get(payer, 0))
         return ChannelDescriptor(payer, payee, operator, token, salt, signer, enh)
 
     def build_open_tx(  # type: ignore[override]
@@ -180,6 +180,16 @@ class MemoryChainV2(MemoryChain):
                 args = (tx.descriptor, tx.amount)
             self._execute(tx.sender, tx.kind, args, nonce)
         return "0x" + keccak(raw).hex()
+
+    def apply_foreign(self, sender: str, kind: str, args: tuple, expiring_nonce_hash: str | None = None) -> None:
+        """MemoryChain.apply_foreign with v2 args (descriptors as ChannelDescriptor); an open takes the
+        expiringNonceHash the precompile derives from that transaction instead of our stand-in."""
+        with self._lock:
+            self._foreign_enh = norm_bytes32(expiring_nonce_hash, "expiring_nonce_hash") if expiring_nonce_hash else None
+            try:
+                super().apply_foreign(sender, kind, args)
+            finally:
+                self._foreign_enh = None
 
     # ---------------------------------------------------------------------- direct calls
 

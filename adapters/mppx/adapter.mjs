@@ -65,6 +65,13 @@ const VoucherV1 = SessionLegacy?.Session?.Voucher ?? (HAS_V2 ? undefined : Sessi
 const HAS_SIGNER_RESOLVER = typeof Session?.Precompile?.Channel?.resolveAuthorizedSigner === 'function'
 const HAS_V2_SERVER = HAS_V2 && typeof tempoServer?.session === 'function' && typeof MppxServer?.create === 'function'
 const HAS_FETCH_CLIENT = HAS_V2 && typeof sessionMethod === 'function' && typeof MppxFetchClient?.create === 'function'
+// v1-only releases (up to 0.6.x): `tempo.session` is the v1 server, `session` of mppx/client the v1 client; both
+// run against the harness's v1 escrow (memory), never against the fake chain (which models only the precompile).
+const sessionV1 = HAS_V2 ? undefined : MppxClientModule.session
+const HAS_V1_SERVER = !HAS_V2 && typeof tempoServer?.session === 'function' && typeof MppxServer?.create === 'function'
+const HAS_V1_FETCH_CLIENT = typeof sessionV1 === 'function' && typeof MppxFetchClient?.create === 'function'
+const HAS_SERVER = HAS_V2_SERVER || HAS_V1_SERVER
+const SESSIONS = HAS_V2 ? ['v2'] : ['v1']
 
 /** The v2 channel's voucher signer: mppx's own resolver from 0.8.14, else the draft's rule (zero = payer). */
 function resolveAuthorizedSigner(descriptor) {
@@ -453,6 +460,69 @@ function makeViemClient(chainId, overrides) {
   })
 }
 
+/** What a raw transaction asks (PROTOCOL.md section 8, `rpc`): its type, recovered sender, calls (each with the
+ * escrow function decoded when it is one) and, for a v2 open, the expiringNonceHash the precompile derives from
+ * it. Handed to the harness with eth_sendRawTransaction(Sync), so its chain can apply the calls as the sender. */
+async function describeTransaction(raw) {
+  const { tx, from, calls } = await readRawTransaction(raw)
+  const out = {
+    type: typeof raw === 'string' ? raw.slice(0, 4) : '',
+    from: from ? from.toLowerCase() : null,
+    chainId: tx.chainId ?? null,
+    nonce: tx.nonce === undefined ? null : Number(tx.nonce),
+    calls: [],
+  }
+  for (const call of calls ?? []) {
+    const entry = { to: lower(call.to ?? ZERO_ADDRESS), data: call.data ?? '0x' }
+    if (escrowAbi) {
+      try {
+        const decoded = decodeFunctionData({ abi: escrowAbi, data: call.data })
+        entry.function = decoded.functionName
+        entry.args = toJson(decoded.args)
+      } catch {}
+    }
+    out.calls.push(entry)
+  }
+  const open = out.calls.find((c) => c.function === 'open')
+  if (open && from && Session?.Precompile?.Channel?.computeExpiringNonceHash) {
+    const Channel = Session.Precompile.Channel
+    out.expiringNonceHash = Channel.computeExpiringNonceHash(
+      Channel.transactionForExpiringNonceHash({ transaction: tx }),
+      { sender: from },
+    ).toLowerCase()
+  }
+  return out
+}
+
+/** An EIP-1193 request function answered by the harness's chain (the rpc callback); raw transactions travel
+ * with their decoding (`decoded`). */
+function harnessRpc(tag) {
+  return async ({ method, params }) => {
+    fakeChain.rpcLog.push(method)
+    const request = { method, params: params ?? [] }
+    if ((method === 'eth_sendRawTransaction' || method === 'eth_sendRawTransactionSync') && params?.[0])
+      request.decoded = await describeTransaction(params[0])
+    if (tag) request.side = tag
+    try {
+      return await callHarness('rpc', request)
+    } catch (error) {
+      if (error instanceof CallbackError) throw new Error(`harness rpc ${method}: ${error.type}: ${error.message}`)
+      throw error
+    }
+  }
+}
+
+/** The server's viem client: the harness's chain while the running op offers the rpc callback, else the fake chain. */
+function makeServerViemClient(chainId) {
+  const fake = makeRpc(chainId)
+  const harness = harnessRpc('server')
+  return createClient({
+    chain: { ...tempoChain, id: chainId },
+    pollingInterval: 10,
+    transport: custom({ request: (args) => (offeredCallbacks.has('rpc') ? harness(args) : fake(args)) }, { retryCount: 0 }),
+  })
+}
+
 // ---------------------------------------------------------------------------
 // Vouchers.
 
@@ -770,15 +840,7 @@ async function harnessFetch(input, init) {
 /** viem transport for the client: the harness's chain over the rpc callback when it offers one, else the fake chain. */
 function clientChain(chainId, overrides) {
   if (!offeredCallbacks.has('rpc')) return { source: 'adapter-fake-chain', client: makeViemClient(chainId, overrides) }
-  const request = async ({ method, params }) => {
-    fakeChain.rpcLog.push(method)
-    try {
-      return await callHarness('rpc', { method, params: params ?? [] })
-    } catch (error) {
-      if (error instanceof CallbackError) throw new Error(`harness rpc ${method}: ${error.type}: ${error.message}`)
-      throw error
-    }
-  }
+  const request = harnessRpc('client')
   return {
     source: 'harness-rpc',
     client: createClient({
@@ -799,6 +861,35 @@ function storeKey(entry) {
   return `${lower(entry.descriptor.payee)}:${lower(entry.descriptor.token)}:${lower(entry.escrow)}:${entry.chainId}`
 }
 
+/** The v1 fetch client of releases up to 0.6.x: `Mppx.create({methods: [session({account, getClient, maxDeposit,
+ * onChannelUpdate})]})`. It has no channel store option, so a restart is always a fresh install; its entries
+ * (from onChannelUpdate) are reported as `store`. */
+function makeV1FetchClient(account, input) {
+  const entriesByKey = new Map()
+  const state = { entriesByKey, overrides: new Map(), chainSource: undefined, v1: true }
+  const maxDeposit = readAmount(input, 'maxDeposit', { optional: true })
+  const method = sessionV1({
+    account,
+    getClient: ({ chainId } = {}) => {
+      const chain = clientChain(chainId ?? tempoChain.id, state.overrides)
+      state.chainSource = chain.source
+      return chain.client
+    },
+    ...(maxDeposit !== undefined ? { maxDeposit: formatUnits(maxDeposit, DECIMALS) } : {}),
+    onChannelUpdate: (entry) => {
+      entriesByKey.set(lower(entry.channelId), {
+        channelId: lower(entry.channelId),
+        cumulativeAmount: entry.cumulativeAmount,
+        escrow: lower(entry.escrowContract),
+        chainId: entry.chainId,
+        opened: entry.opened !== false,
+      })
+    },
+  })
+  state.mppx = MppxFetchClient.create({ methods: [method], fetch: harnessFetch, polyfill: false })
+  return state
+}
+
 function makeFetchClient(account, entries, input) {
   const entriesByKey = new Map(entries.map((e) => [storeKey(e), e]))
   const channelStore = {
@@ -813,10 +904,13 @@ function makeFetchClient(account, entries, input) {
   const state = { entriesByKey, overrides: new Map(), chainSource: undefined }
   const allowCustomEscrow = input.allowCustomEscrow === undefined ? true : Boolean(input.allowCustomEscrow)
   const maxDeposit = readAmount(input, 'maxDeposit', { optional: true })
+  // topUpAmount: the automatic top-up of the fetch layer (0.8.14+; earlier releases ignore the option).
+  const topUpAmount = readAmount(input, 'topUpAmount', { optional: true })
   const method = sessionMethod({
     account,
     allowCustomEscrow,
     channelStore,
+    ...(topUpAmount !== undefined ? { topUpAmount: formatUnits(topUpAmount, DECIMALS) } : {}),
     getClient: ({ chainId } = {}) => {
       const chain = clientChain(chainId ?? tempoChain.id, state.overrides)
       state.chainSource = chain.source
@@ -830,8 +924,8 @@ function makeFetchClient(account, entries, input) {
 }
 
 async function clientFetch(input) {
-  if (!HAS_FETCH_CLIENT)
-    throw unsupported(`mppx ${MPPX_VERSION} has no v2 fetch client (Mppx.create + sessionMethod from 0.7.0)`)
+  if (!HAS_FETCH_CLIENT && !HAS_V1_FETCH_CLIENT)
+    throw unsupported(`mppx ${MPPX_VERSION} has no fetch client (Mppx.create + sessionMethod / session)`)
   if (!offeredCallbacks.has('http'))
     throw unsupported('client.fetch needs the http callback: the harness answers every request mppx makes')
   const account = readAccount(input)
@@ -840,11 +934,13 @@ async function clientFetch(input) {
   const headers = input.headers ?? {}
   if (typeof headers !== 'object' || Array.isArray(headers)) throw invalidInput('"headers" must be an object')
   const body = input.body === undefined || input.body === null ? undefined : String(input.body)
-  const key = account.address.toLowerCase()
+  // One client instance per payer key, or per `instance` name when given (two devices of one payer).
+  const instance = readString(input, 'instance', { optional: true })
+  const key = instance ?? account.address.toLowerCase()
   let state = fetchClients.get(key)
   // `store` given: the application (re)starts with that saved channel store (`[]`: a fresh install).
   if (!state || input.store !== undefined) {
-    state = makeFetchClient(account, readStoreEntries(input.store), input)
+    state = HAS_FETCH_CLIENT ? makeFetchClient(account, readStoreEntries(input.store), input) : makeV1FetchClient(account, input)
     fetchClients.set(key, state)
   }
   state.overrides = readChainMap(input.chain, 'chain')
@@ -863,6 +959,7 @@ async function clientFetch(input) {
   }
   const out = {
     store: toJson([...state.entriesByKey.values()]),
+    ...(state.v1 ? { persists: false } : {}),
     rpc: fakeChain.rpcLog.slice(rpcStart),
     chainSource: state.chainSource ?? (offeredCallbacks.has('rpc') ? 'harness-rpc' : 'adapter-fake-chain'),
   }
@@ -914,8 +1011,8 @@ function serverConfig(input = {}) {
 
 function makeServer(cfg, store = Store.memory()) {
   const account = privateKeyToAccount(cfg.payeePrivateKey)
-  const client = makeViemClient(cfg.chainId)
-  if (!HAS_V2_SERVER) throw unsupported(`mppx ${MPPX_VERSION} has no v2 session server (Mppx.create + tempo.session)`)
+  const client = makeServerViemClient(cfg.chainId)
+  if (!HAS_SERVER) throw unsupported(`mppx ${MPPX_VERSION} has no session server (Mppx.create + tempo.session)`)
   const mppx = MppxServer.create({
     realm: cfg.realm,
     secretKey: cfg.secretKey,
@@ -965,6 +1062,7 @@ function computeChannelId(descriptor, chainId, escrow) {
 }
 
 async function serverSeedChannel(input) {
+  requireV2('server.seed_channel')
   const s = getServer()
   const { cfg } = s
   let descriptorRaw = input.descriptor ?? {}
@@ -1176,6 +1274,11 @@ async function chainSetChannel(input) {
   return {}
 }
 
+async function txDecode(input) {
+  const raw = readHex(input, 'raw')
+  return byMppx('transaction decode', () => describeTransaction(raw))
+}
+
 async function chainGetChannel(input) {
   const channelId = readHex(input, 'channelId', 32).toLowerCase()
   const state = fakeChain.channels.get(channelId)
@@ -1201,8 +1304,9 @@ const V2_OPS = ['snapshot.parse', 'snapshot.format', 'client.next_credential', '
 function capabilityList() {
   return Object.keys(OPS).filter((op) => {
     if (op === 'hello' || op === 'reset') return false
-    if (op === 'client.fetch') return HAS_FETCH_CLIENT
-    if (op.startsWith('server.')) return HAS_V2_SERVER
+    if (op === 'client.fetch') return HAS_FETCH_CLIENT || HAS_V1_FETCH_CLIENT
+    if (op === 'server.seed_channel') return HAS_V2_SERVER
+    if (op.startsWith('server.')) return HAS_SERVER
     if (V2_OPS.includes(op)) return HAS_V2
     return true
   })
@@ -1215,6 +1319,7 @@ const OPS = {
     protocol: 2,
     capabilities: capabilityList(),
     callbacks: ['http', 'rpc'],
+    sessions: SESSIONS,
     notes: UNSUPPORTED,
   }),
   reset: async () => {
@@ -1246,6 +1351,7 @@ const OPS = {
   'server.restart': serverRestart,
   'chain.set_channel': chainSetChannel,
   'chain.get_channel': chainGetChannel,
+  'tx.decode': txDecode,
   // Test hooks for the harness's own crash/timeout handling; harmless otherwise.
   'debug.exit': async (input) => process.exit(Number(input?.code ?? 3)),
   'debug.sleep': async (input) => new Promise((r) => setTimeout(() => r({}), Number(input?.ms ?? 1000))),

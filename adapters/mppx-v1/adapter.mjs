@@ -1,0 +1,1 @@
+../mppx/adapter.mjs
