@@ -1,4 +1,4 @@
-// A complete adapter in about 50 lines (PROTOCOL.md section 9): mppx's v2 vouchers and header codecs behind the
+// A complete adapter in about 50 lines (PROTOCOL.md section 10): mppx's v2 vouchers and header codecs behind the
 // kit. Run by the harness as `node adapter.mjs` (manifest.json beside it); mppx resolves from ../node_modules.
 import { Challenge, Credential } from 'mppx'
 import { Session } from 'mppx/tempo'
