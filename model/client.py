@@ -173,22 +173,31 @@ def verified_proof(entry: Entry, hints: Hints | None, payer: str) -> int:
     return 0
 
 
-def authentication(entry: Entry, chain: Chain, hints: Hints | None, amount: int, bound: int) -> int | None:
+def above_settled(ch, price: int) -> int | None:
+    """The lowest voucher a client signs to show it is the payer when it knows no more than the chain's
+    settled amount (rules UA2, UA3): settled + one price (the voucher a recovering client signs anyway,
+    rule H2; within H4), at most the deposit; None when nothing is left above settled."""
+    if ch is None or ch.deposit <= ch.settled:
+        return None
+    return min(ch.settled + max(price, 1), ch.deposit)
+
+
+def authentication(entry: Entry, chain: Chain, hints: Hints | None, amount: int, bound: int,
+                   payer: str, price: int) -> int | None:
     """Rule UA3: the amount of an authentication voucher, or None when none is needed or can help.
 
     Under rule UA1 a server gives the proof (highestVoucher) only to a request that proves its
     sender holds the channel, so a hinted client that cannot prove the hinted acceptedCumulative
     (a restart without persistence, another device of the payer) first sends a voucher that proves
     it is the payer: its own highest signature when that is above settled (already authorized), else
-    settled + 1 (one base unit beyond what the chain proves; a voucher at or below settled is public
-    and proves nothing). The server refuses it as lower (V5) or takes it as the payer's own, and its
-    402 carries the proof; the client then signs the target. One extra round trip (R2)."""
-    if hints is None or not hints.has_values or hints.proof is not None or amount <= bound:
-        return None
+    settled + one price (`above_settled`; a voucher at or below settled is public and proves nothing).
+    The server refuses it as lower (V5) or takes it as the payer's own, and its 402 carries the proof;
+    the client then signs the target. One extra round trip (R2)."""
+    if hints is None or not hints.has_values or verified_proof(entry, hints, payer) or amount <= bound:
+        return None  # (a proof that does not verify is no proof: authenticating may bring the real one)
     ch = chain.channel(entry.channel_id)
-    settled = ch.settled if ch else 0
-    auth = entry.signed_max if entry.signed_max > settled else settled + 1
-    if ch is None or auth > ch.deposit or (hints.accepted or 0) < auth:
+    auth = entry.signed_max if ch is not None and entry.signed_max > ch.settled else above_settled(ch, price)
+    if auth is None or (hints.accepted or 0) < auth:
         return None  # nothing above settled to prove, or the hint claims no more than that
     return auth
 
@@ -211,11 +220,10 @@ def amount_to_sign(cfg: ClientConfig, entry: Entry, hints: Hints | None, cost: i
 
 
 def next_credential(cfg: ClientConfig, st: ClientState, challenge: Challenge, chain: Chain,
-                    content: bool, answered_voucher: bool = True) -> tuple[ClientState, Credential] | Refused:
+                    content: bool, authenticated: bool = True) -> tuple[ClientState, Credential] | Refused:
     """The client's answer to a challenge: open, topUp or a voucher (seed flowchart).
-    `answered_voucher`: the challenge came with the answer to this client's own voucher (so a
-    missing proof will not come by authenticating again, rule UA3); False for the challenge of an
-    unpaid request."""
+    `authenticated`: this logical request already sent its authentication voucher (rule UA3: at most
+    one per request; a request starts with False)."""
     if cfg.max_price is not None and challenge.price > cfg.max_price:
         # Rule H6 (core, "Amount Verification": clients MUST verify the requested amount).
         return Refused("price-too-high", f"price {challenge.price} above the client's limit {cfg.max_price}")
@@ -239,13 +247,14 @@ def next_credential(cfg: ClientConfig, st: ClientState, challenge: Challenge, ch
     amount = amount_to_sign(cfg, entry, hints, cost, floor)
     bound = trust_bound(floor, cfg, cost)
     if amount > bound and cfg.enforce_bound:
-        auth = None if answered_voucher or not cfg.hinted else authentication(entry, chain, hints, amount, bound)
+        auth = None if authenticated or not cfg.hinted else authentication(entry, chain, hints, amount, bound, cfg.payer, challenge.price)
         if auth is not None:
             # The unproven hint does not enter the view (it may be a lie): only what the client knew.
             known = _remembered(st, entry.channel_id) or Entry(entry.channel_id, deposit=entry.deposit)
             entry = attrs.evolve(known, signed_max=max(known.signed_max, auth), proven=entry.proven)
             st = _remember(cfg, st, entry)
-            return st, Credential("voucher", entry.channel_id, Voucher(entry.channel_id, auth, cfg.payer))
+            return st, Credential("voucher", entry.channel_id, Voucher(entry.channel_id, auth, cfg.payer),
+                                  authenticates=True)
         return Refused("hint-bound-exceeded", f"asked to sign {amount}, proven floor + price allows {bound}")
     deposit = chain.channel(entry.channel_id).deposit
     if amount > deposit:
@@ -277,9 +286,9 @@ def close_credential(cfg: ClientConfig, st: ClientState, challenge: Challenge,
     ch = chain.channel(entry.channel_id)
     floor = proven_floor(entry, chain, hints, cfg.payer)
     if ch is not None and amount <= ch.settled < ch.deposit:
-        # Rule UA2: a close voucher at or below settled is public and closes nothing; one base unit
-        # above settled costs nothing (the payee captures exactly max(spent, settled)).
-        amount = ch.settled + 1
+        # Rule UA2: a close voucher at or below settled is public and closes nothing; signing above
+        # settled costs nothing (the payee captures exactly max(spent, settled)).
+        amount = above_settled(ch, challenge.price)
         floor = max(floor, amount)
     if amount > trust_bound(floor, cfg, 0):
         return Refused("hint-bound-exceeded", f"close at {amount} not proven")

@@ -489,17 +489,18 @@ def _logical_request(r: _Run, i: int, content: bool, lying: bool) -> None:
     challenge = _challenge(r, i, content, lying)
     r.exchanges.append(Exchange(unpaid, Response(402, problem="payment-required", challenge=challenge)))
     trips, attempts, fault = 1, 0, r.act.fault
-    answered = False  # does `challenge` answer one of this request's vouchers (rule UA3)?
+    authed = False  # this request sent its authentication voucher (rule UA3: at most one)
     while True:
         if trips >= MAX_ROUND_TRIPS or (c.max_paid_attempts is not None and attempts >= c.max_paid_attempts):
             r.info.update(outcome="failed:gave-up", round_trips=trips)
             return
-        made = cl.next_credential(c, r.clients[i], challenge, r.chain, content, answered)
+        made = cl.next_credential(c, r.clients[i], challenge, r.chain, content, authed)
         if isinstance(made, cl.Refused):
             r.info.update(outcome=f"refused:{made.reason}", round_trips=trips)
             return
         r.clients[i], cred = made
         attempts += cred.voucher is not None
+        authed = authed or cred.authenticates
         r.note_signature(i, cred)
         req = Request(c.payer, content, cred, key if cred.action in ("open", "voucher") else None)
         f = fault if cred.voucher is not None else "none"
@@ -516,7 +517,6 @@ def _logical_request(r: _Run, i: int, content: bool, lying: bool) -> None:
         if resp.status == 200 and cred.action == "topUp":
             challenge = _challenge(r, i, content, False)
             trips += 1
-            answered = False
             continue
         if resp.status == 200:
             r.info.update(outcome="served", round_trips=trips, fresh=True)
@@ -524,13 +524,11 @@ def _logical_request(r: _Run, i: int, content: bool, lying: bool) -> None:
         if resp.status == 410:
             challenge = _challenge(r, i, content, False)
             trips += 1
-            answered = False
             continue
         if resp.challenge is None:
             r.info.update(outcome=f"failed:{resp.problem}", round_trips=trips)
             return
         challenge = resp.challenge
-        answered = answered or cred.voucher is not None
 
 
 def _management(r: _Run, i: int, kind: str) -> None:

@@ -67,15 +67,15 @@ def test_UA3_a_client_without_memory_authenticates_then_follows_the_proof():
     chain, server = _chain(settled=1), _server(4, 4)
     cc = cl.ClientConfig(name="a", payer=A)
     unpaid = sv.handle(CFG, server, chain, Request(A, True))[2].challenge
-    st, auth = cl.next_credential(cc, cl.ClientState(), unpaid, chain, True, answered_voucher=False)
-    assert auth.action == "voucher" and auth.voucher.amount == 2  # settled + 1: not public
+    st, auth = cl.next_credential(cc, cl.ClientState(), unpaid, chain, True, authenticated=False)
+    assert auth.action == "voucher" and auth.voucher.amount == 2 and auth.authenticates  # settled + price
     assert st.entry.accepted == 0  # the unproven hint did not enter the view
     server2, chain2, resp = sv.handle(CFG, server, chain, Request(A, True, auth))
     assert resp.problem == "verification-failed" and resp.challenge.hints.proof is not None
-    _, paid = cl.next_credential(cc, st, resp.challenge, chain2, True, answered_voucher=True)
+    _, paid = cl.next_credential(cc, st, resp.challenge, chain2, True, authenticated=True)
     assert paid.voucher.amount == 5
-    # without the proof after its own voucher, it refuses (H4) instead of authenticating again
-    assert isinstance(cl.next_credential(cc, st, unpaid, chain, True, answered_voucher=True), cl.Refused)
+    # once authenticated, without the proof it refuses (H4) instead of authenticating again
+    assert isinstance(cl.next_credential(cc, st, unpaid, chain, True, authenticated=True), cl.Refused)
 
 
 def test_UA3_close_voucher_is_above_settled():
