@@ -31,8 +31,15 @@ from .interface import BASE_URL, IDEMPOTENCY_HEADER, PAID_PATH, PAYER_HEADER
 from .network import LIE_HEADER
 from .model_impl import ModelServer, challenge_from_response, wire_descriptor
 
+THIRD_PARTY_KINDS = ("thirdparty_replay", "thirdparty_close")
 ADVERSARY_KINDS = ("lower", "replay", "above_deposit", "forged", "high_s", "other_channel", "advance_nokey",
-                   "head_advance", "lower_after_advance", "keyed_retry", "probe_after_advance")
+                   "head_advance", "lower_after_advance", "keyed_retry", "probe_after_advance") + THIRD_PARTY_KINDS
+# The third party (rule UA, SPEC_NOTES 4b; model/system.py ATTACKER): holds no payer key and sees what is
+# public: the challenge the server gives anyone who names the victim in `Payment-Payer` (with its hints and any
+# highestVoucher signature), and the vouchers the chain published (`Session.public_vouchers`, from the settle
+# transactions). It replays the best voucher it holds on the victim's channel as a content request (TP1: never
+# served, nothing charged) or as a cooperative close (TP2: nothing closes or changes), reading every answer
+# for more (a refusal that discloses a higher voucher is tried again).
 VARIANT_KINDS = ("same:upper_hex", "same:key_order", "same:whitespace", "same:foreign_source", "same:compact",
                  "not:chain_id", "not:escrow", "not:amount")
 
@@ -56,6 +63,8 @@ EXTRA_PROPERTIES = {
     "HF": "following an honest hint a client signs at most max(requiredCumulative, its proven floor) + allowance",
     "CX": "a cooperative close captures exactly max(spent, settled)",
     "LV": "a request or HEAD the model completes from the same state (no fault, no lie) the implementation completes",
+    "TP1": "a third party (no payer key; sees challenges, receipts and the chain) is never served on a payer's funds",
+    "TP2": "a third party cannot close, freeze or drain a payer's channel (record and chain unchanged)",
 }
 
 
@@ -106,7 +115,7 @@ class AdversarySession(Session):
         return res
 
     def extra_claims(self) -> dict:
-        return dict(super().extra_claims(), SV=True, SH=self.server_hinted)
+        return dict(super().extra_claims(), SV=True, SH=self.server_hinted, TP1=True, TP2=True)
 
     # -- probes: compare hints
 
@@ -168,7 +177,69 @@ class AdversarySession(Session):
             text = json.dumps(obj, separators=(",", ":"), sort_keys=True)
         return "Payment " + base64.urlsafe_b64encode(text.encode()).rstrip(b"=").decode()
 
+    # -- the third party: TP1, TP2
+
+    def _overheard(self, resp, loot: dict) -> None:
+        """Any highestVoucher signature in a 402 the third party received joins what it holds."""
+        wc, _ = challenge_from_response(resp, self.domain) if resp is not None else (None, None)
+        if wc is None:
+            return
+        try:
+            snap = wc.decoded_request().method_details.session_snapshot
+        except wire.WireError:
+            return
+        hv = snap.highest_voucher if snap is not None else None
+        if hv is not None and hv.cumulative_amount > loot.get(hv.channel_id, (-1, ""))[0]:
+            loot[hv.channel_id] = (hv.cumulative_amount, hv.signature)
+
+    def _third_party(self, step) -> list:
+        i, kind = step.get("client", 0), step["kind"]
+        self._twin_info = StepInfo(act=Act("duplicate", i), outcome="noop")
+        victim = self.addrs[i]
+        method = "GET" if kind == "thirdparty_replay" else "HEAD"
+        loot = dict(self.public_vouchers)
+        _, resp = self.net.send_raw(httpx.Request(method, BASE_URL + PAID_PATH, headers={PAYER_HEADER: victim}))
+        self._overheard(resp, loot)
+        out, tried = [], set()
+        for _ in range(3):
+            live = [(amount, cid, sig) for cid, (amount, sig) in loot.items()
+                    if (cid, amount) not in tried and self.server.record(cid) is not None
+                    and not self.chain.get_channel(cid).finalized]
+            if not live:
+                break
+            amount, cid, sig = max(live)
+            tried.add((cid, amount))
+            _, unpaid = self.net.send_raw(httpx.Request(method, BASE_URL + PAID_PATH, headers={PAYER_HEADER: victim}))
+            wc, _ = challenge_from_response(unpaid, self.domain) if unpaid is not None else (None, None)
+            if wc is None:
+                break
+            kind_cls = wire.VoucherPayload if method == "GET" else wire.ClosePayload
+            payload = kind_cls(channel_id=cid, cumulative_amount=amount, signature=sig)
+            auth = wire.encode_authorization(wire.Credential(challenge=wc, payload=payload))
+            before, chain_before = self.server.record(cid), self.chain.get_channel(cid)
+            w, resp = self.net.send_raw(httpx.Request(method, BASE_URL + PAID_PATH,
+                                                      headers={PAYER_HEADER: victim, "Authorization": auth}))
+            after, chain_after = self.server.record(cid), self.chain.get_channel(cid)
+            status = resp.status_code if resp is not None else None
+            said = (f"{kind}: the third party sent {method} {payload.action} cumulative={amount} on {cid[:10]} "
+                    f"(a voucher it saw in public) and got {status} {w.problem}")
+            if method == "GET" and (status == 200 or after.spent != before.spent):
+                out.append(("TP1", f"{said}; spent {before.spent} -> {after.spent}"))
+            changed = ((after.accepted, after.spent, after.finalized) != (before.accepted, before.spent, before.finalized)
+                       or (chain_after.finalized, chain_after.settled, chain_after.deposit)
+                       != (chain_before.finalized, chain_before.settled, chain_before.deposit))
+            if changed or (method == "HEAD" and status == 200):
+                out.append(("TP2", f"{said}; record (accepted, spent, finalized) {before.accepted}, {before.spent}, "
+                                   f"{before.finalized} -> {after.accepted}, {after.spent}, {after.finalized}; chain "
+                                   f"finalized {chain_before.finalized} -> {chain_after.finalized}"))
+            if out:
+                break
+            self._overheard(resp, loot)
+        return out
+
     def _attack(self, step) -> list:
+        if step["kind"] in THIRD_PARTY_KINDS:
+            return self._third_party(step)
         if step["kind"] == "lower_after_advance":  # unspent authorization, then a lower voucher
             return (self._attack(dict(step, kind="head_advance"))
                     + self._attack(dict(step, kind="lower")))

@@ -204,6 +204,7 @@ class Session:
         self.request_no = 0
         self.views: list = [dict() for _ in self.clients]  # RM: highest view seen per channel
         self.wire_signed: list = [dict() for _ in self.clients]  # WM: highest voucher each client sent per channel
+        self.public_vouchers: dict = {}  # real channel -> (amount, signature) a settle transaction published
 
     # ------------------------------------------------------------- projection
 
@@ -338,8 +339,12 @@ class Session:
             return "done"
         if op == "settle":
             for cid in self.known_channels():
-                if self.server.record(cid) is not None:
+                rec = self.server.record(cid)
+                if rec is not None:
                     self.server.settle(cid)
+                    if rec.highest_signature and self.chain.get_channel(cid).settled == rec.accepted:
+                        # the settle transaction publishes the voucher: the third party (adversary.py) holds it
+                        self.public_vouchers[cid] = (rec.accepted, rec.highest_signature)
             return "done"
         if op in ("top_up_chain", "request_close"):
             cid = c.view().channel_id
@@ -532,8 +537,11 @@ class Session:
         out = []
         if not self.client_hinted or not (self.server_hinted or self.cfg.lying_server):
             return out
-        # H3: a voucher after a 402 hinting its channel is at least the hinted requiredCumulative
+        # H3: a voucher after a 402 hinting its channel is at least the hinted requiredCumulative, except the
+        # authentication voucher of rule UA3 (the hint carries no proof; the voucher is at the client's own
+        # highest or at settled + price, and asks for the proof rather than for content)
         last_hint: dict = {}
+        sent = [dict(m) for m in self.wire_signed]
         for w in wires:
             if w.origin != "client":
                 continue
@@ -544,7 +552,11 @@ class Session:
                 last_hint[w.client] = w.hints
             elif w.action == "voucher" and w.client in last_hint:
                 h = last_hint[w.client]
-                if h.get("channel") == w.channel_id and w.amount < h["required"]:
+                own = sent[w.client].get(w.channel_id, 0)
+                sent[w.client][w.channel_id] = max(own, w.amount or 0)
+                above = min(h.get("settled", 0) + self.rc.price, h.get("deposit", 0))  # model/client.py above_settled
+                authentication = "proof" not in h and w.amount in (own, above)
+                if h.get("channel") == w.channel_id and w.amount < h["required"] and not authentication:
                     out.append(("H3", f"client {w.client} signed {w.amount} on {w.channel_id[:10]} after a hint "
                                       f"requiredCumulative={h['required']}"))
         # RM: views never decrease

@@ -437,13 +437,15 @@ class ModelClient:
         if challenge is None:
             return Outcome("failed:no-challenge")
         trips = 1
+        authed = False  # this request sent its authentication voucher (rule UA3: at most one)
         while True:
             if trips >= self.MAX_ROUND_TRIPS:
                 return Outcome("failed:gave-up")
-            made = mcl.next_credential(self.cfg, self.st, challenge, self._snap(challenge), content)
+            made = mcl.next_credential(self.cfg, self.st, challenge, self._snap(challenge), content, authed)
             if isinstance(made, mcl.Refused):
                 return Outcome(f"refused:{made.reason}")
             self.st, mc = made
+            authed = authed or mc.authenticates
             payload = self._wire_payload(mc)
             cid = payload.channel_id
             resp = self._send(method, path, self._credential(wc, payload),

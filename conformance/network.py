@@ -73,7 +73,7 @@ def _hints(resp: httpx.Response) -> Optional[dict]:
     if h is None:
         return {}
     return {k: v for k, v in (("channel", h.channel_id), ("accepted", h.accepted), ("spent", h.spent),
-                               ("required", h.required), ("deposit", h.deposit),
+                               ("required", h.required), ("deposit", h.deposit), ("settled", h.settled),
                                ("proof", h.proof.amount if h.proof else None)) if v is not None}
 
 

@@ -6,6 +6,7 @@ One place per rule:
 - `trust_bound`: what any hint can make the client sign (H4).
 - `reconcile`: the receipt rule (R1).
 - `restart`: what survives a client restart.
+- `authentication`: rule UA3, the voucher that proves the payer before a proof-less hint is followed.
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ class Entry:
     accepted: int = 0
     spent: int = 0
     signed_max: int = 0
+    proven: int = 0  # the highest amount a verified highestVoucher showed (the payer's own signature)
 
     @property
     def local_cumulative(self) -> int:
@@ -158,12 +160,46 @@ def proven_floor(entry: Entry, chain: Chain, hints: Hints | None, payer: str) ->
     its own signatures, the chain's settled amount, or the server's highest
     voucher when it carries this payer's valid signature on this channel."""
     ch = chain.channel(entry.channel_id)
-    floor = max(entry.signed_max, ch.settled if ch else 0)
+    floor = max(entry.signed_max, entry.proven, ch.settled if ch else 0)
+    return max(floor, verified_proof(entry, hints, payer))
+
+
+def verified_proof(entry: Entry, hints: Hints | None, payer: str) -> int:
+    """The amount of the hint's highestVoucher if its signature is this payer's on this channel, else 0."""
     if hints is not None and hints.proof is not None:
         p = hints.proof
         if p.channel_id == entry.channel_id and p.signer == payer:
-            floor = max(floor, p.amount)
-    return floor
+            return p.amount
+    return 0
+
+
+def above_settled(ch, price: int) -> int | None:
+    """The lowest voucher a client signs to show it is the payer when it knows no more than the chain's
+    settled amount (rules UA2, UA3): settled + one price (the voucher a recovering client signs anyway,
+    rule H2; within H4), at most the deposit; None when nothing is left above settled."""
+    if ch is None or ch.deposit <= ch.settled:
+        return None
+    return min(ch.settled + max(price, 1), ch.deposit)
+
+
+def authentication(entry: Entry, chain: Chain, hints: Hints | None, amount: int, bound: int,
+                   payer: str, price: int) -> int | None:
+    """Rule UA3: the amount of an authentication voucher, or None when none is needed or can help.
+
+    Under rule UA1 a server gives the proof (highestVoucher) only to a request that proves its
+    sender holds the channel, so a hinted client that cannot prove the hinted acceptedCumulative
+    (a restart without persistence, another device of the payer) first sends a voucher that proves
+    it is the payer: its own highest signature when that is above settled (already authorized), else
+    settled + one price (`above_settled`; a voucher at or below settled is public and proves nothing).
+    The server refuses it as lower (V5) or takes it as the payer's own, and its 402 carries the proof;
+    the client then signs the target. One extra round trip (R2)."""
+    if hints is None or not hints.has_values or verified_proof(entry, hints, payer) or amount <= bound:
+        return None  # (a proof that does not verify is no proof: authenticating may bring the real one)
+    ch = chain.channel(entry.channel_id)
+    auth = entry.signed_max if ch is not None and entry.signed_max > ch.settled else above_settled(ch, price)
+    if auth is None or (hints.accepted or 0) < auth:
+        return None  # nothing above settled to prove, or the hint claims no more than that
+    return auth
 
 
 def trust_bound(floor: int, cfg: ClientConfig, cost: int) -> int:
@@ -184,8 +220,10 @@ def amount_to_sign(cfg: ClientConfig, entry: Entry, hints: Hints | None, cost: i
 
 
 def next_credential(cfg: ClientConfig, st: ClientState, challenge: Challenge, chain: Chain,
-                    content: bool) -> tuple[ClientState, Credential] | Refused:
-    """The client's answer to a challenge: open, topUp or a voucher (seed flowchart)."""
+                    content: bool, authenticated: bool = True) -> tuple[ClientState, Credential] | Refused:
+    """The client's answer to a challenge: open, topUp or a voucher (seed flowchart).
+    `authenticated`: this logical request already sent its authentication voucher (rule UA3: at most
+    one per request; a request starts with False)."""
     if cfg.max_price is not None and challenge.price > cfg.max_price:
         # Rule H6 (core, "Amount Verification": clients MUST verify the requested amount).
         return Refused("price-too-high", f"price {challenge.price} above the client's limit {cfg.max_price}")
@@ -204,9 +242,19 @@ def next_credential(cfg: ClientConfig, st: ClientState, challenge: Challenge, ch
     if _ignores_hints(cfg, st):
         hints = None
     floor = proven_floor(entry, chain, hints if cfg.hinted else None, cfg.payer)
+    if cfg.hinted:
+        entry = attrs.evolve(entry, proven=max(entry.proven, verified_proof(entry, hints, cfg.payer)))
     amount = amount_to_sign(cfg, entry, hints, cost, floor)
     bound = trust_bound(floor, cfg, cost)
     if amount > bound and cfg.enforce_bound:
+        auth = None if authenticated or not cfg.hinted else authentication(entry, chain, hints, amount, bound, cfg.payer, challenge.price)
+        if auth is not None:
+            # The unproven hint does not enter the view (it may be a lie): only what the client knew.
+            known = _remembered(st, entry.channel_id) or Entry(entry.channel_id, deposit=entry.deposit)
+            entry = attrs.evolve(known, signed_max=max(known.signed_max, auth), proven=entry.proven)
+            st = _remember(cfg, st, entry)
+            return st, Credential("voucher", entry.channel_id, Voucher(entry.channel_id, auth, cfg.payer),
+                                  authenticates=True)
         return Refused("hint-bound-exceeded", f"asked to sign {amount}, proven floor + price allows {bound}")
     deposit = chain.channel(entry.channel_id).deposit
     if amount > deposit:
@@ -235,7 +283,14 @@ def close_credential(cfg: ClientConfig, st: ClientState, challenge: Challenge,
     hints = challenge.hints if challenge.hints is not None and challenge.hints.channel_id == entry.channel_id else None
     spent_hint = hints.spent if (cfg.hinted and hints is not None and hints.spent is not None) else 0
     amount = max(entry.local_cumulative, spent_hint)
-    if amount > trust_bound(proven_floor(entry, chain, hints, cfg.payer), cfg, 0):
+    ch = chain.channel(entry.channel_id)
+    floor = proven_floor(entry, chain, hints, cfg.payer)
+    if ch is not None and amount <= ch.settled < ch.deposit:
+        # Rule UA2: a close voucher at or below settled is public and closes nothing; signing above
+        # settled costs nothing (the payee captures exactly max(spent, settled)).
+        amount = above_settled(ch, challenge.price)
+        floor = max(floor, amount)
+    if amount > trust_bound(floor, cfg, 0):
         return Refused("hint-bound-exceeded", f"close at {amount} not proven")
     entry = attrs.evolve(entry, signed_max=max(entry.signed_max, amount))
     st = _remember(cfg, st, entry)

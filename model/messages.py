@@ -24,6 +24,7 @@ class Credential:
     amount: int = 0  # open: deposit; topUp: additionalDeposit
     payer: str = ""  # open/topUp: the sender of the signed transaction
     tx_nonce: int = 0  # topUp: distinguishes transactions (a signed tx applies once)
+    authenticates: bool = False  # rule UA3: a voucher sent to prove the payer (asks for the proof, not content)
 
 
 @attrs.frozen

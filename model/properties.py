@@ -214,7 +214,52 @@ def r1_view_matches(cfg, prev, info: StepInfo, nxt: System):
     return None
 
 
-ROUND_TRIP_BOUND = 4
+# --- the third party (Config.attacker; rule UA) ----------------------------------------
+
+def _attacker(cfg: Config) -> bool:
+    return cfg.attacker
+
+
+def _third_party_step(info: StepInfo) -> bool:
+    return info.act.kind.startswith("attack_")
+
+
+def tp1_never_served(cfg, prev, info: StepInfo, nxt):
+    if not _third_party_step(info):
+        return None
+    served = [ex for ex in info.exchanges if ex.request.content and ex.response is not None
+              and ex.response.status == 200]
+    if served or info.charged:
+        return f"TP1: the third party was served on a payer's funds: {info.charged or 'a content 200'}"
+    return None
+
+
+def tp2_cannot_close_freeze_drain(cfg, prev: System, info: StepInfo, nxt: System):
+    if not _third_party_step(info):
+        return None
+    if nxt.chain != prev.chain:
+        return "TP2: a step of the third party changed the chain (a close, settle or transfer on a payer's channel)"
+    for cid, rec in prev.server.channels:
+        new = nxt.server.record(cid)
+        if (new.accepted, new.spent, new.finalized) != (rec.accepted, rec.spent, rec.finalized):
+            return (f"TP2: the third party changed {cid}: accepted/spent/finalized {rec.accepted}/{rec.spent}/"
+                    f"{rec.finalized} -> {new.accepted}/{new.spent}/{new.finalized}")
+    return None
+
+
+def tp3_no_abandoned_channel(cfg, prev: System, info: StepInfo, nxt: System):
+    for i, cid, _ in info.signatures:
+        if prev.chain.channel(cid) is not None:
+            continue  # not an open
+        payer = cfg.clients[i].payer
+        for other, ch in prev.chain.channels:
+            if ch.payer == payer and not ch.finalized and not ch.close_requested_at:
+                return (f"TP3: {cfg.clients[i].name} opened {cid} while its channel {other} was live "
+                        f"(deposit {ch.deposit}, settled {ch.settled}): it abandoned a funded channel")
+    return None
+
+
+ROUND_TRIP_BOUND = 5
 
 
 def r2_liveness(cfg, prev, info: StepInfo, nxt):
@@ -258,6 +303,9 @@ PROPERTIES: tuple[Property, ...] = (
     Property("R2", f"hinted x hinted with proof: after any fault the next request completes within {ROUND_TRIP_BOUND} round trips",
              "seed Proposed flow", lambda c: _all_hinted(c) and _proof_available(c), step=r2_liveness),
     Property("L1", "with restarts (no network faults) every affordable request completes", "seed Current/Proposed flow", _restart_only, step=l1_restart_liveness),
+    Property("TP1", "a third party (no payer key, sees all that is public) is never served on a payer's funds", "rules UA1-UA2; draft Cross-Session Replay Prevention", _attacker, step=tp1_never_served),
+    Property("TP2", "a third party cannot close, freeze or drain a payer's channel (its steps change no record and no chain state)", "rules UA1-UA2; GHSA-mv9j-8jvg-j8mr", _attacker, step=tp2_cannot_close_freeze_drain),
+    Property("TP3", "with a third party about, no client opens a channel while one of its own is live (none is abandoned)", "rule UA; issue 10 item 4", _attacker, step=tp3_no_abandoned_channel),
 )
 
 BY_ID = {p.id: p for p in PROPERTIES}

@@ -58,6 +58,22 @@ def scenarios(price: int) -> list[Scenario]:
             late_responses=True, restarts=True)),
         Scenario(f"lying server p={p}", Config(
             _server(p), _clients(max_price=p), fleet="hinted", lying_server=True, restarts=True)),
+        Scenario(f"third party p={p}", Config(
+            _server(p), _clients(shared=True), fleet="hinted", attacker=True, settle=True, restarts=True,
+            top_up=True, close=True, head=True)),
+        Scenario(f"third party, faults p={p}", Config(
+            _server(p), _clients(shared=True, keys=(True, False)), fleet="hinted", attacker=True, settle=True,
+            faults=ALL_FAULTS, restarts=True), depth=7),
+        Scenario(f"UA1 off: proof to anyone p={p}", Config(
+            _server(p, proof_disclosure="any"), _clients(shared=True), fleet="hinted", attacker=True),
+            expect="TP2", why="a server that gives the highest voucher to whoever names the payer (the draft's "
+                              "snapshot, mppx) hands the third party a voucher that closes the channel (and, with "
+                              "unspent authorization, buys content)"),
+        Scenario(f"UA2 off: settled voucher spends p={p}", Config(
+            _server(p, public_vouchers_spend=True), _clients(shared=True), fleet="hinted", attacker=True,
+            settle=True),
+            expect="TP2", why="a settled voucher is public (the settle transaction carries it); a server that lets "
+                              "it close the channel (GHSA-mv9j-8jvg-j8mr) lets anyone finalize the payer's channel"),
     ]
     for ch in (True, False):
         for sh in (True, False):

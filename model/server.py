@@ -5,6 +5,8 @@ One place per rule:
 - `charge`: what a request costs and when it is served (C1-C3).
 - `author_challenge` / `required_cumulative`: the hint rule, server side (S-H1..S-H3).
 - `make_receipt`: the receipt rule, server side (S-R1).
+- `proves_holder` / `public_voucher`: rule UA, who may see a channel's proof and who may consume its
+  unspent authorization (UA1 disclosure, UA2 public vouchers buy and close nothing).
 - `handle`: one request, end to end, atomically (the draft's "linearizable per channel").
 """
 from __future__ import annotations
@@ -52,6 +54,15 @@ def required_cumulative(rec: ServerChannel, cost: int) -> int:
     return max(rec.accepted, rec.spent + cost)
 
 
+def above_public(required: int, rec: "ServerChannel", cost: int, min_delta: int) -> int:
+    """Rule UA2 on the hint: a content request is never payable with a voucher at or below
+    `settled` (it is public), so when requiredCumulative would be one (acceptedCumulative ==
+    settled covers the request), the target is the smallest advance above settled."""
+    if cost and required <= rec.settled:
+        return rec.settled + max(1, min_delta)
+    return required
+
+
 @attrs.frozen
 class ServerConfig:
     payee: str
@@ -63,6 +74,13 @@ class ServerConfig:
     # Swappable rules, so that tests can plant the first draft's bugs:
     required: Callable[[ServerChannel, int], int] = required_cumulative
     hint_closing_channels: bool = False
+    # Rule UA1: "authentic" gives the proof (highestVoucher) only in the answer to a credential that
+    # proves its sender holds the channel (`proves_holder`); "any" gives it to every requester (the
+    # draft's reading, and the bug the third party of the checker exploits).
+    proof_disclosure: str = "authentic"
+    # Rule UA2 off (a planted bug): a voucher at or below settled (public on chain) still buys content
+    # with an equal-voucher retry (V6) and still closes the channel.
+    public_vouchers_spend: bool = False
 
 
 @attrs.frozen
@@ -95,12 +113,33 @@ def _reusable(rec: ServerChannel, chain: Chain) -> bool:
     return ch is not None and not ch.finalized and not rec.finalized and ch.close_requested_at == 0
 
 
+def public_voucher(chain: Chain, voucher: Voucher) -> bool:
+    """Rule UA2: a voucher at or below the channel's on-chain settled amount is public: the payee's
+    settle (or close) transaction published it, so anyone may hold it."""
+    ch = chain.channel(voucher.channel_id)
+    return ch is not None and voucher.amount <= ch.settled
+
+
+def proves_holder(chain: Chain, cred: Credential | None) -> str | None:
+    """Rule UA1: the channel whose holder sent this credential, else None. A credential proves
+    it when its voucher is signed by the channel's signer (from chain state) and is not public
+    (above settled): the only vouchers a third party can hold are the public ones and the ones
+    a server disclosed, and a server discloses only to a request that proved it already."""
+    if cred is None or cred.voucher is None:
+        return None
+    v, ch = cred.voucher, chain.channel(cred.channel_id)
+    if ch is None or v.signer is None or v.signer != ch.signer or v.channel_id != cred.channel_id:
+        return None
+    return None if v.amount <= ch.settled else cred.channel_id
+
+
 def author_challenge(cfg: ServerConfig, server: Server, chain: Chain, payer: str, content: bool,
-                     hinted: bool | None = None) -> Challenge:
+                     hinted: bool | None = None, proven: str | None = None) -> Challenge:
     """Rules S-H1..S-H3 (seed, "Server Control Flow"): a hinted server adds
     channelId, acceptedCumulative, spent, deposit, settled and requiredCumulative
     when the payer's latest channel is reusable; a legacy server gives only the
-    channelId. v2 also attaches the highest voucher as proof (`highestVoucher`)."""
+    channelId. v2 also attaches the highest voucher as proof (`highestVoucher`), under
+    rule UA1 only when `proven` (the channel the request proved to hold) is that channel."""
     hinted = cfg.hinted if hinted is None else hinted
     mine = [r for r in fm_values(server.channels) if r.payer == payer]
     hints = None
@@ -109,10 +148,12 @@ def author_challenge(cfg: ServerConfig, server: Server, chain: Chain, payer: str
         if _reusable(rec, chain) or (cfg.hint_closing_channels and not rec.finalized):
             if hinted:
                 cost = cfg.price if content else 0
+                required = above_public(cfg.required(rec, cost), rec, cost, cfg.min_voucher_delta)
+                disclose = cfg.proof_disclosure == "any" or proven == rec.channel_id
                 hints = Hints(
                     channel_id=rec.channel_id, accepted=rec.accepted, spent=rec.spent,
-                    deposit=rec.deposit, required=cfg.required(rec, cost), settled=rec.settled,
-                    proof=rec.highest if cfg.profile == "v2" else None)
+                    deposit=rec.deposit, required=required, settled=rec.settled,
+                    proof=rec.highest if cfg.profile == "v2" and disclose else None)
             else:
                 hints = Hints(channel_id=rec.channel_id)
     suggested = cfg.suggested_deposit if hints is None else None
@@ -176,7 +217,8 @@ _STATUS = {"channel-not-found": 410, "channel-finalized": 410}
 
 def _reject(cfg, server, chain, req, rej: Rejected, hinted, required_top_up=None) -> Response:
     status = _STATUS.get(rej.code, 402)
-    challenge = author_challenge(cfg, server, chain, req.payer, req.content, hinted) if status == 402 else None
+    challenge = (author_challenge(cfg, server, chain, req.payer, req.content, hinted, proves_holder(chain, req.credential))
+                 if status == 402 else None)
     return Response(status=status, problem=rej.code, challenge=challenge, required_top_up=required_top_up)
 
 
@@ -225,6 +267,12 @@ def handle(cfg: ServerConfig, server: Server, chain: Chain, req: Request,
         new = accept_voucher(cfg, rec, chain, cred.voucher)
         if isinstance(new, Rejected):
             return server, chain, _reject(cfg, server, chain, req, new, hinted)
+        if cost and new.accepted == rec.accepted and public_voucher(chain, cred.voucher) \
+                and not cfg.public_vouchers_spend:
+            # Rule UA2: an equal voucher that is public (at or below settled) consumes no unspent
+            # authorization: anyone may hold it. Nothing changes (V6 stands for cost-free requests).
+            return server, chain, _reject(cfg, server, chain, req, Rejected(
+                "verification-failed", "UA2", "a voucher at or below settled is public: it buys nothing"), hinted)
         rec = new
     elif cred.action == "topUp":
         if rec is None:
@@ -282,6 +330,10 @@ def close_rule(cfg: ServerConfig, rec: ServerChannel | None, chain: Chain, vouch
     capture = max(rec.spent, ch.settled)
     if voucher.amount < capture:
         return Rejected("verification-failed", "X2", "close voucher below max(spent, settled)")
+    if voucher.amount <= ch.settled and not cfg.public_vouchers_spend:
+        # Rule UA2 (mppx GHSA-mv9j-8jvg-j8mr): a settled voucher is public; closing with it would let
+        # anyone finalize the channel. The payer's close voucher is above settled.
+        return Rejected("verification-failed", "UA2", "close voucher at or below settled is public")
     closed = escrow.close(chain, cfg.payee, voucher, capture)
     if isinstance(closed, Rejected):
         return Rejected("verification-failed", "X3", closed.code)

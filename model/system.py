@@ -19,7 +19,7 @@ from . import client as cl
 from . import server as sv
 from .base import FrozenMap, Rejected, fm_get, fm_set
 from .chain import Chain
-from .messages import Challenge, Request, Response
+from .messages import Challenge, Credential, Request, Response
 
 Fleet = Literal["hinted", "legacy", "mixed"]
 Fault = Literal["none", "hold_request", "hold_response"]
@@ -52,6 +52,7 @@ class Config:
     duplicates: bool = False
     late_responses: bool = False
     lying_server: bool = False  # adversarial challenges (inflated hints)
+    attacker: bool = False  # a third party: sees what is public, holds no payer key (ATTACKER)
     wallet: int = 6  # tokens each payer starts with
     deployment: Literal["v1", "v2"] = "v1"  # the escrow's protocol: its amount bound (model/chain.py MAX_AMOUNT)
 
@@ -72,6 +73,16 @@ class System:
     served_value: FrozenMap = ()  # channel_id -> sum of prices of content responses served
     lost_requests: int = 0
     charged_keys: frozenset = frozenset()  # (channel, Idempotency-Key) already charged once
+    # the third party's knowledge (not a ghost: it acts on it): channel -> the highest voucher it holds
+    loot: FrozenMap = ()
+
+
+ATTACKER = "0xe7e"
+"""The third party (Config.attacker): it sees everything public (every challenge the server gives
+anyone, with its hints; receipts; the chain, including the vouchers that settle and close transactions
+publish) and holds no payer key. Its actions: `attack_peek` (an unpaid request naming a payer, as the
+`Payment-Payer` header lets anyone), `attack_replay` (a content request with the best voucher it holds,
+naming the victim so that a refusal shows it the victim's hints) and `attack_close` (a close with it)."""
 
 
 def initial(cfg: Config) -> System:
@@ -92,10 +103,15 @@ class Act:
     fault: Fault = "none"
     hinted: bool | None = None  # for a mixed fleet: does this challenge carry hints?
     lie: str | None = None  # lying_request: which lie (LIES); None is "inflate"
+    target: str = ""  # attack_replay / attack_close: the channel whose voucher the third party uses
 
     def describe(self, cfg: Config) -> str:
         who = cfg.clients[self.client].name if self.client >= 0 else "server"
+        if self.kind.startswith("attack_"):
+            who = "third party" + (f" (victim {cfg.clients[self.client].name})" if self.client >= 0 else "")
         extra = []
+        if self.target:
+            extra.append(f"voucher of {self.target}")
         if self.lie is not None:
             extra.append(f"lie: {self.lie}")
         if self.fault != "none":
@@ -165,6 +181,17 @@ def actions(cfg: Config, s: System) -> Iterator[Act]:
             yield Act("advance_time")
     if cfg.server_restarts:
         yield Act("restart_server")
+    if cfg.attacker:
+        seen = set()
+        for i, c in enumerate(cfg.clients):
+            if c.payer not in seen:
+                seen.add(c.payer)
+                yield Act("attack_peek", i)
+        for cid, v in s.loot:
+            ch = s.chain.channel(cid)
+            if ch is not None and not ch.finalized:
+                yield Act("attack_replay", target=cid)
+                yield Act("attack_close", target=cid)
 
 
 # --- helpers -----------------------------------------------------------------
@@ -222,6 +249,7 @@ class _Run:
         self.signed, self.own = s.signed, list(s.own_signed)
         self.served_value, self.lost = s.served_value, s.lost_requests
         self.charged_keys = s.charged_keys
+        self.loot = s.loot
         self.exchanges: list[Exchange] = []
         self.signatures: list = []
         self.charged: list = []
@@ -231,7 +259,20 @@ class _Run:
 
     def freeze(self) -> System:
         return System(self.chain, self.server, tuple(self.clients), tuple(self.net), self.signed,
-                      tuple(self.own), self.served_value, self.lost, self.charged_keys)
+                      tuple(self.own), self.served_value, self.lost, self.charged_keys, self.loot)
+
+    def publish(self, voucher) -> None:
+        """A voucher became public (a settle or close transaction carries it): the third party holds it."""
+        if not self.cfg.attacker or voucher is None or voucher.signer is None:
+            return
+        old = fm_get(self.loot, voucher.channel_id)
+        if old is None or voucher.amount > old.amount:
+            self.loot = fm_set(self.loot, voucher.channel_id, voucher)
+
+    def overhear(self, challenge) -> None:
+        """The third party reads a challenge given to it: any proof it carries is now its own."""
+        if challenge is not None and challenge.hints is not None:
+            self.publish(challenge.hints.proof)
 
     def note_signature(self, i: int, cred) -> None:
         v = cred.voucher
@@ -267,6 +308,7 @@ class _Run:
             if resp.receipt is not None and resp.receipt.capture is not None:
                 self.closes.append((req.credential.channel_id, resp.receipt.capture,
                                     before.spent if before else 0, settled_before or 0))
+                self.publish(req.credential.voucher)  # the close transaction carries the voucher
         return resp
 
     def receive(self, i: int, resp: Response) -> None:
@@ -362,11 +404,14 @@ def step(cfg: Config, s: System, act: Act) -> tuple[System, StepInfo]:
     elif k == "restart_server":
         r.info["outcome"] = "done"  # every server field is durable (draft, "Crash Safety")
     elif k == "settle":
-        for cid, _ in r.server.channels:
+        for cid, rec in r.server.channels:
             done = sv.settle_highest(cfg.server, r.server, r.chain, cid)
             if not isinstance(done, Rejected):
                 r.server, r.chain = done
+                r.publish(rec.highest)  # the settle transaction carries the voucher
         r.info["outcome"] = "done"
+    elif k.startswith("attack_"):
+        _attack(r, act)
     elif k in ("request_close", "withdraw"):
         # The payer's own forced-close calls on chain (draft "Forced Close").
         call = escrow.request_close if k == "request_close" else escrow.withdraw
@@ -385,6 +430,27 @@ def step(cfg: Config, s: System, act: Act) -> tuple[System, StepInfo]:
                     closes=tuple(r.closes), fresh_receipt=r.info.get("fresh", False),
                     server_answers=tuple(r.answers))
     return _canonical_keys(r.freeze(), tuple(c.name for c in cfg.clients)), info
+
+
+def _attack(r: _Run, act: Act) -> None:
+    """The third party's step (see ATTACKER). It names the victim payer (or the payer of the voucher's
+    channel), never sends an Idempotency-Key (keys are the client's secrets), and reads every answer."""
+    if act.kind == "attack_peek":
+        victim = r.cfg.clients[act.client].payer
+        ch = sv.author_challenge(r.cfg.server, r.server, r.chain, victim, True, _hinted_for(r.cfg, act))
+        r.exchanges.append(Exchange(Request(victim, True), Response(402, problem="payment-required", challenge=ch)))
+        r.overhear(ch)
+        r.info["outcome"] = "done"
+        return
+    v = fm_get(r.loot, act.target)
+    ch = r.chain.channel(act.target)
+    victim = ch.payer if ch is not None else ATTACKER
+    content = act.kind == "attack_replay"
+    req = Request(victim, content, Credential("voucher" if content else "close", act.target, v))
+    resp = r.deliver(req, _hinted_for(r.cfg, act))
+    r.exchanges.append(Exchange(req, resp))
+    r.overhear(resp.challenge)
+    r.info["outcome"] = "served" if resp.status == 200 else f"failed:{resp.problem}"
 
 
 def _challenge(r: _Run, i: int, content: bool, lying: bool) -> Challenge:
@@ -424,16 +490,18 @@ def _logical_request(r: _Run, i: int, content: bool, lying: bool) -> None:
     challenge = _challenge(r, i, content, lying)
     r.exchanges.append(Exchange(unpaid, Response(402, problem="payment-required", challenge=challenge)))
     trips, attempts, fault = 1, 0, r.act.fault
+    authed = False  # this request sent its authentication voucher (rule UA3: at most one)
     while True:
         if trips >= MAX_ROUND_TRIPS or (c.max_paid_attempts is not None and attempts >= c.max_paid_attempts):
             r.info.update(outcome="failed:gave-up", round_trips=trips)
             return
-        made = cl.next_credential(c, r.clients[i], challenge, r.chain, content)
+        made = cl.next_credential(c, r.clients[i], challenge, r.chain, content, authed)
         if isinstance(made, cl.Refused):
             r.info.update(outcome=f"refused:{made.reason}", round_trips=trips)
             return
         r.clients[i], cred = made
         attempts += cred.voucher is not None
+        authed = authed or cred.authenticates
         r.note_signature(i, cred)
         req = Request(c.payer, content, cred, key if cred.action in ("open", "voucher") else None)
         f = fault if cred.voucher is not None else "none"

@@ -123,7 +123,11 @@ def test_SH_hinted_and_legacy_challenges():
     s, ch = _server_with_channel(), opened()
     h = sv.author_challenge(CFG, s, ch, A, True).hints
     assert (h.channel_id, h.accepted, h.spent, h.required, h.deposit) == ("c1", 2, 1, 2, 6)
-    assert h.proof == Voucher("c1", 2, A)  # v2 carries the highest voucher
+    assert h.proof is None  # rule UA1: no proof for a request that proved nothing (an address is no proof)
+    proven = sv.author_challenge(CFG, s, ch, A, True, proven="c1").hints
+    assert proven.proof == Voucher("c1", 2, A)  # v2 carries the highest voucher to the channel's holder
+    anyone = sv.author_challenge(attrs.evolve(CFG, proof_disclosure="any"), s, ch, A, True).hints
+    assert anyone.proof == Voucher("c1", 2, A)
     assert sv.author_challenge(attrs.evolve(CFG, profile="v1"), s, ch, A, True).hints.proof is None
     legacy = sv.author_challenge(attrs.evolve(CFG, hinted=False), s, ch, A, True).hints
     assert legacy == Hints("c1")

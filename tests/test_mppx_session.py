@@ -333,14 +333,22 @@ def test_server_rejects_high_s_voucher(session):
     assert r["status"] == 402 and problem_type(r) == "session/invalid-signature"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "FINDING: after the highest voucher is settled on-chain (settled == acceptedCumulative), resubmitting it is "
-    "rejected (verification-failed 'below on-chain settled amount'); draft 'Idempotency': resubmitting the highest "
-    "MUST return 200. mppx's own client re-signs exactly that amount from the snapshot, so client and server stall"))
-def test_resubmitting_settled_highest_voucher_is_idempotent(adapter):
+def test_settled_highest_voucher_buys_nothing(adapter):
+    # Rule UA2 (SPEC_NOTES 4b): a settled voucher is public, so it buys no content; mppx agrees.
     s = Session(adapter, settled="250000")
     assert s.client["credential"]["payload"]["cumulativeAmount"] == "250000"
     r = adapter.call("server.handle", method="GET", path="/resource", authorization=s.client["authorization"])
+    assert r["status"] == 402 and problem_type(r) == "verification-failed"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "FINDING F2: after the highest voucher is settled on-chain (settled == acceptedCumulative), resubmitting it on a "
+    "cost-free request (HEAD) is rejected (verification-failed 'below on-chain settled amount'); draft 'Idempotency': "
+    "resubmitting the highest MUST return 200, and rule UA2 allows it where nothing is consumed. mppx's snapshot then "
+    "hints requiredCumulative = settled, which it refuses, so its own client stalls"))
+def test_resubmitting_settled_highest_voucher_is_idempotent(adapter):
+    s = Session(adapter, settled="250000")
+    r = adapter.call("server.handle", method="HEAD", path="/resource", authorization=s.client["authorization"])
     assert r["status"] == 200
 
 

@@ -273,7 +273,7 @@ def test_unpaid_challenge_shape(world):
     snap = md.session_snapshot
     assert md.channel_id == w["cid"] and snap.channel_id == w["cid"]
     assert (snap.accepted_cumulative, snap.spent, snap.required_cumulative) == (2 * PRICE, 2 * PRICE, 3 * PRICE)
-    assert snap.highest_voucher.cumulative_amount == 2 * PRICE  # proof_disclosure="any" (the default; SPEC_NOTES 4b)
+    assert snap.highest_voucher is None  # rule UA1 (default proof_disclosure="authentic"): an address proves nothing
     # HEAD: nothing more is required than what is accepted
     _, head = get_challenge(w["url"], payer_of(w["key"]), method="HEAD")
     assert head.decoded_request().method_details.session_snapshot.required_cumulative == 2 * PRICE

@@ -120,7 +120,9 @@ def test_restarted_client_trusts_only_proof(tmp_path):
         client.restart()
         server.mode = "forged-proof"
         server.attacker_key = new_key(chain)
-        with pytest.raises(HintBoundExceeded, match="proven floor 0"):
+        # It authenticates first (rule UA3: a voucher at settled + price), and the forged proof of the
+        # answer proves nothing: refused.
+        with pytest.raises(HintBoundExceeded, match=rf"proven floor {PRICE} .*not proven"):
             client.request("GET", PATH)
         server.mode = None
         resp = client.request("GET", PATH)

@@ -197,11 +197,15 @@ def test_rejected_junk_credential_gets_no_voucher_signature(opened):
 def test_authentic_credential_gets_the_proof(opened):
     chain, key, server, client = opened
     cid = client.channel_id
-    # An authentic voucher that cannot pay (below acceptedCumulative): its 402 carries the proof.
-    resp = send(server, authorization=voucher_auth(server, chain, key, cid, 0))
+    # An authentic voucher that cannot pay (below acceptedCumulative) but is above settled: its 402
+    # carries the proof (rule UA1; the client's authentication voucher of rule UA3).
+    resp = send(server, authorization=voucher_auth(server, chain, key, cid, 1))
     assert resp.status_code == 402
     proof = snapshot_of(resp).highest_voucher
     assert proof is not None and proof.cumulative_amount == PRICE
+    # A voucher at or below settled (0 here) is public (rule UA2): it proves nobody.
+    resp = send(server, authorization=voucher_auth(server, chain, key, cid, 0))
+    assert resp.status_code == 402 and snapshot_of(resp).highest_voucher is None
 
 
 def test_knowing_the_payer_does_not_let_anyone_close_or_spend(opened):
@@ -217,6 +221,69 @@ def test_knowing_the_payer_does_not_let_anyone_close_or_spend(opened):
     resp = send(server, authorization=authorization(echo(challenge(server)), forged))
     assert_problem(resp, 402, "signer-mismatch")
     assert server.get_record(cid) == before and not chain.get_channel(cid).finalized
+
+
+def test_proof_disclosure_defaults_to_authentic(tmp_path):
+    chain = memory_chain()
+    server = SessionServer(config(chain, tmp_path))
+    assert server.config.proof_disclosure == "authentic"
+    server.close()
+
+
+def _settle_highest(server, chain, cid):
+    rec = server.get_record(cid)
+    chain.settle(server.config.payee_key, cid, rec.accepted_cumulative, bytes.fromhex(rec.highest_signature[2:]))
+    return rec.accepted_cumulative
+
+
+def test_a_settled_voucher_neither_buys_nor_closes(opened):
+    """Rule UA2: the victim pre-paid five requests and the server settled its highest voucher, which the
+    settle transaction publishes: anyone holds it now. Replayed by a third party (as the payer, or naming
+    nobody) it buys nothing and closes nothing; the channel keeps its unspent authorization for the payer."""
+    chain, key, server, client = opened
+    cid = client.channel_id
+    assert send(server, authorization=voucher_auth(server, chain, key, cid, 6 * PRICE)).status_code == 200
+    settled = _settle_highest(server, chain, cid)
+    public = sign(chain, key, cid, settled)  # what the chain shows
+    before = server.get_record(cid)
+    for payer in (None, payer_of(key)):
+        resp = send(server, authorization=authorization(echo(challenge(server, payer)),
+                                                         voucher_payload(cid, settled, public)))
+        assert_problem(resp, 402, "verification-failed")
+        assert "public" in resp.json()["detail"]
+        assert snapshot_of(resp).highest_voucher is None  # a public voucher proves nobody (UA1)
+        closing = voucher_payload(cid, settled, public, action="close")
+        resp = send(server, "HEAD", authorization=authorization(echo(challenge(server, payer, "HEAD")), closing))
+        assert_problem(resp, 402, "verification-failed")
+    after = server.get_record(cid)
+    assert (after.accepted_cumulative, after.spent, after.finalized) == (
+        before.accepted_cumulative, before.spent, False)
+    assert not chain.get_channel(cid).finalized
+    # The hint asks for the smallest advance above settled, and the payer's own client is served on it.
+    snap = snapshot_of(send(server, payment_payer=payer_of(key)))
+    assert snap.required_cumulative == settled + 1
+    assert client.request("GET", PATH).status_code == 200
+    assert server.get_record(cid).spent == before.spent + PRICE
+
+
+def test_client_without_memory_recovers_by_authenticating_first(opened, tmp_path):
+    """Rule UA3: a second instance of the payer's client (no persisted state) cannot prove the hinted
+    acceptedCumulative (no proof for an unpaid request): it sends a voucher at settled + price, gets the proof
+    in the 402, and is served on the next attempt: one extra round trip, nothing charged twice."""
+    chain, key, server, client = opened
+    cid = client.channel_id
+    for _ in range(3):
+        assert client.request("GET", PATH).status_code == 200
+    seen: list = []
+    fresh = SessionClient(InProcess(server), key, chain, max_deposit=10**6, max_price=PRICE,
+                          observer=lambda kind, data: seen.append((kind, data)))
+    before = server.get_record(cid)
+    assert fresh.request("GET", PATH).status_code == 200
+    sent = [d["cumulativeAmount"] for k, d in seen if k == "credential"]
+    assert sent == [PRICE, before.accepted_cumulative + PRICE]
+    statuses = [d["status"] for k, d in seen if k in ("challenge", "response")]
+    assert statuses == [402, 402, 200]
+    assert server.get_record(cid).spent == before.spent + PRICE and fresh.channel_id == cid
 
 
 # ---------------------------------------------------------------------- item 5: idempotency scope

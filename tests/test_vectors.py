@@ -77,9 +77,10 @@ def test_client_vectors_pass_on(make, exported, tmp_path):
 
 
 def test_client_replay_detects_a_client_that_signs_an_unproven_hint(exported, tmp_path):
-    """The inflated-hint vector expects no signature at all (H4); a client trusting the hint fails it."""
+    """The inflated-hint vector expects no signature of the hinted amount (H4), only the authentication
+    voucher at settled + price (rule UA3); a client trusting the hint fails it."""
     doc = json.loads((exported / "client" / "client-inflated-hint.json").read_text())
-    assert doc["expect"]["signed"] == []
+    assert [v["cumulativeAmount"] for v in doc["expect"]["signed"]] == [1]
     def trusting():
         return ModelClient("model", cfg_hook=lambda cfg: attrs.evolve(cfg, max_unproven=10**6))
 

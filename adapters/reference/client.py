@@ -48,7 +48,7 @@ from typing import Any, Callable
 import attrs
 import httpx
 
-from adapters.chain.base import ZERO_ADDRESS, Chain, ChainError, ChannelDescriptor
+from adapters.chain.base import ZERO_ADDRESS, Chain, ChainError, ChannelDescriptor, ChannelState
 from adapters.chain.deployment import deployment_of
 from model.crypto import address_of, keccak, sign_voucher
 from model.profiles import hints_from_request, recoverer
@@ -247,6 +247,14 @@ class _Exposure:
 Observer = Callable[[str, dict[str, Any]], None]
 
 
+def _above_settled(st: ChannelState, price: int) -> int | None:
+    """Rules UA2/UA3: the lowest voucher that is not public (above settled): settled + one price, at most
+    the deposit; None when nothing is left above settled (model/client.py above_settled)."""
+    if st.deposit <= st.settled:
+        return None
+    return min(st.settled + max(price, 1), st.deposit)
+
+
 class SessionClient:
     """A paying HTTP client for tempo session challenges.
 
@@ -318,6 +326,7 @@ class SessionClient:
         else:
             self._http = httpx.Client(transport=target, base_url="http://reference.test", timeout=timeout)
         self._lock = threading.RLock()
+        self._authenticated = False
         self._entry: _Entry | None = None
         self._known: dict[str, _Entry] = {}  # every channel this run has used
         self._last_price = 0
@@ -337,6 +346,7 @@ class SessionClient:
         with self._lock:
             resp = self._unpaid(method, path, headers)
             attempts = 0
+            self._authenticated = False  # rule UA3: at most one authentication voucher per request
             self._exposure.begin()
             served = False
             try:
@@ -371,7 +381,14 @@ class SessionClient:
             h = hints if hints is not None and hints.channel_id == entry.channel_id else None
             spent_hint = h.spent if (self.hinted and h is not None and h.spent is not None) else 0
             amount = max(entry.accepted, entry.signed_max, spent_hint)
-            self._check_bound(entry, h, amount, 0)
+            st = self.chain.get_channel(entry.channel_id)
+            extra = 0
+            if amount <= st.settled < st.deposit:
+                # Rule UA2: a close voucher at or below settled is public and closes nothing; signing
+                # above settled costs nothing (the payee captures exactly max(spent, settled)).
+                amount = _above_settled(st, req.amount)
+                extra = amount - st.settled
+            self._check_bound(entry, h, amount, extra)
             entry.signed_max = max(entry.signed_max, amount)
             self._remember(entry)
             sig = sign_voucher(self.key, self.domain, entry.channel_id, amount)
@@ -651,6 +668,10 @@ class SessionClient:
         # chain settled, a verified highestVoucher): a lower voucher could only be refused.
         floor, _ = self._proven_floor(entry, h if self.hinted else None)
         amount = max(target, floor)
+        auth = self._authentication(entry, h, amount, floor, cost)
+        if auth is not None:
+            return self._authenticate(method, path, challenge, entry.channel_id, auth, floor, cost, key,
+                                      headers), entry.channel_id
         if amount > self.deployment.max_amount:
             # no deposit can cover it: the escrow's amounts stop at the bound (2^96-1 on v2)
             raise DepositExhausted(f"cumulativeAmount {amount} exceeds the {self.deployment.protocol} amount bound "
@@ -687,6 +708,44 @@ class SessionClient:
         payload = VoucherPayload(channel_id=entry.channel_id, cumulative_amount=amount, signature=sig,
                                  descriptor=self._descriptor(entry.channel_id))
         return self._send_paid(method, path, challenge, payload, key, headers), entry.channel_id
+
+    def _authentication(self, entry: _Entry, h: Hints | None, amount: int, floor: int, cost: int) -> int | None:
+        """Rule UA3: the amount of a voucher that proves this client is the payer, or None.
+
+        A server following rule UA1 gives the proof (highestVoucher) only to a request whose voucher
+        the channel's signer signed above settled. A client that cannot prove the hinted amount (a
+        restart without persistence, another device of the payer) would refuse it (H4); instead it
+        first sends its own highest voucher if that is above settled (already authorized), else
+        settled + one price (what a recovering client signs anyway, within H4), once per request. The server
+        refuses it as lower or takes it as the payer's own, and its 402 carries the proof."""
+        if not self.hinted or self._authenticated or h is None or not h.has_values:
+            return None
+        if h.proof is not None and h.proof.channel_id == entry.channel_id and h.proof.signer == self.address:
+            return None  # a verified proof: authenticating again would bring no more (a forged one is no proof)
+        if amount <= floor + cost + self.max_unproven_hint:
+            return None
+        st = self.chain.get_channel(entry.channel_id)
+        auth = entry.signed_max if entry.signed_max > st.settled else _above_settled(st, self._last_price)
+        if auth is None or (h.accepted or 0) < auth:
+            return None  # nothing above settled to prove, or the hint claims no more than that
+        return auth
+
+    def _authenticate(
+        self, method: str, path: str, challenge: Challenge, channel_id: str, amount: int, floor: int, cost: int,
+        key: str | None, headers: dict[str, str] | None,
+    ) -> httpx.Response:
+        self._authenticated = True
+        # The unproven hint does not enter the view (it may be a lie): only what this client knew.
+        entry = self._remembered(channel_id) or _Entry(channel_id, deposit=self.chain.get_channel(channel_id).deposit)
+        entry.signed_max = max(entry.signed_max, amount)
+        # It authorizes at most one price beyond the proven floor (settled + price), HEAD included.
+        self._exposure.admit(channel_id, floor, amount, max(cost, self._last_price))
+        self._remember(entry)
+        self._exposure.record(channel_id, floor, amount, max(cost, self._last_price))
+        sig = sign_voucher(self.key, self.domain, channel_id, amount)
+        payload = VoucherPayload(channel_id=channel_id, cumulative_amount=amount, signature=sig,
+                                 descriptor=self._descriptor(channel_id))
+        return self._send_paid(method, path, challenge, payload, key, headers)
 
     def _topup(self, path: str, challenge: Challenge, entry: _Entry, add: int) -> httpx.Response:
         raw = self.deployment.topup_tx(self.key, entry.channel_id, add)

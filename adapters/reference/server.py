@@ -122,9 +122,10 @@ class ServerConfig:
     # Credentials per second per channel (draft "Denial of Service": SHOULD 10 per session);
     # None: no limit (the conformance harness, whose clock does not advance). Authentic
     # credentials and unproven ones (junk naming the channel) have separate budgets.
-    # Rule UA: "authentic" discloses the highest voucher's signature only to a request whose credential the
-    # channel's signer signed; "any" (the default until clients authenticate first) to every requester.
-    proof_disclosure: str = "any"
+    # Rule UA1: "authentic" (default) discloses the highest voucher's signature only to a request whose
+    # credential carries a voucher the channel's signer signed above the settled amount (not public);
+    # "any" to every requester (the draft's snapshot; what lets a third party close or spend a channel).
+    proof_disclosure: str = "authentic"
     voucher_rate: float | None = 10.0
     voucher_burst: float | None = None  # bucket size; None: voucher_rate
     rate_clock: Callable[[], float] = time.monotonic
@@ -264,41 +265,42 @@ class SessionServer:
             )
 
     def _proven_channel(self, cred: Credential) -> str | None:
-        """The channel whose authorized signer signed the credential's voucher, else None.
+        """The channel whose holder sent the credential (rule UA1), else None.
 
-        Rule UA (unspent authorization): a voucher is a bearer instrument, so the unspent
-        authorization of a channel (acceptedCumulative - spent) belongs to whoever holds its
-        highest voucher. The server therefore never discloses a voucher signature (the
-        `highestVoucher` of a v2 session snapshot) except in the answer to a request whose
-        credential carries a voucher authentically signed by that channel's signer
-        (recovered signer == the channel's authorized signer, low-s, our EIP-712 domain).
-        A challenge answering only `Payment-Payer`, an unpaid request, or an unauthentic
-        credential carries the hint values without the signature: knowing a payer's
-        address lets nobody close its channel or be served on it.
+        Rule UA (SPEC_NOTES 4b): a voucher is a bearer instrument, so the unspent authorization
+        of a channel (acceptedCumulative - spent) belongs to whoever holds its highest voucher.
+        The server therefore never discloses a voucher signature (the `highestVoucher` of a v2
+        session snapshot) except in the answer to a request whose credential carries a voucher
+        authentically signed by that channel's signer (recovered signer == the channel's
+        authorized signer, low-s, our EIP-712 domain) for more than the on-chain settled amount:
+        a voucher at or below settled is public (its settle transaction published it) and proves
+        nothing (UA2). A challenge answering only `Payment-Payer`, an unpaid request, a forged or
+        a public credential carries the hint values without the signature: knowing a payer's
+        address, or its settled voucher, lets nobody close its channel or be served on it.
         """
         p = cred.payload
         amount = getattr(p, "cumulative_amount", None)
         signature = getattr(p, "signature", None)
         if amount is None or signature is None:
             return None
-        rec = self.store.get(p.channel_id)
-        expected = rec.expected_signer if rec is not None else None
-        if expected is None:
-            st = self.chain.get_channel(p.channel_id)
-            if not st.exists or st.payee != self.payee:
-                return None
-            expected = st.expected_signer
+        st = self.chain.get_channel(p.channel_id)
+        if not st.exists or st.payee != self.payee or self._public(amount, st):
+            return None
         try:
             signer = self._recover(p.channel_id, amount, signature)
         except _Reject:
             return None
-        return p.channel_id if signer == expected else None
+        return p.channel_id if signer == st.expected_signer else None
+
+    @staticmethod
+    def _public(amount: int, st: ChannelState) -> bool:
+        """Rule UA2: a voucher at or below the on-chain settled amount is public (the settle
+        transaction carries it): it proves no one, buys no content and closes nothing."""
+        return amount <= st.settled
 
     def _discloses_proof(self, rec: ChannelRecord | None, proven_channel: str | None) -> bool:
-        """Rule UA: the highest voucher goes only to a proven holder of that channel
-        (`proof_disclosure="authentic"`). The default, "any", still discloses it to whoever asks: the
-        hinted clients of this project (reference and model) do not yet authenticate before they need
-        the proof (SPEC_NOTES "Open: rule UA"), and would stall on a fresh device or after a restart."""
+        """Rule UA1: the highest voucher goes only to a proven holder of that channel (the default,
+        `proof_disclosure="authentic"`); a client that needs it authenticates first (rule UA3)."""
         if self.config.proof_disclosure == "any":
             return True
         return rec is not None and rec.channel_id == proven_channel
@@ -369,6 +371,9 @@ class SessionServer:
             return Hints(channel_id=rec.channel_id), None
         cost = self.config.price if content else 0
         required = max(rec.accepted_cumulative, rec.spent + cost)
+        if cost and self._public(required, st):
+            # Rule UA2: the equal voucher is public, so it cannot pay; the smallest advance above settled can.
+            required = st.settled + max(1, self.config.min_voucher_delta)
         proof = None
         if self.config.hint_profile == "v2":
             proof = Voucher(channel_id=rec.channel_id, amount=rec.accepted_cumulative, signer=rec.expected_signer)
@@ -735,6 +740,14 @@ class SessionServer:
                 if stored is not None:
                     return _Reply(stored.status, stored.headers, stored.body.encode("utf-8"))
             new = self._accept(tx, cur, st, p.cumulative_amount, p.signature)
+            if (content and self.config.price and new.accepted_cumulative == cur.accepted_cumulative
+                    and self._public(p.cumulative_amount, st)):
+                raise _Reject(
+                    "verification-failed",
+                    f"cumulativeAmount {p.cumulative_amount} is at or below the settled amount {st.settled}: a "
+                    f"settled voucher is public and buys nothing; sign above it (rule UA2)",
+                    channel_id=cid, accepted_cumulative=cur.accepted_cumulative,
+                )
             try:
                 reply = self._serve(tx, new, method, path, content, cred, key)
             except _Reject as rej:
@@ -836,6 +849,12 @@ class SessionServer:
                 "verification-failed",
                 f"close cumulativeAmount {amount} is below max(spent {rec.spent}, settled {st.settled})",
                 channel_id=cid,
+            )
+        if self._public(amount, st):
+            raise _Reject(
+                "verification-failed",
+                f"close cumulativeAmount {amount} is at or below the settled amount {st.settled}: a settled "
+                f"voucher is public and closes nothing; sign above it (rule UA2)", channel_id=cid,
             )
         try:
             tx_hash = self.deployment.close(

@@ -15,7 +15,7 @@ from .clients import (chain_after_restart_client, deposit_drain_client, overwrit
                       refuses_head_client, signs_ahead_client, signs_below_own_client)
 from .servers import (accepts_above_deposit_server, accepts_high_s_server, accepts_lower_server,
                       accepts_while_closing_server, charges_head_server, close_captures_settled_server,
-                      close_captures_voucher_server,
+                      close_captures_voucher_server, discloses_proof_server, settled_voucher_spends_server,
                       free_replay_server, hints_closing_server, ignores_idempotency_key_server,
                       required_spent_plus_price_server, skips_challenge_binding_server, trusts_source_server)
 
@@ -61,6 +61,12 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in [
     Mutant("server-ignores-idempotency-key", "server", "D3",
            "charges a request repeated with the same Idempotency-Key again (I1; mppx 0.11)",
            ignores_idempotency_key_server, "model", ("pair", "server")),
+    Mutant("server-discloses-proof-to-anyone", "server", "TP2",
+           "gives the highest voucher's signature to whoever names the payer (rule UA1): a third party closes "
+           "the channel with it, or is served on unspent authorization", discloses_proof_server, "model", ("server",)),
+    Mutant("server-settled-voucher-spends", "server", "TP2",
+           "lets a voucher at or below settled (public on chain) close the channel and buy content (rule UA2; "
+           "GHSA-mv9j-8jvg-j8mr)", settled_voucher_spends_server, "model", ("server",)),
     Mutant("client-signs-below-own", "client", "C1",
            "signs exactly requiredCumulative even below what it already signed (H3b)",
            signs_below_own_client, "model", ("client", "pair")),

@@ -253,3 +253,30 @@ class TrustsSource(SessionServer):
 
 def trusts_source_server():
     return _adapter("server-trusts-source", TrustsSource)
+
+
+# --- rule UA (SPEC_NOTES 4b): the third party of the server machine (adversary.py THIRD_PARTY_KINDS) ---
+
+class DisclosesProofToAnyone(SessionServer):
+    """Bug (the draft's snapshot; mppx 0.11; this server's old default): the highest voucher's signature
+    goes to whoever names the payer in `Payment-Payer`, so a third party can replay it (UA1)."""
+
+    def _discloses_proof(self, rec, proven_channel):
+        return True
+
+
+class SettledVoucherSpends(SessionServer):
+    """Bug (GHSA-mv9j-8jvg-j8mr, before mppx 0.4.11): a voucher at or below the settled amount counts as
+    the payer's own: it proves the holder, buys from unspent authorization and closes the channel (UA2)."""
+
+    @staticmethod
+    def _public(amount, st):
+        return False
+
+
+def discloses_proof_server():
+    return _adapter("server-discloses-proof-to-anyone", DisclosesProofToAnyone)
+
+
+def settled_voucher_spends_server():
+    return _adapter("server-settled-voucher-spends", SettledVoucherSpends)
