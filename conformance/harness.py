@@ -342,8 +342,7 @@ class Session:
             if cid is None:
                 return "noop"
             # v2 backends name a channel by its descriptor in every write (deployment seam)
-            ref = self.chain.get_channel(cid).descriptor if hasattr(self.chain, "apply_foreign") or \
-                getattr(self.chain, "name", "").endswith("-v2") else cid
+            ref = self.chain.get_channel(cid).descriptor if self.domain.version == "v2" else cid
             try:
                 if op == "top_up_chain":
                     self.chain.broadcast(self.chain.build_topup_tx(self.keys[i], ref, self.rc.top_up))
