@@ -271,7 +271,12 @@ def replay(path: str, quiet: bool = False) -> tuple[bool, str]:
         if r.violations or (rc.strength == "strict" and r.mismatches):
             ok = False
     s.close()
-    return ok, render_steps(s.results) + "\n\n" + render_mermaid(s.results, rc.n_clients)
+    text = render_steps(s.results) + "\n\n" + render_mermaid(s.results, rc.n_clients)
+    fid = data.get("finding")
+    if fid:  # a saved finding of a bridge adapter: does the replay fail with that finding's pattern?
+        shows = not ok and _which_finding(s, (fid,)) == fid
+        text += f"\n\nfinding {fid}: " + ("reproduces" if shows else "did NOT reproduce")
+    return ok, text
 
 
 def junit(reports: list[PairReport], path: str) -> None:

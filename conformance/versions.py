@@ -14,7 +14,9 @@ per release the checks that exist for the deployment it speaks:
   memory-v2 chain (mppx opens and tops up its channels there itself; conformance/chain_rpc.py);
 * `run pair memory` (v1-only releases, <= 0.6.x): the same generic pair machine on our v1 escrow (memory);
 * F3 / F14 / F15 (v2 releases): the committed traces replayed with the release's client (`client.fetch`, the
-  application entry point), "shows" or "absent".
+  application entry point), "shows" or "absent";
+* F16 / F17 (every release): the generic pair's committed traces replayed with the release as client and server on
+  the harness's chain (memory-v2, or the v1 escrow for v1-only releases), "shows" or "absent".
 
 `--all` runs every release with sessions that npm lists (`npm view mppx versions --json`): the full sweep. The table
 is its own command; CI (`make test`) runs the newest release (adapters/mppx, 0.11.0) and one v1-era release
@@ -216,6 +218,33 @@ def check_client_findings(spec: str) -> dict:
     return out
 
 
+# Findings of the generic pair machine (mppx x mppx on the harness's chain), replayed per release: on memory-v2 for
+# v2 releases, on the v1 escrow (memory) for v1-only ones.
+PAIR_FINDING_TRACES = {"F16": "F16-lost-open-response.json", "F17": "F17-forced-close.json"}
+
+
+def check_pair_findings(spec: str, version: str) -> dict:
+    """Replay each generic-pair finding's committed trace with this release as client and server."""
+    from .runner import replay as replay_generic
+
+    out = {}
+    for fid, name in PAIR_FINDING_TRACES.items():
+        data = json.loads((TRACES / name).read_text())
+        data["config"] = dict(data["config"], client=spec, server=spec,
+                              chain="memory-v2" if speaks_v2(version) else "memory")
+        tmp = cache_root() / "traces" / f"{version}-{name}"
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(data))
+        try:
+            _ok, text = replay_generic(str(tmp))
+        except AdapterError as exc:
+            out[fid] = Verdict("FAIL", str(exc)[:200])
+            continue
+        shows = f"finding {fid}: reproduces" in text
+        out[fid] = Verdict("shows" if shows else "absent", _last_outcome(text))
+    return out
+
+
 def _last_outcome(text: str) -> str:
     lines = [ln.strip() for ln in text.splitlines() if " -> " in ln and ln.strip()[:1].isdigit()]
     return lines[-1][:120] if lines else ""
@@ -256,10 +285,12 @@ def check_release(version: str, *, machines: bool = True, root: Optional[Path] =
             out[c] = Verdict("SKIPPED", why)
         if machines:  # the generic pair machine on our v1 escrow (memory), the deployment v1 releases speak
             out["run pair memory"] = _generic_pair(spec, "memory")
+        out.update(check_pair_findings(spec, version))
         return out
     if machines:
         out.update(check_machines(spec))
     out.update(check_client_findings(spec))
+    out.update(check_pair_findings(spec, version))
     return out
 
 
