@@ -23,6 +23,7 @@ import re
 from typing import Annotated, Any, ClassVar, Literal, Mapping, Union
 
 import attrs
+import rfc8785
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -646,39 +647,11 @@ def b64url_decode(
     return data
 
 
-def _jcs(value: Any) -> str:
-    if value is None:
-        return "null"
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, int):
-        if abs(value) > 2**53 - 1:
-            raise ValueError(f"integer {value} is not exactly representable in I-JSON; use a decimal string")
-        return str(value)
-    if isinstance(value, float):
-        if value.is_integer() and abs(value) <= 2**53 - 1:
-            return str(int(value))
-        raise ValueError(f"non-integral number {value!r} is not supported by this canonicalizer")
-    if isinstance(value, str):
-        value.encode("utf-8")  # rejects lone surrogates
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, Mapping):
-        keys = sorted(value, key=lambda k: k.encode("utf-16-be"))
-        return "{" + ",".join(_jcs(k) + ":" + _jcs(value[k]) for k in keys) + "}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(_jcs(v) for v in value) + "]"
-    raise TypeError(f"cannot canonicalize {type(value).__name__}")
-
-
 def canonical_json(obj: Any) -> bytes:
-    """JCS-style canonical JSON (RFC 8785 for the value space used here), UTF-8.
-
-    Keys sorted by UTF-16 code units, no whitespace, ES-style string escaping;
-    numbers limited to integers within 2^53 (amounts travel as strings).
-    """
-    return _jcs(obj).encode("utf-8")
+    """JCS canonical JSON (RFC 8785), UTF-8, by the `rfc8785` library: keys sorted by UTF-16 code units, no
+    whitespace, ES-style string escaping. Integers beyond 2^53 and lone surrogates are refused (ValueError):
+    amounts travel as decimal strings."""
+    return rfc8785.dumps(obj)
 
 
 class _DuplicateKey(ValueError):
@@ -781,7 +754,6 @@ def verify_challenge_id(secret: bytes, challenge: Challenge) -> bool:
 
 # ---- WWW-Authenticate (RFC 9110 section 11; httpauth "Challenge", "ABNF Collected")
 
-_TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 _TOKEN68_RE = re.compile(r"[A-Za-z0-9._~+/-]+=*")
 _CHALLENGE_PARAMS = ("id", "realm", "method", "intent", "request", "expires", "digest", "description", "opaque")
 _REQUIRED_PARAMS = ("id", "realm", "method", "intent", "request")
@@ -793,10 +765,18 @@ def _qd_ok(ch: str) -> bool:
     return o == 0x09 or 0x20 <= o <= 0x7E or o >= 0x80
 
 
+# The same classes as regular expressions (the fast path; the character loop above only names the error).
+_NOT_QD_RE = re.compile(r"[^\t\x20-\x7e\x80-\U0010ffff]")
+_QUOTED_RE = re.compile(r'"((?:[\t\x20\x21\x23-\x5b\x5d-\x7e\x80-\U0010ffff]|\\[\t\x20-\x7e\x80-\U0010ffff])*)"')
+_QUOTED_PAIR_RE = re.compile(r"\\(.)", re.S)
+_TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
 def _quote(value: str, name: str) -> str:
-    for ch in value:
-        if not _qd_ok(ch):
-            raise MalformedHeader(WHERE_WWW_AUTHENTICATE, name, f"control character {ch!r} cannot appear in a quoted-string")
+    bad = _NOT_QD_RE.search(value)
+    if bad:
+        raise MalformedHeader(WHERE_WWW_AUTHENTICATE, name,
+                              f"control character {bad.group(0)!r} cannot appear in a quoted-string")
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
@@ -823,10 +803,11 @@ class _Scanner:
         return self.s[self.i] if self.i < self.n else ""
 
     def token(self) -> str:
-        start = self.i
-        while self.i < self.n and self.s[self.i] in _TCHAR:
-            self.i += 1
-        return self.s[start:self.i]
+        m = _TOKEN_RE.match(self.s, self.i)
+        if m is None:
+            return ""
+        self.i = m.end()
+        return m.group(0)
 
     def skip_list_separators(self) -> None:
         self.ows()
@@ -836,16 +817,24 @@ class _Scanner:
 
     def at_param(self) -> bool:
         """Lookahead: `token BWS "="` starts an auth-param (otherwise a new challenge begins)."""
-        j = self.i
-        while j < self.n and self.s[j] in _TCHAR:
-            j += 1
-        if j == self.i:
+        m = _TOKEN_RE.match(self.s, self.i)
+        if m is None:
             return False
+        j = m.end()
         while j < self.n and self.s[j] in " \t":
             j += 1
         return j < self.n and self.s[j] == "="
 
     def quoted(self, name: str) -> str:
+        m = _QUOTED_RE.match(self.s, self.i)
+        if m is not None:
+            self.i = m.end()
+            body = m.group(1)
+            return _QUOTED_PAIR_RE.sub(r"\1", body) if "\\" in body else body
+        return self._quoted_error(name)
+
+    def _quoted_error(self, name: str) -> str:
+        """The character walk, run only on a quoted-string the expression refused: it names what is wrong."""
         self.i += 1  # opening DQUOTE
         out: list[str] = []
         while self.i < self.n:

@@ -648,3 +648,23 @@ def test_python_construction_accepts_ints_but_wire_does_not():
         VoucherPayload.model_validate(
             {"action": "voucher", "channelId": CHANNEL, "cumulativeAmount": 7, "signature": SIG}, context={"wire": True}
         )
+
+
+@given(st.text(alphabet=st.sampled_from(['a', ' ', '\t', '"', '\\', '\x01', '\x7f', '\u00e9', '\U0001f600', ',', '=']),
+               max_size=24))
+def test_quoted_string_fast_path_agrees_with_the_character_walk(body):
+    """The regular expression of `_Scanner.quoted` accepts exactly what the character walk accepts, with the
+    same value and end offset (the walk only runs to name an error)."""
+    from model.wire import MalformedHeader, _Scanner
+
+    text = '"' + body
+
+    def run(walk: bool):
+        s = _Scanner(text)
+        try:
+            value = s._quoted_error("x") if walk else s.quoted("x")
+        except MalformedHeader as exc:
+            return ("error", str(exc))
+        return (value, s.i)
+
+    assert run(False) == run(True)

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """A tiny adapter for testing the bridge machinery itself (tests/test_bridge_protocol.py).
 
-It speaks PROTOCOL.md over stdin/stdout like a real adapter, but its ops only
-exercise the protocol: round trips, every error type, slowness, crashes and
-stray stdout output. Standard library only; run as `python fake_adapter.py`.
+It speaks PROTOCOL.md over stdin/stdout through the adapter kit (kit.py, beside it), but its ops only exercise
+the protocol: round trips, every error type, slowness, crashes, stray stdout output and callbacks. Standard
+library only; run as `python fake_adapter.py` in this directory.
 
 FAKE_ADAPTER_MODE (environment) changes its start-up for the failure tests:
   die-on-start  exit 7 before reading anything, after a line on stderr
@@ -11,101 +11,77 @@ FAKE_ADAPTER_MODE (environment) changes its start-up for the failure tests:
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 
+from kit import Adapter, CallbackError, OpError, unsupported
+
 STATE = {"counter": 0}
-CAPABILITIES = ["echo", "fail", "sleep", "crash", "noise", "counter.incr", "voucher.digest", "ask"]
-CALLBACKS = {"next": 0}
+adapter = Adapter("fake", "0.0.1", callbacks=("http", "rpc"))
 
 
-class OpError(Exception):
-    def __init__(self, type: str, message: str) -> None:
-        super().__init__(message)
-        self.type = type
-
-
-def op_hello(_input):
-    return {"name": "fake", "version": "0.0.1", "protocol": 2, "capabilities": CAPABILITIES, "callbacks": ["http", "rpc"]}
-
-
-def op_reset(_input):
+@adapter.reset_with
+def _reset():
     STATE["counter"] = 0
-    return {}
 
 
+@adapter.op("echo")
 def op_echo(input):
     return input
 
 
+@adapter.op("fail")
 def op_fail(input):
     raise OpError(str(input.get("type", "rejected")), str(input.get("message", "refused on purpose")))
 
 
+@adapter.op("sleep")
 def op_sleep(input):
     time.sleep(float(input.get("seconds", 1)))
     return {"slept": input.get("seconds", 1)}
 
 
+@adapter.op("crash")
 def op_crash(input):
     sys.stderr.write(str(input.get("stderr", "fake adapter: crashing on request")) + "\n")
     sys.stderr.flush()
     os._exit(int(input.get("code", 3)))
 
 
+@adapter.op("noise")
 def op_noise(input):
-    sys.stdout.write("this line is not JSON\n")
-    sys.stdout.flush()
+    adapter._out.write("this line is not JSON\n")  # on purpose: the harness must skip it
+    adapter._out.flush()
     return {"after": "noise"}
 
 
+@adapter.op("counter.incr")
 def op_counter_incr(input):
     STATE["counter"] += int(input.get("by", 1))
     return {"counter": STATE["counter"]}
 
 
+@adapter.op("voucher.digest")
+def op_voucher_digest(input):
+    raise unsupported("the fake adapter computes no digests")
+
+
+@adapter.op("ask")
 def op_ask(input):
     """Protocol 2: send one callback per entry of `asks` ({kind, request}) and answer the list of replies.
     A kind the request did not offer is not sent (its reply is {"skipped": "not offered"}) unless `force`."""
-    offered = input.get("_offered") or []
     replies = []
     for ask in input.get("asks") or []:
-        if ask["kind"] not in offered and not ask.get("force"):
+        if ask["kind"] not in adapter._offered and not ask.get("force"):
             replies.append({"skipped": "not offered"})
             continue
-        CALLBACKS["next"] += 1
-        number = CALLBACKS["next"]
-        answer({"callback": number, "kind": ask["kind"], "request": ask.get("request", {})})
-        reply = json.loads(sys.stdin.readline())
-        if reply.get("callback") != number:
-            raise OpError("internal", f"callback answer {reply!r} does not match callback {number}")
-        replies.append({k: v for k, v in reply.items() if k != "callback"})
+        try:
+            replies.append({"ok": True, "value": adapter.call_harness(ask["kind"], ask.get("request", {}),
+                                                                      offered_only=False)})
+        except CallbackError as exc:
+            replies.append({"ok": False, "error": {"type": exc.type, "message": exc.message}})
     return {"replies": replies}
-
-
-def op_voucher_digest(input):
-    raise OpError("unsupported", "the fake adapter computes no digests")
-
-
-OPS = {
-    "hello": op_hello,
-    "reset": op_reset,
-    "echo": op_echo,
-    "fail": op_fail,
-    "sleep": op_sleep,
-    "crash": op_crash,
-    "noise": op_noise,
-    "counter.incr": op_counter_incr,
-    "voucher.digest": op_voucher_digest,
-    "ask": op_ask,
-}
-
-
-def answer(message: dict) -> None:
-    sys.stdout.write(json.dumps(message) + "\n")
-    sys.stdout.flush()
 
 
 def main() -> None:
@@ -114,31 +90,11 @@ def main() -> None:
         sys.stderr.write("fake adapter: cannot start (die-on-start)\n")
         sys.stderr.flush()
         sys.exit(7)
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        if mode == "mute":
-            continue
-        try:
-            request = json.loads(line)
-        except ValueError as exc:
-            answer({"id": None, "ok": False, "error": {"type": "invalid-input", "message": f"not JSON: {exc}"}})
-            continue
-        rid = request.get("id")
-        fn = OPS.get(request.get("op"))
-        if fn is None:
-            answer({"id": rid, "ok": False, "error": {"type": "unsupported", "message": f"no op {request.get('op')!r}"}})
-            continue
-        try:
-            value = fn(request.get("input") or {}) if fn is not op_ask else fn(
-                dict(request.get("input") or {}, _offered=request.get("callbacks") or []))
-        except OpError as exc:
-            answer({"id": rid, "ok": False, "error": {"type": exc.type, "message": str(exc)}})
-            continue
-        except Exception as exc:  # a bug in an op is "internal"
-            answer({"id": rid, "ok": False, "error": {"type": "internal", "message": repr(exc)}})
-            continue
-        answer({"id": rid, "ok": True, "value": value})
+    if mode == "mute":
+        for _ in sys.stdin:
+            pass
+        return
+    adapter.run()
 
 
 if __name__ == "__main__":
