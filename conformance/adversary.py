@@ -56,6 +56,8 @@ EXTRA_PROPERTIES = {
     "HF": "following an honest hint a client signs at most max(requiredCumulative, its proven floor) + allowance",
     "CX": "a cooperative close captures exactly max(spent, settled)",
     "LV": "a request or HEAD the model completes from the same state (no fault, no lie) the implementation completes",
+    "LZ": "every concurrent history is linearizable: some real-time-respecting order of its requests, applied one at a "
+          "time to model.server, gives every observed verdict and the observed records and chain",
 }
 
 

@@ -23,6 +23,10 @@ def describe_step(step: dict) -> str:
         extra.append("persisted state lost")
     if op == "adversary":
         extra.append(step.get("kind", ""))
+    if op == "concurrent":
+        extra.append(step.get("kind", ""))
+        if step.get("schedule"):
+            extra.append("schedule " + "".join(str(k) for k in step["schedule"]))
     if step.get("lie"):
         extra.append(f"lie: {step['lie']}")
     return f"{who}{op}" + (f" ({', '.join(extra)})" if extra else "")

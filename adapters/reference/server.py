@@ -125,6 +125,10 @@ class ServerConfig:
     voucher_rate: float | None = 10.0
     voucher_burst: float | None = None  # bucket size; None: voucher_rate
     rate_clock: Callable[[], float] = time.monotonic
+    # Scheduling hook (conformance/interface.py CHECKPOINTS): called with "read" once a request has read its
+    # channel's record and "commit" just before it writes (store transaction, broadcast, close). A no-op in
+    # production; the conformance harness pauses threads there to force the interleavings that matter.
+    checkpoint: Callable[[str], None] = lambda point: None
 
 
 class _Reject(Exception):
@@ -672,6 +676,7 @@ class SessionServer:
     def _voucher(self, method: str, path: str, content: bool, cred: Credential, p, key: str | None) -> _Reply:
         cid = p.channel_id
         rec = self.store.get(cid) or self._adopt(cid, p.cumulative_amount, p.signature)
+        self.config.checkpoint("read")
         if rec is not None and key is not None and content:
             # Request idempotency: a replay of a served request returns the stored response,
             # once the voucher proves the channel's signer sent it. Any other credential goes
@@ -684,6 +689,7 @@ class SessionServer:
         st = self._live_state(rec, cid)
         self._check_signer(st, cid, p.cumulative_amount, p.signature)
         pending: _Reject | None = None
+        self.config.checkpoint("commit")
         with self.store.transaction() as tx:
             cur = tx.get(cid)
             if cur is None:  # pragma: no cover - records are never deleted
@@ -752,6 +758,7 @@ class SessionServer:
         rec = self.store.get(cid)
         if rec is None:
             raise _Reject("channel-not-found", f"no channel {cid} is known to this server", channel_id=cid)
+        self.config.checkpoint("read")
         raw_id = "0x" + keccak(p.transaction.encode()).hex()
         done = self.store.topup_hash(raw_id)
         if done is not None:
@@ -775,6 +782,7 @@ class SessionServer:
         st = self.chain.get_channel(cid)
         if st.deposit < before.deposit + dtx.amount:  # pragma: no cover - the escrow guarantees it
             raise _Reject("verification-failed", "deposit did not increase by additionalDeposit", channel_id=cid)
+        self.config.checkpoint("commit")
         with self.store.transaction() as tx:
             cur = _mirror(tx.get(cid), st)
             tx.update(cur)
@@ -786,6 +794,7 @@ class SessionServer:
     def _close(self, cred: Credential, p: ClosePayload) -> _Reply:
         cid = p.channel_id
         rec = self.store.get(cid) or self._adopt(cid, p.cumulative_amount, p.signature)
+        self.config.checkpoint("read")
         st = self._live_state(rec, cid)
         self._check_signer(st, cid, p.cumulative_amount, p.signature)
         amount = p.cumulative_amount
@@ -799,6 +808,7 @@ class SessionServer:
                 f"close cumulativeAmount {amount} is below max(spent {rec.spent}, settled {st.settled})",
                 channel_id=cid,
             )
+        self.config.checkpoint("commit")
         try:
             tx_hash = self.chain.close(
                 self.config.payee_key, cid, amount, bytes.fromhex(p.signature[2:]), capture_amount=capture
