@@ -276,6 +276,8 @@ def supported(session) -> Optional[str]:
     """None, or why this session's server cannot be driven concurrently (SKIPPED with that reason)."""
     if getattr(session.server, "concurrent", True) is False:
         return f"the server adapter {session.rc.server} takes one request at a time (concurrent = False)"
+    if any(getattr(c, "concurrent", True) is False for c in session.clients):
+        return f"the client adapter {session.rc.client} takes one request at a time (concurrent = False)"
     return None
 
 
