@@ -98,7 +98,7 @@ def render_mermaid(results: Iterable, n_clients: int = 2) -> str:
             else:
                 lines.append(f"    S-->>{src}: {resp}")
         for p, m in r.violations:
-            lines.append(f"    Note over C0,S: VIOLATION {p}: {m.replace(';', ',')}")
+            lines.append(f"    Note over C0,S: VIOLATION {p}: {m.replace(';', ',')}".replace("\n", " / "))
         for what, real, model in r.mismatches:
             lines.append(f"    Note over C0,S: MISMATCH {what}: {real} vs model {model}".replace(";", ","))
     return "\n".join(lines)

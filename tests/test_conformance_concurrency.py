@@ -134,3 +134,15 @@ def test_reference_server_handles_checkpoints_under_its_lock():
     s = _run("reference")
     trace = s.sched.trace
     assert any(point == "read" for _, point in trace) and any(point == "commit" for _, point in trace)
+
+
+def test_a_transaction_refused_on_chain_changes_nothing():
+    """Two devices of one payer top up at once with one account nonce: the second transaction fails on chain
+    (the model's chain has no nonces); a refused topUp that changed nothing is linearizable."""
+    server, chain = _opened()
+    top = lambda n: Request(PAYER, False, Credential("topUp", CID, amount=2, payer=PAYER, tx_nonce=n))
+    ops = [Op("device 0", top(1), 1, 4, 200), Op("device 1", top(2), 2, 3, 402)]
+    found, why = linearize(CFG, True, server, chain, ops, {CID: (1, 1)}, {CID: (6, 0, False)})
+    assert found is not None, why
+    found, _ = linearize(CFG, True, server, chain, ops, {CID: (1, 1)}, {CID: (8, 0, False)})
+    assert found is None  # both deposits applied while one was refused: not explained
