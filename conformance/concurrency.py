@@ -5,7 +5,7 @@ threads, through the harness network, against the server under test:
 
 devices        two devices of one payer (RunConfig.shared) each make a request on their one channel;
 retry          one keyed paid request delivered twice at once: a retry racing its original;
-topup_voucher  a topUp of the channel racing a voucher that needs... or not, the added deposit;
+topup_voucher  a topUp of the channel racing a voucher (which may need the added deposit, or not);
 close_charge   a cooperative close racing a charge on the same channel.
 
 `devices` drives the real clients (client-level); the other three are sent by the harness, which holds
@@ -36,7 +36,6 @@ import attrs
 import httpx
 
 from model import server as msv
-from model.base import Rejected
 from model.messages import Request as MRequest
 from model.crypto import sign_voucher
 from model.records import Voucher
@@ -46,6 +45,7 @@ from model import wire
 
 from .interface import BASE_URL, IDEMPOTENCY_HEADER, PAID_PATH, PAYER_HEADER
 from .model_impl import challenge_from_response, escrow_channel, model_credential
+from .network import copy_request, decode_credential
 
 KINDS = ("devices", "retry", "topup_voucher", "close_charge")
 RAW_KINDS = ("retry", "topup_voucher", "close_charge")
@@ -257,12 +257,8 @@ def _order(done) -> str:
 
 def wire_to_model_request(session, request: httpx.Request) -> Optional[MRequest]:
     """The model's reading of one exchange (None: no credential, or one the model cannot read)."""
-    auth = request.headers.get("authorization")
-    if not auth:
-        return None
-    try:
-        cred = wire.parse_authorization(auth)
-    except wire.WireError:
+    cred = decode_credential(request)
+    if cred is None or cred == "malformed":
         return None
     p = cred.payload
     tx = None
@@ -371,29 +367,26 @@ def run_step(session, step: dict, prev_real):
         session.skipped.setdefault("LZ", why)
         return "skipped", [], StepInfo(act=act, outcome="skipped")
     net = session.net
-    if True:
-        if kind == "devices":
-            if len(session.clients) < 2 or any(c.view().channel_id is None for c in session.clients[:2]) \
-                    or len({c.view().channel_id for c in session.clients[:2]}) != 1:
-                return "noop", [], StepInfo(act=act, outcome="noop")
-            keys = []
-            for _ in range(2):
-                session.request_no += 1
-                keys.append(f"k{session.request_no}")
-            fns = [lambda c=c, k=k: c.request("GET", PAID_PATH, k).kind for c, k in zip(session.clients, keys)]
-        else:
-            reqs = raw_requests(session, step)
-            if reqs is None:
-                return "noop", [], StepInfo(act=act, outcome="noop")
-            from .network import copy_request
-
-            fns = [lambda r=copy_request(r): net.send_raw(r) for r in reqs]
-        start = len(net.log)
-        net.concurrent, net.requests = True, {}
-        try:
-            results = session.sched.run(fns, step.get("schedule", ()))
-        finally:
-            net.concurrent = False
+    if kind == "devices":
+        if len(session.clients) < 2 or any(c.view().channel_id is None for c in session.clients[:2]) \
+                or len({c.view().channel_id for c in session.clients[:2]}) != 1:
+            return "noop", [], StepInfo(act=act, outcome="noop")
+        keys = []
+        for _ in range(2):
+            session.request_no += 1
+            keys.append(f"k{session.request_no}")
+        fns = [lambda c=c, k=k: c.request("GET", PAID_PATH, k).kind for c, k in zip(session.clients, keys)]
+    else:
+        reqs = raw_requests(session, step)
+        if reqs is None:
+            return "noop", [], StepInfo(act=act, outcome="noop")
+        fns = [lambda r=copy_request(r): net.send_raw(r) for r in reqs]
+    start = len(net.log)
+    net.concurrent, net.requests = True, {}
+    try:
+        results = session.sched.run(fns, step.get("schedule", ()))
+    finally:
+        net.concurrent = False
     errors = [r for r in results if isinstance(r, BaseException)]
     outcomes = []
     for r in results:
