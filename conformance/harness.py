@@ -388,6 +388,8 @@ class Session:
         if op in ("duplicate", "deliver_held"):
             if op == "duplicate":
                 req = s.net[i].last
+                if not any(w.origin == "duplicate" for w in self.net.log if w.step == len(self.steps)):
+                    req = None  # it expired in the network (Network.redeliver)
             else:
                 req = s.net[i].held_request
                 r.net[i] = attrs.evolve(r.net[i], held_request=None)

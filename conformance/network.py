@@ -129,6 +129,7 @@ class Network(httpx.BaseTransport):
         self.armed: dict[int, str] = {}
         self.last: dict[int, httpx.Request] = {}
         self.held: dict[int, tuple[httpx.Request, object]] = {}
+        self.last_sent: dict[int, tuple[int, bool]] = {}  # per client: (payer's nonce when `last` was sent, lost)
         self.lost = 0
         self.lock = threading.RLock()
         self.clock = 0
@@ -170,6 +171,8 @@ class Network(httpx.BaseTransport):
                 del self.armed[client]
             if origin == "client" and cred not in (None, "malformed"):
                 self.last[client] = copy_request(request)
+                payer = request.headers.get(PAYER_HEADER, "")
+                self.last_sent[client] = (self.nonce_of(payer) if payer else 0, fault == "lose_request")
             self.log.append(w)
             if fault == "lose_request":
                 payer = request.headers.get(PAYER_HEADER, "")
@@ -202,8 +205,17 @@ class Network(httpx.BaseTransport):
         return w, resp
 
     def redeliver(self, client: int) -> Optional[Wire]:
+        """A copy of the client's last request, or None when there is none or it can no longer apply: it was
+        lost, carries a transaction, and the payer has sent another transaction since (its nonce moved), like
+        a held request that expires in `deliver_held` (the model's chain has no nonces)."""
         req = self.last.get(client)
         if req is None:
+            return None
+        nonce, lost = self.last_sent.get(client, (0, False))
+        cred = decode_credential(req)
+        payer = req.headers.get(PAYER_HEADER, "")
+        if lost and cred not in (None, "malformed") and getattr(cred.payload, "transaction", None) and payer \
+                and self.nonce_of(payer) != nonce:
             return None
         w, _ = self.exchange(copy_request(req), client, "duplicate")
         return w
@@ -222,6 +234,9 @@ class Network(httpx.BaseTransport):
                 and self.nonce_of(payer) != nonce:
             return None, False
         w, _ = self.exchange(req, client, "late")
+        if client in self.last_sent and self.last.get(client) is not None \
+                and self.last[client].content == req.content and self.last[client].headers == req.headers:
+            self.last_sent[client] = (self.last_sent[client][0], False)  # it reached the server after all
         return w, True
 
     def send_raw(self, request: httpx.Request) -> tuple[Wire, Optional[httpx.Response]]:
