@@ -80,7 +80,8 @@ class Scheduler:
 
     def run(self, fns: Sequence[Callable[[], object]], schedule: Sequence[int]) -> list:
         """Results of fns (an exception is returned, not raised), run as `schedule` says: at every
-        decision the thread it names next if that thread is paused, else the first paused one."""
+        decision the thread it names next if that thread is paused, else (and once the schedule is used up)
+        the next paused thread after the last one resumed, round robin."""
         n = len(fns)
         results: list = [None] * n
         self._state, self._at, self.trace = ["paused"] * n, ["start"] * n, []
@@ -105,7 +106,7 @@ class Scheduler:
         self._active = True
         for t in threads:
             t.start()
-        plan = list(schedule)
+        plan, last = list(schedule), -1
         try:
             with self._cv:
                 while True:
@@ -115,8 +116,11 @@ class Scheduler:
                             break
                         self._cv.wait(1.0)  # the others are running (or blocked on a lock of the server)
                         continue
-                    want = plan.pop(0) if plan else paused[0]
-                    i = want if want in paused else paused[0]
+                    # past the schedule: round robin (the next paused thread after the last one resumed)
+                    rr = min(paused, key=lambda k: (k <= last, k))
+                    want = plan.pop(0) if plan else rr
+                    i = want if want in paused else rr
+                    last = i
                     self.trace.append((i, self._at[i]))
                     self._state[i] = "go"
                     self._cv.notify_all()

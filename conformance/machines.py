@@ -92,18 +92,19 @@ def operations(rc: RunConfig, machine: str) -> list[str]:
     if machine == "client":
         ops += ["lie"] * 6
     if concurrent_kinds(rc, machine):
-        ops += ["concurrent"] * 3
+        ops += ["concurrent"] * 2
     return ops
 
 
 def concurrent_kinds(rc: RunConfig, machine: str) -> tuple:
     """The concurrent scenarios a machine runs (conformance/concurrency.py). `devices` needs two devices of one
-    payer and, since a race has no single sequential twin to compare a client with, the `must` strength; the
-    harness-sent races test a server, so machine `client` (whose server is the model) runs only `devices`."""
+    payer and, since a race has no single sequential twin to follow the clients' choices, the `must` strength,
+    and not machine `server`, whose SV and SH compare every later answer with that twin; the harness-sent races
+    test a server, so machine `client` (whose server is the model) runs only `devices`."""
     from .concurrency import RAW_KINDS
 
     kinds = () if machine == "client" else RAW_KINDS
-    if rc.shared and rc.n_clients >= 2 and rc.strength == "must":
+    if rc.shared and rc.n_clients >= 2 and rc.strength == "must" and machine != "server":
         kinds = ("devices",) + kinds
     return kinds
 
