@@ -65,6 +65,8 @@ EXTRA_PROPERTIES = {
     "LV": "a request or HEAD the model completes from the same state (no fault, no lie) the implementation completes",
     "TP1": "a third party (no payer key; sees challenges, receipts and the chain) is never served on a payer's funds",
     "TP2": "a third party cannot close, freeze or drain a payer's channel (record and chain unchanged)",
+    "LZ": "every concurrent history is linearizable: some real-time-respecting order of its requests, applied one at a "
+          "time to model.server, gives every observed verdict and the observed records and chain",
 }
 
 

@@ -31,7 +31,7 @@ what a client signed and what a server answered are never taken on trust.
 """
 from __future__ import annotations
 
-from typing import Any, Literal, Optional, Protocol, runtime_checkable
+from typing import Any, Callable, Literal, Optional, Protocol, runtime_checkable
 
 import attrs
 import httpx
@@ -42,6 +42,22 @@ PAYER_HEADER = "Payment-Payer"
 """Request header naming the payer the client declares (only used to resolve hints)."""
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 BASE_URL = "http://server.test"
+
+CHECKPOINTS = ("read", "commit")
+"""The named points a server may pass to `Env.checkpoint` (optional; a server that never calls it still gets
+plain thread concurrency, and every concurrent history is still checked for linearizability):
+
+read    a request of one channel has read that channel's record (before any write of it);
+commit  a request is about to write: begin its store transaction, or broadcast / close on chain.
+
+The harness (conformance/concurrency.py) pauses a thread at a checkpoint and lets another run, following the
+schedule Hypothesis drew, so the interleavings that expose lost updates happen on purpose and replay. A server
+must call it outside any lock it does not want to be held while paused (a paused thread that holds a lock
+only makes the other thread wait: still correct, the schedule is then best effort)."""
+
+
+def no_checkpoint(point: str) -> None:
+    """The default `Env.checkpoint`: nothing to schedule."""
 
 
 @attrs.frozen
@@ -54,7 +70,8 @@ class Env:
     server's key; `price` the per-request price; `hinted` whether the server
     authors hint values (legacy servers give at most channelId); `profile`
     the hint encoding ("v1" flat fields, "v2" sessionSnapshot); `seed` the run's seed
-    (derive any salt or secret from it); `workdir` a fresh directory for files.
+    (derive any salt or secret from it); `workdir` a fresh directory for files; `checkpoint` the
+    harness's scheduling hook (see CHECKPOINTS; call it, or ignore it).
     """
 
     chain: Any
@@ -65,6 +82,7 @@ class Env:
     seed: int = 0
     workdir: str = ""
     suggested_deposit: Optional[int] = None  # suggestedDeposit a server puts in challenges without hints
+    checkpoint: Callable[[str], None] = no_checkpoint  # scheduling hook: checkpoint(point), point in CHECKPOINTS
     deployment: Any = attrs.field(default=attrs.Factory(lambda self: _deployment_of(self.chain), takes_self=True))
 
     @property
@@ -157,6 +175,10 @@ class ServerUnderTest(Protocol):
     record(channel_id)  -- the durable accounting of a channel, or None if unknown.
     settle(channel_id)  -- settle the highest voucher on chain (no-op if nothing to settle).
     restart()           -- stop and start again on the same durable store.
+
+    `handle` may be called from several threads at once (conformance/concurrency.py): each channel's
+    history must be linearizable. An adapter that cannot take concurrent requests (a bridge over one pipe)
+    sets the class attribute `concurrent = False`: the concurrency rules are then SKIPPED, never passed.
     """
 
     name: str

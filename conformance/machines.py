@@ -91,7 +91,22 @@ def operations(rc: RunConfig, machine: str) -> list[str]:
         ops += ["adversary"] * 8 + ["variant"] * 3 + ["probe"] * 4
     if machine == "client":
         ops += ["lie"] * 6
+    if concurrent_kinds(rc, machine):
+        ops += ["concurrent"] * 2
     return ops
+
+
+def concurrent_kinds(rc: RunConfig, machine: str) -> tuple:
+    """The concurrent scenarios a machine runs (conformance/concurrency.py). `devices` needs two devices of one
+    payer and, since a race has no single sequential twin to follow the clients' choices, the `must` strength,
+    and not machine `server`, whose SV and SH compare every later answer with that twin; the harness-sent races
+    test a server, so machine `client` (whose server is the model) runs only `devices`."""
+    from .concurrency import RAW_KINDS
+
+    kinds = () if machine == "client" else RAW_KINDS
+    if rc.shared and rc.n_clients >= 2 and rc.strength == "must" and machine != "server":
+        kinds = ("devices",) + kinds
+    return kinds
 
 
 def build_machine(rc: RunConfig, collector: Collector, machine: str = "pair"):
@@ -101,6 +116,7 @@ def build_machine(rc: RunConfig, collector: Collector, machine: str = "pair"):
     clients = st.integers(0, rc.n_clients - 1)
     faults = st.sampled_from(["none", "none", "lose_request", "drop_response"] if rc.faults else ["none"])
     ops = operations(rc, machine)
+    kinds = concurrent_kinds(rc, machine)
     counter = [0]
 
     class Machine(RuleBasedStateMachine):
@@ -141,6 +157,12 @@ def build_machine(rc: RunConfig, collector: Collector, machine: str = "pair"):
             if op == "variant":  # the same credential written differently, or an altered challenge (adversary.py)
                 step = {"op": "adversary", "client": step["client"],
                         "kind": data.draw(st.sampled_from(VARIANT_KINDS), label="kind")}
+            if op == "concurrent":  # two operations at once; the schedule says who runs at each checkpoint
+                step = {"op": "concurrent", "client": step["client"],
+                        "kind": data.draw(st.sampled_from(kinds), label="kind"),
+                        "schedule": data.draw(st.lists(st.integers(0, 1), min_size=2, max_size=6), label="schedule")}
+                if step["kind"] in ("retry", "close_charge"):
+                    step["ahead"] = data.draw(st.integers(1, 2), label="ahead")
             if op == "lie":
                 step = {"op": "request", "client": step["client"],
                         "lie": data.draw(st.sampled_from(LIES), label="lie")}

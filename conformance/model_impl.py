@@ -13,6 +13,7 @@ other implementation with what these do.
 from __future__ import annotations
 
 import hashlib
+import threading
 from typing import Optional
 
 import attrs
@@ -87,6 +88,23 @@ def snapshot(chain, cids, addresses, used=frozenset()) -> mchain.Chain:
     return attrs.evolve(m, channels=chans, balances=bals)
 
 
+def model_credential(domain: VoucherDomain, p, tx) -> tuple[MCredential, str]:
+    """(the model's Credential, the transaction id) of a wire payload; `tx` is its decoded transaction
+    (open and topUp), signers recovered from the signatures."""
+    cid = p.channel_id
+    voucher = None
+    sig = getattr(p, "signature", None)
+    if sig is not None:
+        voucher = Voucher(cid, p.cumulative_amount, recover_or_none(domain, cid, p.cumulative_amount, sig))
+    raw = getattr(p, "transaction", None)
+    txid = "0x" + keccak(raw.encode()).hex() if raw else ""
+    if p.action == "open":
+        return MCredential("open", cid, voucher, amount=tx.amount, payer=tx.sender), txid
+    if p.action == "topUp":
+        return MCredential("topUp", cid, amount=tx.amount, payer=tx.sender, tx_nonce=txid), txid
+    return MCredential(p.action, cid, voucher), txid
+
+
 # ---------------------------------------------------------------------------- server
 
 
@@ -97,6 +115,9 @@ class ModelServer:
         self.name = name
         self.force_hinted = hinted
         self.cfg_hook = cfg_hook  # mutants: tweak the model ServerConfig
+        # One request at a time: `handle` reads the model state, computes and writes it back, so two threads
+        # would lose an update (conformance/concurrency.py drives it from several threads).
+        self.lock = threading.RLock()
 
     def reset(self, env: Env) -> None:
         self.env = env
@@ -125,6 +146,10 @@ class ModelServer:
                              rec.payer, self.sigs.get((rec.channel_id, rec.highest.amount)))
 
     def settle(self, channel_id: str) -> None:
+        with self.lock:
+            self._settle(channel_id)
+
+    def _settle(self, channel_id: str) -> None:
         rec = self.state.record(channel_id)
         if rec is None:
             return
@@ -172,6 +197,10 @@ class ModelServer:
         return httpx.Response(status, headers=headers, content=body)
 
     def handle(self, request: httpx.Request) -> httpx.Response:
+        with self.lock:
+            return self._handle(request)
+
+    def _handle(self, request: httpx.Request) -> httpx.Response:
         method = request.method.upper()
         content = method != "HEAD"
         payer = request.headers.get(PAYER_HEADER, "").strip().lower()
@@ -211,17 +240,8 @@ class ModelServer:
             # reference server does the same: "without that header, the channel of the rejected credential")
             rec = self.state.record(cid)
             payer = rec.payer if rec is not None else (tx.sender if tx is not None else "")
-        voucher = None
-        sig = getattr(p, "signature", None)
-        if sig is not None:
-            voucher = Voucher(cid, p.cumulative_amount, recover_or_none(self.domain, cid, p.cumulative_amount, sig))
-        txid = "0x" + keccak(raw.encode()).hex() if raw else ""
-        if p.action == "open":
-            mcred = MCredential("open", cid, voucher, amount=tx.amount, payer=tx.sender)
-        elif p.action == "topUp":
-            mcred = MCredential("topUp", cid, amount=tx.amount, payer=tx.sender, tx_nonce=txid)
-        else:
-            mcred = MCredential(p.action, cid, voucher)
+        mcred, txid = model_credential(self.domain, p, tx)
+        voucher, sig = mcred.voucher, getattr(p, "signature", None)
         snap = self._snap([cid], [payer, tx.sender if tx else ""])
         server, after, resp = msv.handle(self.cfg, self.state, snap, MRequest(payer, content, mcred, key))
         tx_hash = None

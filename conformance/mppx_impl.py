@@ -233,6 +233,7 @@ class MppxServer:
 
     hinted = True
     profile = "v2"
+    concurrent = False  # one JSON-lines pipe, one request at a time: the concurrency rules are SKIPPED (LZ)
 
     def __init__(self, name: str = "mppx"):
         self.name = name  # the spec: "mppx" or "bridge:PATH/manifest.json" (any adapter of PROTOCOL.md)
@@ -391,6 +392,8 @@ class MppxClient:
     An adapter without `client.fetch` is driven through the low-level `client.next_credential` loop instead.
     `log` records every credential mppx sent: (action, channelId, cumulativeAmount, echoed challenge).
     """
+
+    concurrent = False  # one JSON-lines pipe: two devices at once are not driven (the concurrency rules are SKIPPED)
 
     hinted = True
     persists = True  # False for releases without a channel store option (harness restarts it as a fresh install)

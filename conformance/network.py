@@ -10,9 +10,17 @@ properties are computed from what actually crossed the wire. Faults:
 
 A fault is armed for one client and strikes the first request carrying a
 voucher (open, voucher, close), like the model's faults (model/system.py).
+
+Thread-safe: requests may come from several threads at once (conformance/concurrency.py). The log and
+the fault bookkeeping are guarded by one lock; `server.handle` is called outside it, so requests really
+interleave inside the server. Each exchange gets an invocation and a completion number (`t0`, `t1`) from
+one counter: the real-time order a linearizability check must respect. While `concurrent` is set the
+per-exchange charge (read from the server's record before and after) means nothing, since another
+thread may commit in between: it is left 0 and the concurrency check fills it from its linearization.
 """
 from __future__ import annotations
 
+import threading
 from typing import Callable, Optional
 
 import attrs
@@ -45,6 +53,8 @@ class Wire:
     charged: int = 0
     spent_before: int = 0
     note: str = ""
+    t0: int = 0  # invocation and completion order (one counter for the whole run)
+    t1: int = 0
 
     def to_json(self) -> dict:
         return attrs.asdict(self)
@@ -119,7 +129,17 @@ class Network(httpx.BaseTransport):
         self.armed: dict[int, str] = {}
         self.last: dict[int, httpx.Request] = {}
         self.held: dict[int, tuple[httpx.Request, object]] = {}
+        self.last_sent: dict[int, tuple[int, bool]] = {}  # per client: (payer's nonce when `last` was sent, lost)
         self.lost = 0
+        self.lock = threading.RLock()
+        self.clock = 0
+        self.concurrent = False
+        self.requests: dict[int, httpx.Request] = {}  # while concurrent: id(wire) -> the request (for the check)
+
+    def _tick(self) -> int:
+        with self.lock:
+            self.clock += 1
+            return self.clock
 
     def for_client(self, i: int) -> "ClientPort":
         return ClientPort(self, i)
@@ -145,24 +165,33 @@ class Network(httpx.BaseTransport):
             if p.action == "open":
                 w.deposit = None
         carries_voucher = w.amount is not None
-        fault = self.armed.get(client, "none") if (origin == "client" and carries_voucher) else "none"
-        if fault != "none":
-            del self.armed[client]
-        if origin == "client" and cred not in (None, "malformed"):
-            self.last[client] = copy_request(request)
-        self.log.append(w)
-        if fault == "lose_request":
-            payer = request.headers.get(PAYER_HEADER, "")
-            self.held[client] = (copy_request(request), self.nonce_of(payer) if payer else 0)
-            self.lost += 1
-            w.fate = "request-lost"
-            return w, None
-        before = self.record(w.channel_id) if w.channel_id else None
+        with self.lock:
+            fault = self.armed.get(client, "none") if (origin == "client" and carries_voucher) else "none"
+            if fault != "none":
+                del self.armed[client]
+            if origin == "client" and cred not in (None, "malformed"):
+                self.last[client] = copy_request(request)
+                payer = request.headers.get(PAYER_HEADER, "")
+                self.last_sent[client] = (self.nonce_of(payer) if payer else 0, fault == "lose_request")
+            self.log.append(w)
+            if fault == "lose_request":
+                payer = request.headers.get(PAYER_HEADER, "")
+                self.held[client] = (copy_request(request), self.nonce_of(payer) if payer else 0)
+                self.lost += 1
+                w.fate = "request-lost"
+                return w, None
+        concurrent = self.concurrent
+        if concurrent:
+            with self.lock:
+                self.requests[id(w)] = request
+        before = self.record(w.channel_id) if w.channel_id and not concurrent else None
         w.spent_before = before.spent if before is not None else 0
+        w.t0 = self._tick()
         resp = self.server.handle(request)
         resp.read()
-        after = self.record(w.channel_id) if w.channel_id else None
-        w.charged = (after.spent if after is not None else 0) - w.spent_before
+        w.t1 = self._tick()
+        after = self.record(w.channel_id) if w.channel_id and not concurrent else None
+        w.charged = 0 if concurrent else (after.spent if after is not None else 0) - w.spent_before
         w.status = resp.status_code
         w.problem = _problem(resp)
         w.receipt = _receipt(resp)
@@ -176,8 +205,17 @@ class Network(httpx.BaseTransport):
         return w, resp
 
     def redeliver(self, client: int) -> Optional[Wire]:
+        """A copy of the client's last request, or None when there is none or it can no longer apply: it was
+        lost, carries a transaction, and the payer has sent another transaction since (its nonce moved), like
+        a held request that expires in `deliver_held` (the model's chain has no nonces)."""
         req = self.last.get(client)
         if req is None:
+            return None
+        nonce, lost = self.last_sent.get(client, (0, False))
+        cred = decode_credential(req)
+        payer = req.headers.get(PAYER_HEADER, "")
+        if lost and cred not in (None, "malformed") and getattr(cred.payload, "transaction", None) and payer \
+                and self.nonce_of(payer) != nonce:
             return None
         w, _ = self.exchange(copy_request(req), client, "duplicate")
         return w
@@ -185,7 +223,8 @@ class Network(httpx.BaseTransport):
     def deliver_held(self, client: int) -> tuple[Optional[Wire], bool]:
         """(wire, delivered). A held request whose transaction can no longer apply (the payer
         has sent another transaction since: its nonce moved) expires and is discarded."""
-        held = self.held.pop(client, None)
+        with self.lock:
+            held = self.held.pop(client, None)
         if held is None:
             return None, False
         req, nonce = held
@@ -195,6 +234,9 @@ class Network(httpx.BaseTransport):
                 and self.nonce_of(payer) != nonce:
             return None, False
         w, _ = self.exchange(req, client, "late")
+        if client in self.last_sent and self.last.get(client) is not None \
+                and self.last[client].content == req.content and self.last[client].headers == req.headers:
+            self.last_sent[client] = (self.last_sent[client][0], False)  # it reached the server after all
         return w, True
 
     def send_raw(self, request: httpx.Request) -> tuple[Wire, Optional[httpx.Response]]:

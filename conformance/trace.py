@@ -23,6 +23,10 @@ def describe_step(step: dict) -> str:
         extra.append("persisted state lost")
     if op == "adversary":
         extra.append(step.get("kind", ""))
+    if op == "concurrent":
+        extra.append(step.get("kind", ""))
+        if step.get("schedule"):
+            extra.append("schedule " + "".join(str(k) for k in step["schedule"]))
     if step.get("lie"):
         extra.append(f"lie: {step['lie']}")
     return f"{who}{op}" + (f" ({', '.join(extra)})" if extra else "")
@@ -94,7 +98,7 @@ def render_mermaid(results: Iterable, n_clients: int = 2) -> str:
             else:
                 lines.append(f"    S-->>{src}: {resp}")
         for p, m in r.violations:
-            lines.append(f"    Note over C0,S: VIOLATION {p}: {m.replace(';', ',')}")
+            lines.append(f"    Note over C0,S: VIOLATION {p}: {m.replace(';', ',')}".replace("\n", " / "))
         for what, real, model in r.mismatches:
             lines.append(f"    Note over C0,S: MISMATCH {what}: {real} vs model {model}".replace(";", ","))
     return "\n".join(lines)

@@ -129,6 +129,10 @@ class ServerConfig:
     voucher_rate: float | None = 10.0
     voucher_burst: float | None = None  # bucket size; None: voucher_rate
     rate_clock: Callable[[], float] = time.monotonic
+    # Scheduling hook (conformance/interface.py CHECKPOINTS): called with "read" once a request has read its
+    # channel's record and "commit" just before it writes (store transaction, broadcast, close). A no-op in
+    # production; the conformance harness pauses threads there to force the interleavings that matter.
+    checkpoint: Callable[[str], None] = lambda point: None
 
 
 class _Reject(Exception):
@@ -715,6 +719,7 @@ class SessionServer:
     def _voucher(self, method: str, path: str, content: bool, cred: Credential, p, key: str | None) -> _Reply:
         cid = p.channel_id
         rec = self.store.get(cid) or self._adopt(cid, p.cumulative_amount, p.signature)
+        self.config.checkpoint("read")
         if rec is not None and key is not None and content:
             # Request idempotency: a replay of a served request returns the stored response,
             # once the voucher proves the channel's signer sent it. Any other credential goes
@@ -727,6 +732,7 @@ class SessionServer:
         st = self._live_state(rec, cid)
         self._check_signer(st, cid, p.cumulative_amount, p.signature)
         pending: _Reject | None = None
+        self.config.checkpoint("commit")
         with self.store.transaction() as tx:
             cur = tx.get(cid)
             if cur is None:  # pragma: no cover - records are never deleted
@@ -803,6 +809,7 @@ class SessionServer:
         rec = self.store.get(cid)
         if rec is None:
             raise _Reject("channel-not-found", f"no channel {cid} is known to this server", channel_id=cid)
+        self.config.checkpoint("read")
         raw_id = "0x" + keccak(p.transaction.encode()).hex()
         done = self.store.topup_hash(raw_id)
         if done is not None:
@@ -826,6 +833,7 @@ class SessionServer:
         st = self.chain.get_channel(cid)
         if st.deposit < before.deposit + dtx.amount:  # pragma: no cover - the escrow guarantees it
             raise _Reject("verification-failed", "deposit did not increase by additionalDeposit", channel_id=cid)
+        self.config.checkpoint("commit")
         with self.store.transaction() as tx:
             cur = _mirror(tx.get(cid), st)
             tx.update(cur)
@@ -837,6 +845,7 @@ class SessionServer:
     def _close(self, cred: Credential, p: ClosePayload) -> _Reply:
         cid = p.channel_id
         rec = self.store.get(cid) or self._adopt(cid, p.cumulative_amount, p.signature)
+        self.config.checkpoint("read")
         st = self._live_state(rec, cid)
         self._check_signer(st, cid, p.cumulative_amount, p.signature)
         amount = p.cumulative_amount
@@ -856,6 +865,7 @@ class SessionServer:
                 f"close cumulativeAmount {amount} is at or below the settled amount {st.settled}: a settled "
                 f"voucher is public and closes nothing; sign above it (rule UA2)", channel_id=cid,
             )
+        self.config.checkpoint("commit")
         try:
             tx_hash = self.deployment.close(
                 self.config.payee_key, cid, amount, capture, bytes.fromhex(p.signature[2:])

@@ -17,6 +17,7 @@ from .servers import (accepts_above_deposit_server, accepts_high_s_server, accep
                       accepts_while_closing_server, charges_head_server, close_captures_settled_server,
                       close_captures_voucher_server, discloses_proof_server, settled_voucher_spends_server,
                       free_replay_server, hints_closing_server, ignores_idempotency_key_server,
+                      racy_charge_server, racy_close_server, racy_idempotency_server,
                       required_spent_plus_price_server, skips_challenge_binding_server, trusts_source_server)
 
 
@@ -85,6 +86,16 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in [
     Mutant("server-close-captures-settled", "server", "CX",
            "close captures only the settled amount, not max(spent, settled) (X2): the payer gets back what it "
            "was served", close_captures_settled_server, "model", ("pair", "server")),
+    Mutant("server-racy-charge", "server", "LZ",
+           "no per-channel lock and a per-request copy of the record: two charges at once charge from one spent, a "
+           "topUp racing a voucher writes the old accounting back (lost updates)",
+           racy_charge_server, "model", ("server", "pair")),
+    Mutant("server-racy-idempotency", "server", "LZ",
+           "no per-channel lock, Idempotency-Key checked only before the write: a retry racing its original is "
+           "charged again", racy_idempotency_server, "model", ("server", "pair")),
+    Mutant("server-racy-close", "server", "LZ",
+           "no per-channel lock: a close captures the spent it read when it began, a charge committed meanwhile is "
+           "served and never captured", racy_close_server, "model", ("server", "pair")),
     Mutant("client-signs-ahead", "client", "HF",
            "signs one price above max(requiredCumulative, its floor) (H3): pays ahead of the server's target",
            signs_ahead_client, "model", ("client", "pair")),

@@ -1,6 +1,9 @@
 """Server mutants: the reference server with one rule broken (each a realistic bug)."""
 from __future__ import annotations
 
+import contextlib
+import threading
+
 import attrs
 
 from adapters.reference.server import SessionServer
@@ -280,3 +283,141 @@ def discloses_proof_server():
 
 def settled_voucher_spends_server():
     return _adapter("server-settled-voucher-spends", SettledVoucherSpends)
+# --- race bugs (issue 9 item 2): each needs two requests of one channel at once (conformance/concurrency.py) ---
+
+class _NoLocks:
+    """A per-channel lock table whose locks exclude nothing."""
+
+    def get(self, channel_id):
+        import contextlib
+
+        return contextlib.nullcontext()
+
+
+class _Unlocked(SessionServer):
+    """The reference server without its per-channel lock (each mutant below adds the bug it makes visible)."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.store.locks = _NoLocks()
+
+
+class RacyClose(_Unlocked):
+    """Bug: no per-channel lock. The close computes its capture max(spent, settled) from the record it read
+    when it began; a charge committed before the close transaction is then served and never captured."""
+
+
+class _RequestCache:
+    """The store, except that a channel's record is read once per request and that read is what the request
+    writes back from (also inside its write transaction): read-modify-write on a stale copy."""
+
+    def __init__(self, store):
+        self._store = store
+        self._local = threading.local()
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+    def begin_request(self):
+        self._local.cache = {}
+
+    def end_request(self):
+        self._local.cache = None
+
+    def get(self, channel_id):
+        cache = getattr(self._local, "cache", None)
+        if cache is None:
+            return self._store.get(channel_id)
+        if channel_id.lower() not in cache:
+            cache[channel_id.lower()] = self._store.get(channel_id)
+        return cache[channel_id.lower()]
+
+    @contextlib.contextmanager
+    def transaction(self):
+        with self._store.transaction() as tx:
+            yield _CachedTx(tx, self)
+
+
+class _CachedTx:
+    def __init__(self, tx, cache):
+        self._tx, self._cache = tx, cache
+
+    def __getattr__(self, name):
+        return getattr(self._tx, name)
+
+    def get(self, channel_id):
+        got = (getattr(self._cache._local, "cache", None) or {}).get(channel_id.lower())
+        return got if got is not None else self._tx.get(channel_id)
+
+
+class RacyCharge(_Unlocked):
+    """Bug: no per-channel lock, and the channel record is read once per request and written back from that
+    copy (a per-request cache): two charges at once both charge from the same spent (a lost update), and a
+    topUp racing a voucher writes the old acceptedCumulative and spent back."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.store = _RequestCache(self.store)
+
+    def handle(self, method, path, headers):
+        self.store.begin_request()
+        try:
+            return super().handle(method, path, headers)
+        finally:
+            self.store.end_request()
+
+
+class _KeyCheckedOnce:
+    """Inside a write transaction: the stored response is not looked up again, and storing one overwrites."""
+
+    def __init__(self, tx):
+        self._tx = tx
+
+    def __getattr__(self, name):
+        return getattr(self._tx, name)
+
+    def get_response(self, channel_id, key):
+        return None
+
+    def put_response(self, channel_id, key, resp):
+        import json
+
+        self._tx._c.execute(
+            "INSERT OR REPLACE INTO idempotency (channel_id, key, method, path, status, headers, body) "
+            "VALUES (?,?,?,?,?,?,?)",
+            (channel_id.lower(), key, resp.method, resp.path, resp.status,
+             json.dumps([list(h) for h in resp.headers]), resp.body))
+
+
+class _StoreKeyCheckedOnce:
+    def __init__(self, store):
+        self._store = store
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+    @contextlib.contextmanager
+    def transaction(self):
+        with self._store.transaction() as tx:
+            yield _KeyCheckedOnce(tx)
+
+
+class RacyIdempotency(_Unlocked):
+    """Bug: no per-channel lock, and the Idempotency-Key is checked only before the write transaction (the
+    stored response is upserted): a retry racing its original passes the check too and is charged again."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.store = _StoreKeyCheckedOnce(self.store)
+
+
+def racy_close_server():
+    return _adapter("server-racy-close", RacyClose)
+
+
+def racy_charge_server():
+    return _adapter("server-racy-charge", RacyCharge)
+
+
+def racy_idempotency_server():
+    return _adapter("server-racy-idempotency", RacyIdempotency)
