@@ -44,7 +44,7 @@ from model.system import step as model_step
 from model import wire
 
 from .interface import BASE_URL, IDEMPOTENCY_HEADER, PAID_PATH, PAYER_HEADER
-from .model_impl import challenge_from_response, escrow_channel, model_credential
+from .model_impl import challenge_from_response, escrow_channel, model_credential, wire_descriptor
 from .network import copy_request, decode_credential
 
 KINDS = ("devices", "retry", "topup_voucher", "close_charge")
@@ -333,8 +333,9 @@ def raw_requests(session, step: dict) -> Optional[list]:
 
     def voucher(amount, key):
         sig = sign_voucher(key_bytes, session.domain, cid, amount)
-        return _raw_request(session, i, "GET", wire.VoucherPayload(channel_id=cid, cumulative_amount=amount,
-                                                                    signature=sig), key)
+        return _raw_request(session, i, "GET", wire.VoucherPayload(
+            channel_id=cid, cumulative_amount=amount, signature=sig,
+            descriptor=wire_descriptor(session.deployment.descriptor(cid))), key)
 
     session.request_no += 1
     key = f"k{session.request_no}"
@@ -346,9 +347,10 @@ def raw_requests(session, step: dict) -> Optional[list]:
     if kind == "topup_voucher":
         if session.chain.balance_of(session.addrs[i]) < session.rc.top_up:
             return None
-        raw = session.chain.build_topup_tx(key_bytes, cid, session.rc.top_up)
-        top = _raw_request(session, i, "HEAD", wire.TopUpPayload(channel_id=cid, transaction=raw,
-                                                                 additional_deposit=session.rc.top_up), None)
+        raw = session.deployment.topup_tx(key_bytes, cid, session.rc.top_up)
+        top = _raw_request(session, i, "HEAD", wire.TopUpPayload(
+            channel_id=cid, transaction=raw, additional_deposit=session.rc.top_up,
+            descriptor=wire_descriptor(session.deployment.descriptor(cid))), None)
         v = voucher(amount, key)
         return None if top is None or v is None else [top, v]
     if kind == "close_charge":
@@ -356,8 +358,9 @@ def raw_requests(session, step: dict) -> Optional[list]:
             return None
         v = voucher(amount, key)
         sig = sign_voucher(key_bytes, session.domain, cid, amount)
-        close = _raw_request(session, i, "HEAD", wire.ClosePayload(channel_id=cid, cumulative_amount=amount,
-                                                                   signature=sig), None)
+        close = _raw_request(session, i, "HEAD", wire.ClosePayload(
+            channel_id=cid, cumulative_amount=amount, signature=sig,
+            descriptor=wire_descriptor(session.deployment.descriptor(cid))), None)
         return None if v is None or close is None else [v, close]
     raise ValueError(f"unknown concurrent kind {kind!r}")
 
