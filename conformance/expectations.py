@@ -51,7 +51,7 @@ def expected_for(client: str, server: str, machine: str, strength: str = "must")
 MPPX_FINDINGS = {
     "F1": ("MUST violation", "high-s voucher signatures accepted and stored as the highest voucher",
            "draft 'Signature Malleability', 'Voucher Verification' 3"),
-    "F2": ("MUST violation", "the settled highest voucher cannot be resubmitted (equal voucher refused once settled)",
+    "F2": ("MUST violation", "a settled highest voucher is refused even on a cost-free request (HEAD), and hinted as requiredCumulative",
            "draft 'Idempotency'"),
     "F3": ("project rule (H4), no draft MUST", "the client signs an unproven snapshot's amounts (up to the deposit)",
            "SPEC_NOTES H4 / property H1; seed security review"),

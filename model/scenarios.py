@@ -60,10 +60,10 @@ def scenarios(price: int) -> list[Scenario]:
             _server(p), _clients(max_price=p), fleet="hinted", lying_server=True, restarts=True)),
         Scenario(f"third party p={p}", Config(
             _server(p), _clients(shared=True), fleet="hinted", attacker=True, settle=True, restarts=True,
-            top_up=True, close=True, head=True)),
+            top_up=True, close=True, head=True), depth=7),
         Scenario(f"third party, faults p={p}", Config(
             _server(p), _clients(shared=True, keys=(True, False)), fleet="hinted", attacker=True, settle=True,
-            faults=ALL_FAULTS, restarts=True), depth=7),
+            faults=ALL_FAULTS, restarts=True), depth=5),
         Scenario(f"UA1 off: proof to anyone p={p}", Config(
             _server(p, proof_disclosure="any"), _clients(shared=True), fleet="hinted", attacker=True),
             expect="TP2", why="a server that gives the highest voucher to whoever names the payer (the draft's "

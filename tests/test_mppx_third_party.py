@@ -1,4 +1,4 @@
-"""Finding F16 (FINDINGS.md): a third party against mppx@0.11.0's session server (rule UA, SPEC_NOTES 4b).
+"""Finding F19 (FINDINGS.md): a third party against mppx@0.11.0's session server (rule UA, SPEC_NOTES 4b).
 
 The third party holds no payer key. It sends what anyone can: an unpaid request naming the channel
 (the `Payment-Session` header mppx's sessionManager sends; a channelId is public on chain), reads the
@@ -17,7 +17,7 @@ import pytest
 
 from .test_mppx_session import Session, adapter  # noqa: F401  (the module-scoped adapter fixture)
 
-UA = "FINDING F16 (rule UA; draft 'Cross-Session Replay Prevention', 'Session Snapshot'): "
+UA = "FINDING F19 (rule UA; draft 'Cross-Session Replay Prevention', 'Session Snapshot'): "
 
 
 def _third_party(a, s: Session, method: str, action: str):
@@ -39,7 +39,7 @@ def _send(a, s: Session, method: str, header: str):
 
 
 def test_reproduction_through_the_route_handler(adapter):  # noqa: F811
-    """The trace of FINDINGS F16, step by step (passes while mppx 0.11.0 shows the finding)."""
+    """The trace of FINDINGS F19, step by step (passes while mppx 0.11.0 shows the finding)."""
     s = Session(adapter)
     header, snap = _third_party(adapter, s, "GET", "voucher")
     assert header is not None and snap["highestVoucher"]["cumulativeAmount"] == "250000"
