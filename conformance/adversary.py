@@ -216,7 +216,9 @@ class AdversarySession(Session):
             if wc is None:
                 break
             kind_cls = wire.VoucherPayload if method == "GET" else wire.ClosePayload
-            payload = kind_cls(channel_id=cid, cumulative_amount=amount, signature=sig)
+            # on v2 the descriptor is public too (the chain's record of the channel)
+            payload = kind_cls(channel_id=cid, cumulative_amount=amount, signature=sig,
+                               descriptor=wire_descriptor(self.deployment.descriptor(cid)))
             auth = wire.encode_authorization(wire.Credential(challenge=wc, payload=payload))
             before, chain_before = self.server.record(cid), self.chain.get_channel(cid)
             w, resp = self.net.send_raw(httpx.Request(method, BASE_URL + PAID_PATH,
