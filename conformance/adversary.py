@@ -303,7 +303,7 @@ class AdversarySession(Session):
             headers[IDEMPOTENCY_HEADER] = key
         before = self.server.record(rcid)
         w, resp = self.net.send_raw(httpx.Request(method, BASE_URL + PAID_PATH, headers=headers))
-        self._last_attack = (i, method, headers, rcid, key)
+        self._last_attack = (i, method, headers, rcid, key, w.status == 200)
         if kind.startswith("not:"):  # a challenge the server never issued: refused, nothing changes
             after = self.server.record(rcid)
             status = resp.status_code if resp is not None else None
@@ -338,11 +338,15 @@ class AdversarySession(Session):
 
     def _retry_last(self) -> list:
         """The same request again, byte for byte (a client retrying after a lost response).
-        With an Idempotency-Key the server must answer from its store and charge nothing (D3)."""
+        With an Idempotency-Key the server must answer from its store and charge nothing (D3). Only a served
+        original is retried: a refused one (e.g. above the deposit, before a topUp) charged nothing, and its
+        retry may be served and charged once."""
         last = getattr(self, "_last_attack", None)
         if last is None or last[4] is None:
             return []
-        i, method, headers, rcid, key = last
+        i, method, headers, rcid, key, served = last
+        if not served:
+            return []  # nothing to retry: a retry of a refused request is a new request (the twin never saw it)
         before = self.server.record(rcid)
         self.net.send_raw(httpx.Request(method, BASE_URL + PAID_PATH, headers=headers))
         after = self.server.record(rcid)

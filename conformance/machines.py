@@ -92,7 +92,7 @@ def operations(rc: RunConfig, machine: str) -> list[str]:
     if machine == "client":
         ops += ["lie"] * 6
     if concurrent_kinds(rc, machine):
-        ops += ["concurrent"] * 2
+        ops += ["concurrent"] * 3
     return ops
 
 
