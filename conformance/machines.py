@@ -23,7 +23,7 @@ import attrs
 from typing import Callable, Optional
 
 from hypothesis import HealthCheck, settings, strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, rule, run_state_machine_as_test
+from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule, run_state_machine_as_test
 
 from .harness import RunConfig, Session, machine_config
 from .trace import render_steps
@@ -143,8 +143,44 @@ def build_machine(rc: RunConfig, collector: Collector, machine: str = "pair"):
                         "kind": data.draw(st.sampled_from(VARIANT_KINDS), label="kind")}
             if op == "lie":
                 step = {"op": "request", "client": step["client"],
-                        "lie": data.draw(st.sampled_from(LIES), label="lie")}
+                        "lie": data.draw(st.sampled_from(LIES), label="lie"),
+                        "key": data.draw(st.booleans().map(lambda b: not b), label="key")}
             self._do(step)
+
+        # Targeted rules: states the random steps rarely reach (issue 9 item 7), each a short run of ordinary steps.
+        def _has_channel(self, i: int) -> bool:
+            s = getattr(self, "session", None)
+            return s is not None and s.clients[i].view().channel_id is not None
+
+        @precondition(lambda self: any(self._has_channel(i) for i in range(rc.n_clients)))
+        @rule(data=st.data())
+        def pending_forced_close(self, data):
+            """A forced close pending while the client keeps paying (V3), and the grace period passing."""
+            i = data.draw(clients.filter(lambda i: self._has_channel(i)), label="client")
+            self._do({"op": "request_close", "client": i})
+            self._do({"op": "request", "client": i, "fault": "none", "key": True})
+            if data.draw(st.booleans(), label="advance"):
+                self._do({"op": "advance_time"})
+                self._do({"op": "request", "client": i, "fault": "none", "key": True})
+
+        @precondition(lambda self: any(self._has_channel(i) for i in range(rc.n_clients)))
+        @rule(data=st.data())
+        def close_after_advance(self, data):
+            """A cooperative close right after an advance (unsettled spent: CX)."""
+            i = data.draw(clients.filter(lambda i: self._has_channel(i)), label="client")
+            self._do({"op": "request", "client": i, "fault": "none", "key": True})
+            if machine == "server":
+                self._do({"op": "adversary", "client": i, "kind": "head_advance"})  # and unspent authorization
+            self._do({"op": "close", "client": i})
+
+        @precondition(lambda self: machine == "server" and any(self._has_channel(i) for i in range(rc.n_clients)))
+        @rule(data=st.data())
+        def recover_with_unspent(self, data):
+            """accepted above spent + price (a payer-signed advance not yet spent) when the client recovers."""
+            i = data.draw(clients.filter(lambda i: self._has_channel(i)), label="client")
+            self._do({"op": "adversary", "client": i, "kind": "head_advance"})
+            self._do({"op": "restart_client", "client": i, "keep": data.draw(st.booleans(), label="keep")})
+            self._do({"op": "request", "client": i, "fault": "none", "key": True})
 
     Machine.__name__ = f"Conformance_{machine}"
     return Machine

@@ -45,6 +45,7 @@ class Wire:
     charged: int = 0
     spent_before: int = 0
     note: str = ""
+    echoed: Optional[tuple] = None  # (escrowContract, chainId) of the challenge the credential echoes
 
     def to_json(self) -> dict:
         return attrs.asdict(self)
@@ -140,6 +141,11 @@ class Network(httpx.BaseTransport):
         elif cred is not None:
             p = cred.payload
             w.action, w.channel_id = p.action, p.channel_id
+            try:
+                md = cred.challenge.decoded_request().method_details
+                w.echoed = (md.escrow_contract.lower(), None if md.chain_id is None else int(md.chain_id))
+            except wire.WireError:
+                w.echoed = ("undecodable", None)
             w.amount = getattr(p, "cumulative_amount", None)
             w.deposit = getattr(p, "additional_deposit", None)
             if p.action == "open":
