@@ -253,8 +253,9 @@ def _remember(cfg: ClientConfig, st: ClientState, entry: Entry) -> ClientState:
     """Persist before sending (the reference client writes its file first)."""
     persisted = attrs.evolve(entry, accepted=0, spent=0, deposit=0) if cfg.persist else st.persisted
     kept = tuple(e for e in st.kept if e.channel_id != entry.channel_id)  # paying on it again
-    if st.entry is not None and st.entry.channel_id != entry.channel_id:
-        kept += (st.entry,)  # another channel now: the old one stays known (property ST)
+    for old in (st.entry, st.persisted):  # another channel now: the old one stays known (property ST)
+        if old is not None and old.channel_id != entry.channel_id and all(e.channel_id != old.channel_id for e in kept):
+            kept += (old,)
     return attrs.evolve(st, entry=entry, persisted=persisted, kept=kept)
 
 
