@@ -28,7 +28,7 @@ from model.profiles import method_details_with_hints
 
 from .harness import RunConfig, Session, StepResult
 from .interface import BASE_URL, IDEMPOTENCY_HEADER, PAID_PATH, PAYER_HEADER
-from .network import LIE_HEADER
+from .network import LIE_HEADER, decode_credential
 from .model_impl import ModelServer, challenge_from_response
 
 ADVERSARY_KINDS = ("lower", "replay", "above_deposit", "forged", "high_s", "other_channel", "advance_nokey",
@@ -306,14 +306,10 @@ class Liar:
     def __getattr__(self, item):
         return getattr(self.inner, item)
 
-    def _credential(self, request: httpx.Request):
-        auth = request.headers.get("authorization")
-        if not auth:
-            return None
-        try:
-            return wire.parse_authorization(auth)
-        except wire.WireError:
-            return None
+    @staticmethod
+    def _credential(request: httpx.Request):
+        cred = decode_credential(request)
+        return None if cred == "malformed" else cred
 
     def _marked(self, resp: httpx.Response, lie: str, status: Optional[int] = None, **headers) -> httpx.Response:
         h = dict(resp.headers)
@@ -385,6 +381,13 @@ class Liar:
                 headers.append((PAYER_HEADER, rec.payer))
         return httpx.Request(request.method, request.url, headers=headers)
 
+    def _hinted_details(self, hints):
+        """methodDetails carrying `hints` (no voucher proof: a liar has no signature for what it claims)."""
+        srv = self.inner
+        base = wire.MethodDetails(escrow_contract=srv.chain.escrow, chain_id=srv.chain.chain_id)
+        return method_details_with_hints(base, hints, srv.cfg.profile, chain_id=srv.chain.chain_id,
+                                         escrow=srv.chain.escrow, highest_voucher_signature=None)
+
     def _rewrite_challenge(self, resp, lie):
         srv = self.inner
         wc, ch = challenge_from_response(resp, srv.domain)
@@ -397,10 +400,7 @@ class Liar:
                     h = ch.hints
                     h = attrs.evolve(h, required=max(h.accepted or 0, (h.spent or 0) + req.amount * LIE_PRICE_FACTOR),
                                      proof=None, settled=h.settled if h.settled is not None else 0)
-                    base = wire.MethodDetails(escrow_contract=srv.chain.escrow, chain_id=srv.chain.chain_id)
-                    md = method_details_with_hints(base, h, srv.cfg.profile, chain_id=srv.chain.chain_id,
-                                                   escrow=srv.chain.escrow, highest_voucher_signature=None)
-                    req = req.model_copy(update={"method_details": md})
+                    req = req.model_copy(update={"method_details": self._hinted_details(h)})
                 req = req.model_copy(update={"amount": req.amount * LIE_PRICE_FACTOR})
             elif lie == "other_escrow":
                 md = req.method_details.model_copy(update={"escrow_contract": OTHER_ESCROW})
@@ -428,10 +428,7 @@ class Liar:
             h = attrs.evolve(h, channel_id=OTHER_CHANNEL, proof=None)
         if h.settled is None:
             h = attrs.evolve(h, settled=0)
-        base = wire.MethodDetails(escrow_contract=srv.chain.escrow, chain_id=srv.chain.chain_id)
-        md = method_details_with_hints(base, h, srv.cfg.profile, chain_id=srv.chain.chain_id,
-                                       escrow=srv.chain.escrow, highest_voucher_signature=None)
-        req = wc.decoded_request().model_copy(update={"method_details": md})
+        req = wc.decoded_request().model_copy(update={"method_details": self._hinted_details(h)})
         c = wire.Challenge.issue(srv.secret, realm=wc.realm, request=req, expires=wc.expires)
         return self._marked(resp, lie, **{"www-authenticate": wire.format_www_authenticate(c)})
 
