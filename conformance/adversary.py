@@ -349,6 +349,9 @@ class Liar:
             self.paid_lied = True
             unpaid = self.inner.handle(self._unpaid(request))
             return self._marked(unpaid, lie, 402, **{"www-authenticate": wire.format_www_authenticate(cred.challenge)})
+        if lie == "take_402" and action in ("open", "voucher"):  # it takes every voucher: no idempotent replay
+            request = httpx.Request(request.method, request.url, content=request.content, headers=[
+                (k, v) for k, v in request.headers.multi_items() if k.lower() != IDEMPOTENCY_HEADER.lower()])
         resp = self.inner.handle(request)
         if lie == "take_402" and action in ("open", "voucher") and resp.status_code == 200:
             return self._marked(self.inner.handle(self._unpaid(request)), lie)
@@ -458,12 +461,13 @@ class LyingServerSession(Session):
         return res
 
     def _ghosts(self, wires, prev_real):
+        for w in wires:  # take_402 strips the Idempotency-Key before the server sees the request (D3 is not at stake)
+            if w.note == "lie:take_402":
+                w.key = None
         out = super()._ghosts(wires, prev_real)
         for w in wires:  # take_402: the server served (and charged) what the liar withheld (S6 is the server's)
             if w.note == "lie:take_402" and w.charged:
                 self.served[w.channel_id] = self.served.get(w.channel_id, 0) + w.charged
-                if w.key:  # a later copy of it is an idempotent replay of content already counted
-                    self.served_keys.add((w.channel_id, w.key))
         return out
 
     def _act(self, step):

@@ -185,8 +185,8 @@ other_channel      the first challenge's hints name a channel that is not the pa
 backwards_receipt  every receipt of the request says accepted = spent = 0
 gone               the first voucher on an existing channel is answered 410 channel-not-found without being
                    applied (the channel is live on chain), and the request's later challenges carry no hints
-take_402           every paid request is applied (the voucher accepted, the price charged) and answered 402 with a
-                   fresh honest challenge instead of the content
+take_402           every paid request is applied as if it carried no Idempotency-Key (the voucher accepted, the
+                   price charged) and answered 402 with a fresh honest challenge instead of the content
 price              every challenge of the request asks LIE_PRICE_FACTOR x the agreed price (the server keeps what
                    it is given: the credential is applied as if the challenge were honest)
 other_escrow       the first challenge names another escrow contract (another chainId would do the same)
@@ -439,8 +439,8 @@ def _paid_lie(r: _Run, i: int, req: Request, content: bool) -> Response | None:
     if lie == "same_challenge" and not r.info.get("same") and cred.voucher is not None:
         r.info["same"] = True
         return Response(402, problem="payment-required", challenge=r.info["last_challenge"])
-    if lie == "take_402" and cred.voucher is not None:
-        resp = r.deliver(req, _hinted_for(r.cfg, r.act))
+    if lie == "take_402" and cred.voucher is not None:  # it takes every voucher: no idempotent replay
+        resp = r.deliver(attrs.evolve(req, key=None), _hinted_for(r.cfg, r.act))
         if resp.status != 200:
             return resp
         return Response(402, problem="payment-required", challenge=_challenge(r, i, content, False))
