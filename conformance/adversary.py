@@ -22,13 +22,13 @@ from model.crypto import address_of, sign_voucher, to_high_s
 from model.messages import Credential as MCredential
 from model.messages import Request as MRequest
 from model.records import Voucher
-from model.system import LIES, OTHER_CHANNEL, Act, Exchange, StepInfo, _Run
+from model.system import LIE_PRICE_FACTOR, LIES, OTHER_CHANNEL, Act, Exchange, StepInfo, _Run
 from model import wire
 from model.profiles import method_details_with_hints
 
 from .harness import RunConfig, Session, StepResult
 from .interface import BASE_URL, IDEMPOTENCY_HEADER, PAID_PATH, PAYER_HEADER
-from .network import LIE_HEADER
+from .network import LIE_HEADER, decode_credential
 from .model_impl import ModelServer, challenge_from_response, wire_descriptor
 
 THIRD_PARTY_KINDS = ("thirdparty_replay", "thirdparty_close")
@@ -67,6 +67,10 @@ EXTRA_PROPERTIES = {
     "TP2": "a third party cannot close, freeze or drain a payer's channel (record and chain unchanged)",
     "LZ": "every concurrent history is linearizable: some real-time-respecting order of its requests, applied one at a "
           "time to model.server, gives every observed verdict and the observed records and chain",
+    "XP": "one logical request signs at most PRICES_PER_REQUEST agreed prices above what the payer had authorized (wire)",
+    "DM": "a client never answers a challenge naming another escrow contract or chainId (wire)",
+    "LL": "after a lie, the client's next honest request is served within MAX_ROUND_TRIPS when the model's is",
+    "ST": "every channel a client opened that the chain still escrows stays known to it (no stranded deposit)",
 }
 
 
@@ -362,7 +366,8 @@ class AdversarySession(Session):
 class Liar:
     """Wraps the model server; rewrites its answers during a lying step exactly as the model's lying
     server does (model/system.py LIES): the first, unpaid challenge of a logical request (inflate,
-    stale, other_channel) or every receipt (backwards_receipt). Rewritten responses carry LIE_HEADER,
+    stale, other_channel, other_escrow), every challenge (price), every receipt (backwards_receipt), or the
+    answer to a paid request (gone, take_402, same_challenge: PAID_LIES). Rewritten responses carry LIE_HEADER,
     so wire checks that assume honest hints (H3) skip them."""
 
     def __init__(self, inner: ModelServer):
@@ -370,35 +375,132 @@ class Liar:
         self.name = "liar"
         self.lie: Optional[str] = None
         self.challenged = False  # the lying step's first challenge was sent (challenge lies are one-shot)
+        self.recorded = False  # the step's first unpaid 402 was recorded (stale_402)
+        self.paid_lied = False  # the lying step's paid lie (gone, same_challenge) was told
+        self.originals: dict = {}  # price lie: id of a lied challenge -> the server's own challenge
+        self.last_unpaid: dict = {}  # stale_402: (payer, method) -> the last 402 sent to an unpaid request
 
     def arm(self, lie: Optional[str]) -> None:
-        self.lie, self.challenged = lie, False
+        self.lie, self.challenged, self.paid_lied, self.recorded = lie, False, False, False
 
     def __getattr__(self, item):
         return getattr(self.inner, item)
 
+    @staticmethod
+    def _credential(request: httpx.Request):
+        cred = decode_credential(request)
+        return None if cred == "malformed" else cred
+
+    def _marked(self, resp: httpx.Response, lie: str, status: Optional[int] = None, **headers) -> httpx.Response:
+        h = dict(resp.headers)
+        h.update(headers)
+        h[LIE_HEADER] = lie
+        return httpx.Response(status or resp.status_code, headers=h, content=resp.content)
+
+    @staticmethod
+    def _unpaid_key(request: httpx.Request):
+        return (request.headers.get(PAYER_HEADER, "").lower(), request.method.upper())
+
     def handle(self, request: httpx.Request) -> httpx.Response:
-        resp = self.inner.handle(request)
+        resp = self._handle(request)
+        if resp.status_code == 402 and "authorization" not in request.headers and "www-authenticate" in resp.headers \
+                and not self.recorded:  # the first challenge of a step's request: stale_402 replays it later
+            self.recorded = True
+            self.last_unpaid[self._unpaid_key(request)] = resp
+        return resp
+
+    def _handle(self, request: httpx.Request) -> httpx.Response:
         lie = self.lie
+        cred = self._credential(request)
+        if cred is not None and cred.challenge.id in self.originals:  # the server keeps what it is given
+            cred = cred.model_copy(update={"challenge": self.originals[cred.challenge.id]})
+            headers = [(k, v) for k, v in request.headers.multi_items() if k.lower() != "authorization"]
+            headers.append(("Authorization", wire.encode_authorization(cred)))
+            request = httpx.Request(request.method, request.url, headers=headers, content=request.content)
         if lie is None:
-            return resp
+            return self.inner.handle(request)
+        action = getattr(cred.payload, "action", None) if cred is not None else None
+        if lie == "gone" and not self.paid_lied and action == "voucher":
+            self.paid_lied = True
+            body = wire.encode_problem(wire.problem("channel-not-found", "no such channel (a lie)"))
+            return httpx.Response(410, headers={"content-type": "application/problem+json", LIE_HEADER: lie},
+                                  content=body)
+        if lie == "same_challenge" and not self.paid_lied and action in ("open", "voucher"):
+            self.paid_lied = True
+            unpaid = self.inner.handle(self._unpaid(request))
+            return self._marked(unpaid, lie, 402, **{"www-authenticate": wire.format_www_authenticate(cred.challenge)})
+        if lie == "take_402" and action in ("open", "voucher"):  # it takes every voucher: no idempotent replay
+            request = httpx.Request(request.method, request.url, content=request.content, headers=[
+                (k, v) for k, v in request.headers.multi_items() if k.lower() != IDEMPOTENCY_HEADER.lower()])
+        resp = self.inner.handle(request)
+        if lie == "take_402" and action in ("open", "voucher") and resp.status_code == 200:
+            return self._marked(self.inner.handle(self._unpaid(request)), lie)
+        if resp.status_code == 402 and lie == "gone" and self.paid_lied:
+            return self._rewrite_challenge(resp, "gone")
+        if resp.status_code == 402 and lie == "price":
+            return self._rewrite_challenge(resp, lie)
         first = resp.status_code == 402 and "authorization" not in request.headers and not self.challenged
         if first:
             self.challenged = True
-            if lie in ("inflate", "stale", "other_channel"):
+            if lie in ("inflate", "stale", "other_channel", "other_escrow"):
                 return self._rewrite_challenge(resp, lie)
+            if lie == "stale_402" and self._unpaid_key(request) in self.last_unpaid:
+                old = self.last_unpaid[self._unpaid_key(request)]
+                return self._marked(resp, lie, **{"www-authenticate": old.headers["www-authenticate"]})
         if resp.status_code == 200 and lie == "backwards_receipt" and "payment-receipt" in resp.headers:
             r = wire.parse_receipt(resp.headers["payment-receipt"])
             low = r.model_copy(update={"accepted_cumulative": 0, "spent": 0})
-            headers = dict(resp.headers)
-            headers["payment-receipt"] = wire.encode_receipt(low)
-            headers[LIE_HEADER] = lie
-            return httpx.Response(200, headers=headers, content=resp.content)
+            return self._marked(resp, lie, **{"payment-receipt": wire.encode_receipt(low)})
         return resp
+
+    def _unpaid(self, request: httpx.Request) -> httpx.Request:
+        """The same request without its credential, from the same payer (the fresh challenge a server would send)."""
+        headers = [(k, v) for k, v in request.headers.multi_items()
+                   if k.lower() not in ("authorization", IDEMPOTENCY_HEADER.lower())]
+        cred = self._credential(request)
+        if PAYER_HEADER not in request.headers and cred is not None:
+            rec = self.inner.record(cred.payload.channel_id)
+            if rec is not None and rec.payer:
+                headers.append((PAYER_HEADER, rec.payer))
+        return httpx.Request(request.method, request.url, headers=headers)
+
+    def _hinted_details(self, hints, wc, lie):
+        """methodDetails carrying `hints` (no voucher proof: a liar has no signature for what it claims). The lie
+        keeps the deployment's marks: the protocol, and (same channel) the v2 snapshot's descriptor."""
+        srv = self.inner
+        orig = wc.decoded_request().method_details
+        base = wire.MethodDetails(escrow_contract=srv.chain.escrow, chain_id=srv.chain.chain_id,
+                                  session_protocol=orig.session_protocol)
+        desc = orig.session_snapshot.descriptor if orig.session_snapshot is not None and lie != "other_channel" else None
+        return method_details_with_hints(base, hints, srv.cfg.profile, chain_id=srv.chain.chain_id,
+                                         escrow=srv.chain.escrow, highest_voucher_signature=None, descriptor=desc)
 
     def _rewrite_challenge(self, resp, lie):
         srv = self.inner
         wc, ch = challenge_from_response(resp, srv.domain)
+        if wc is None:
+            return resp
+        req = wc.decoded_request()
+        if lie in ("price", "other_escrow", "gone"):
+            if lie == "price":  # the price and the target it implies: spent + the lied price
+                if ch is not None and ch.hints is not None:
+                    h = ch.hints
+                    h = attrs.evolve(h, required=max(h.accepted or 0, (h.spent or 0) + req.amount * LIE_PRICE_FACTOR),
+                                     proof=None, settled=h.settled if h.settled is not None else 0)
+                    req = req.model_copy(update={"method_details": self._hinted_details(h, wc, lie)})
+                req = req.model_copy(update={"amount": req.amount * LIE_PRICE_FACTOR})
+            elif lie == "other_escrow":
+                md = req.method_details.model_copy(update={"escrow_contract": OTHER_ESCROW})
+                req = req.model_copy(update={"method_details": md})
+            else:  # a server that says the channel is gone hints nothing
+                md = req.method_details.model_copy(update={
+                    "channel_id": None, "session_snapshot": None, "accepted_cumulative": None, "spent": None,
+                    "deposit": None, "required_cumulative": None})
+                req = req.model_copy(update={"method_details": md})
+            c = wire.Challenge.issue(srv.secret, realm=wc.realm, request=req, expires=wc.expires)
+            if lie == "price":
+                self.originals[c.id] = wc
+            return self._marked(resp, lie, **{"www-authenticate": wire.format_www_authenticate(c)})
         if ch is None or ch.hints is None:
             return resp
         h = ch.hints
@@ -413,19 +515,12 @@ class Liar:
             h = attrs.evolve(h, channel_id=OTHER_CHANNEL, proof=None)
         if h.settled is None:
             h = attrs.evolve(h, settled=0)
-        orig = wc.decoded_request().method_details
-        base = wire.MethodDetails(escrow_contract=srv.chain.escrow, chain_id=srv.chain.chain_id,
-                                  session_protocol=orig.session_protocol)
-        # the lie keeps the deployment's marks: the protocol, and (same channel) the v2 snapshot's descriptor
-        desc = orig.session_snapshot.descriptor if orig.session_snapshot is not None and lie != "other_channel" else None
-        md = method_details_with_hints(base, h, srv.cfg.profile, chain_id=srv.chain.chain_id,
-                                       escrow=srv.chain.escrow, highest_voucher_signature=None, descriptor=desc)
-        req = wc.decoded_request().model_copy(update={"method_details": md})
+        req = wc.decoded_request().model_copy(update={"method_details": self._hinted_details(h, wc, lie)})
         c = wire.Challenge.issue(srv.secret, realm=wc.realm, request=req, expires=wc.expires)
-        headers = dict(resp.headers)
-        headers["www-authenticate"] = wire.format_www_authenticate(c)
-        headers[LIE_HEADER] = lie
-        return httpx.Response(402, headers=headers, content=resp.content)
+        return self._marked(resp, lie, **{"www-authenticate": wire.format_www_authenticate(c)})
+
+
+OTHER_ESCROW = "0x" + "e5" * 20  # the escrow contract a lying other_escrow challenge names
 
 
 class LyingServerSession(Session):
@@ -436,6 +531,7 @@ class LyingServerSession(Session):
         super().__init__(rc, workdir)
         self.liar = Liar(self.server)
         self.net.server = self.liar
+        self.twin_unpaid: dict = {}
         self.cfg = attrs.evolve(self.cfg, lying_server=True)
 
     def do(self, step: dict) -> StepResult:
@@ -448,15 +544,41 @@ class LyingServerSession(Session):
             res.violations = [(p, m) for p, m in res.violations if p != "R1"]
         return res
 
+    def _ghosts(self, wires, prev_real):
+        for w in wires:  # take_402 strips the Idempotency-Key before the server sees the request (D3 is not at stake)
+            if w.note == "lie:take_402":
+                w.key = None
+        out = super()._ghosts(wires, prev_real)
+        for w in wires:  # take_402: the server served (and charged) what the liar withheld (S6 is the server's)
+            if w.note == "lie:take_402" and w.charged:
+                self.served[w.channel_id] = self.served.get(w.channel_id, 0) + w.charged
+        return out
+
     def _act(self, step):
         if step.get("lie"):
-            return Act("lying_request", step.get("client", 0), lie=step["lie"])
+            i = step.get("client", 0)
+            stale = self.twin_unpaid.get((self.cfg.clients[i].payer, True)) if step["lie"] == "stale_402" else None
+            return Act("lying_request", i, lie=step["lie"], stale=stale)
         return super()._act(step)
+
+    def _note_unpaid(self, info: StepInfo) -> None:
+        """stale_402: the twin's first challenge of the step's request, per payer and kind (as the Liar records)."""
+        for ex in info.exchanges[:1]:
+            if ex.request.credential is None and ex.response is not None and ex.response.challenge is not None:
+                self.twin_unpaid[(ex.request.payer, ex.request.content)] = ex.response.challenge
 
     def _twin(self, step, act):
         if act.kind == "lying_request":
             from model.system import step as model_step
 
-            self.twin, info = model_step(self.cfg, self.twin, act)
+            cfg = self.cfg
+            if not step.get("key", True):  # a request without an Idempotency-Key, as Session._twin does
+                cl = list(cfg.clients)
+                cl[act.client] = attrs.evolve(cl[act.client], use_keys=False)
+                cfg = attrs.evolve(cfg, clients=tuple(cl))
+            self.twin, info = model_step(cfg, self.twin, act)
+            self._note_unpaid(info)
             return info
-        return super()._twin(step, act)
+        info = super()._twin(step, act)
+        self._note_unpaid(info)
+        return info

@@ -28,7 +28,7 @@ from model.base import Rejected, fm_set
 from model.crypto import address_of
 from model.properties import PROPERTIES, check_state, check_step
 from model.records import Voucher
-from model.system import Act, Config, Exchange, StepInfo, System, _Run, initial
+from model.system import MAX_ROUND_TRIPS, PRICES_PER_REQUEST, Act, Config, Exchange, StepInfo, System, _Run, initial
 from model.system import step as model_step
 
 from . import registry
@@ -180,7 +180,8 @@ class Session:
                              suggested_deposit=rc.deposit),
             tuple(mcl.ClientConfig(name=p.name, payer=address_of(p.key), hinted=self.client_hinted,
                                    deposit=rc.deposit, top_up=rc.top_up, max_unproven=rc.max_unproven,
-                                   persist=rc.persist, max_paid_attempts=getattr(c, "max_paid_attempts", None))
+                                   persist=rc.persist, max_price=rc.price,
+                                   max_paid_attempts=getattr(c, "max_paid_attempts", None))
                   for p, c in zip(self.params, self.clients)),
             fleet="hinted" if self.server_hinted else "legacy",
             faults=ALL_FAULTS if rc.faults else ("none",), restarts=True, server_restarts=True, settle=True,
@@ -212,6 +213,8 @@ class Session:
             self.skipped["LZ"] = supported(self)
         self.wire_signed: list = [dict() for _ in self.clients]  # WM: highest voucher each client sent per channel
         self.public_vouchers: dict = {}  # real channel -> (amount, signature) a settle transaction published
+        self.opened: list = [dict() for _ in self.clients]  # ST: channels each client opened (wire), in its memory
+        self.lied_to: set = set()  # LL: clients lied to since their last honest request
 
     # ------------------------------------------------------------- projection
 
@@ -257,7 +260,8 @@ class Session:
         self.net.step = n
         start = len(self.net.log)
         prev_real, prev_twin = self.project(), self.twin
-        synced = not self._state_mismatches()
+        synced = not self._state_mismatches() and not self._chain_mismatches()
+        signed_before = dict(self.signed)
         act = self._act(step)
         lz = []
         if step["op"] == "concurrent":
@@ -286,7 +290,10 @@ class Session:
         twin_ids = {p for p, _ in twin_v}
         violations = ([(p, m) for p, m in real_v if p not in twin_ids] + self._client_checks_wires(wires)
                       + self._wire_checks(step, wires, prev_real) + self._close_checks(closes)
-                      + self._liveness(step, synced, outcome, twin_info.outcome) + lz)
+                      + self._liveness(step, synced, outcome, twin_info.outcome)
+                      + self._exposure(step, wires, signed_before, prev_real) + self._domain(wires)
+                      + self._after_lie(step, synced, outcome, twin_info.outcome, len(mine)) + self._stranded(wires)
+                      + lz)
         expected = [(p, m) for p, m in real_v if p in twin_ids]
         self._map_channels(wires, twin_info)
         mismatches = self._compare(step, outcome, twin_info.outcome) if self.rc.strength == "strict" else []
@@ -349,6 +356,7 @@ class Session:
             c.restart(keep)
             if not (self.rc.persist and keep):
                 self.own[i] = {}
+                self.opened[i] = {}  # it lost its memory: what it opened before is the payer's to recover
             self.views[i] = {}
             return "done"
         if op == "restart_server":
@@ -475,6 +483,22 @@ class Session:
             out.append(("outcome", outcome, twin_outcome))
         return out + self._state_mismatches()
 
+    def _chain_mismatches(self) -> list:
+        """The mapped channels whose chain state (deposit, close pending, finalized) differs between the real run
+        and the twin (a top-up or forced close the one applied and the other could not), and the payers' wallets
+        (a channel only one of them opened): LV and LL compare outcomes only from the same state."""
+        out = []
+        for t, r in self.map.items():
+            tch, rch = self.twin.chain.channel(t), escrow_channel(self.chain, r)
+            a = None if tch is None else (tch.deposit, bool(tch.close_requested_at), tch.finalized)
+            b = None if rch is None else (rch.deposit, bool(rch.close_requested_at), rch.finalized)
+            if a != b:
+                out.append((f"chain channel {r[:10]}", b, a))
+        for a in dict.fromkeys(self.addrs):  # what each payer can still escrow (a channel only one run opened)
+            if self.twin.chain.balance(a) != self.chain.balance_of(a):
+                out.append((f"wallet {a[:10]}", self.chain.balance_of(a), self.twin.chain.balance(a)))
+        return out
+
     def _state_mismatches(self) -> list:
         """(what, real, model) where the real run's records and views differ from the twin's."""
         out = []
@@ -512,6 +536,85 @@ class Session:
                            f"the model is served")]
         return []
 
+    def _exposure(self, step: dict, wires, signed_before: dict, prev: System) -> list:
+        """XP: one logical request signs, over all channels, at most PRICES_PER_REQUEST agreed prices (plus the
+        unproven allowance) above what the payer had authorized when it began (read from the wire: the highest
+        voucher any device of the payer had sent, and the chain's settled amount). A client that pays a lied
+        price, or keeps paying a server that takes vouchers and answers 402, breaks it."""
+        if step["op"] not in ("request", "head"):
+            return []
+        i = step.get("client", 0)
+        top: dict = {}
+        for w in wires:
+            if w.client == i and w.origin == "client" and w.amount is not None and w.action in ("open", "voucher", "close"):
+                top[w.channel_id] = max(top.get(w.channel_id, 0), w.amount)
+        rise = 0
+        for cid, amount in top.items():
+            ch = prev.chain.channel(cid)
+            rise += max(0, amount - max(signed_before.get(cid, 0), ch.settled if ch else 0))
+        bound = PRICES_PER_REQUEST * self.rc.price + self.rc.max_unproven
+        if rise > bound:
+            return [("XP", f"client {i}'s {step['op']} signed {rise} above what the payer had authorized when it "
+                           f"began ({', '.join(f'{c[:10]} up to {a}' for c, a in top.items())}); bound "
+                           f"{PRICES_PER_REQUEST} x agreed price {self.rc.price} + allowance {self.rc.max_unproven}")]
+        return []
+
+    def _domain(self, wires) -> list:
+        """DM: a client never answers a challenge naming another escrow contract or chainId (wire)."""
+        escrow, chain_id = self.chain.escrow.lower(), self.chain.chain_id
+        out = []
+        for w in wires:
+            if w.origin == "client" and w.echoed is not None and (
+                    w.echoed[0] != escrow or (w.echoed[1] is not None and w.echoed[1] != chain_id)):
+                out.append(("DM", f"client {w.client} sent a {w.action} credential echoing a challenge for escrow "
+                                  f"{w.echoed[0]} chainId {w.echoed[1]} (this deployment: {escrow} {chain_id})"))
+        return out
+
+    def _after_lie(self, step: dict, synced: bool, outcome: str, twin_outcome: str, trips: int) -> list:
+        """LL: after a lie ends, the client's next honest request (no fault) is served within MAX_ROUND_TRIPS
+        round trips whenever the twin, lied to the same way and in the same state (records and views equal),
+        is served: a lie costs at most the request it was told in, and a client that stops paying an honest
+        server after being lied to fails."""
+        i = step.get("client", 0)
+        if step.get("lie"):
+            self.lied_to.add(i)
+            return []
+        if step["op"] != "request" or i not in self.lied_to or step.get("fault", "none") != "none":
+            return []
+        self.lied_to.discard(i)
+        if synced and outcome_class(twin_outcome) == "served" and (outcome_class(outcome) != "served" or trips > MAX_ROUND_TRIPS):
+            return [("LL", f"client {i}'s first honest request after a lie ended {outcome!r} in {trips} round "
+                           f"trips; the model, lied to the same way, is served")]
+        return []
+
+    def _stranded(self, wires) -> list:
+        """ST: every channel a client opened (read from the wire) that the chain still holds escrow for (not
+        finalized) stays known to it while it keeps its memory: it pays on it, or can still close or withdraw
+        from it (the adapter's `holdings()`). A client that forgets a live channel on a 410 strands its deposit."""
+        for w in wires:
+            if w.action == "open" and w.client >= 0 and w.origin == "client" and w.channel_id:  # what it sent
+                self.opened[w.client][w.channel_id] = True
+        out = []
+        for i, c in enumerate(self.clients):
+            held = getattr(c, "holdings", None)
+            if held is None:
+                self.skipped.setdefault("ST", "the client adapter does not list the channels it holds (holdings())")
+                continue
+            live = [cid for cid in self.opened[i] if self._escrowed(cid)]
+            if not live:
+                continue
+            known = {h.lower() for h in held()}
+            for cid in live:
+                if cid.lower() not in known:
+                    ch = self.chain.get_channel(cid)
+                    out.append(("ST", f"client {i} opened {cid[:10]} (deposit {ch.deposit}, settled {ch.settled}, "
+                                      f"not finalized on chain) and no longer knows it: a stranded deposit"))
+        return out
+
+    def _escrowed(self, cid: str) -> bool:
+        ch = self.chain.get_channel(cid)
+        return ch.exists and not ch.finalized
+
     def _wire_checks(self, step: dict, wires, prev: System) -> list:
         """WM and HF, read from what each client put on the wire (not from its own report)."""
         out = []
@@ -523,6 +626,8 @@ class Session:
             if w.origin != "client":
                 continue
             i, cid = w.client, w.channel_id
+            if w.note.startswith("lie:"):  # HF is a rule about honest hints: a lied answer ends the last one
+                last_hint.pop(i, None)
             if w.status == 402 and w.hints and "required" in w.hints and not w.note.startswith("lie:"):
                 last_hint[i] = w.hints
             if w.amount is None or w.action not in ("open", "voucher", "close") or not cid:
@@ -609,7 +714,8 @@ class Session:
     def extra_claims(self) -> dict:
         """Harness-level properties (conformance/adversary.py EXTRA_PROPERTIES) -> claimed here?"""
         hinted = self.client_hinted and (self.server_hinted or self.cfg.lying_server)
-        return {"H3": hinted, "RM": hinted, "WM": True, "HF": hinted, "CX": True, "LV": True,
+        return {"H3": hinted, "RM": hinted, "WM": True, "HF": hinted, "CX": True, "LV": True, "XP": True, "DM": True,
+                "LL": self.cfg.lying_server, "ST": "ST" not in self.skipped,
                 "LZ": any(r.step["op"] == "concurrent" and r.outcome not in ("noop", "skipped") for r in self.results)}
 
     def failures(self) -> list:

@@ -31,6 +31,7 @@ from model.messages import Receipt as MReceipt
 from model.messages import Request as MRequest
 from model.profiles import hints_from_request, method_details_with_hints, recoverer
 from model.records import Voucher
+from model.system import round_trip_limit
 from model import wire
 
 from .interface import (BASE_URL, IDEMPOTENCY_HEADER, PAYER_HEADER, ChannelRecord, ClientParams, ClientView, Env,
@@ -310,7 +311,10 @@ def challenge_from_response(resp: httpx.Response, domain: VoucherDomain):
         hints = hints_from_request(req, recoverer(domain))
     except wire.WireError:
         hints = None
-    return wc, MChallenge(price=req.amount, hints=hints, suggested_deposit=req.suggested_deposit)
+    md = req.method_details
+    foreign = md is not None and (md.escrow_contract.lower() != domain.verifying_contract.lower()
+                                  or (md.chain_id is not None and int(md.chain_id) != domain.chain_id))
+    return wc, MChallenge(price=req.amount, hints=hints, suggested_deposit=req.suggested_deposit, foreign=foreign)
 
 
 def receipt_from_response(resp: httpx.Response, closing: bool = False) -> Optional[MReceipt]:
@@ -336,6 +340,7 @@ class ModelClient:
     """model.client over HTTP."""
 
     MAX_ROUND_TRIPS = 6
+    max_paid_attempts: Optional[int] = 3  # its retry budget, as the reference client's (PRICES_PER_REQUEST)
 
     def __init__(self, name: str = "model", hinted: Optional[bool] = None, cfg_hook=None):
         self.name = name
@@ -353,7 +358,8 @@ class ModelClient:
         self.descriptors: dict = {}  # v2: channel id -> wire descriptor of the channels it opened
         hinted = params.hinted if self.force_hinted is None else self.force_hinted
         cfg = mcl.ClientConfig(name=params.name, payer=self.addr, hinted=hinted, deposit=params.deposit,
-                               top_up=params.top_up, max_unproven=params.max_unproven, persist=params.persist)
+                               top_up=params.top_up, max_unproven=params.max_unproven, persist=params.persist,
+                               max_price=env.price, max_paid_attempts=self.max_paid_attempts)
         self.cfg = self.cfg_hook(cfg) if self.cfg_hook else cfg
         self.st = mcl.ClientState()
         self.http = httpx.Client(transport=transport, base_url=BASE_URL)
@@ -367,6 +373,10 @@ class ModelClient:
         cfg = self.cfg if keep_persisted else attrs.evolve(self.cfg, persist=False)
         self.st = mcl.restart(cfg, self.st)
 
+    def holdings(self) -> list[str]:
+        """The channels it still knows (pays on, or can close or withdraw from): property ST."""
+        return list(mcl.holdings(self.st))
+
     def view(self) -> ClientView:
         e = self.st.entry
         if e is None:
@@ -375,8 +385,8 @@ class ModelClient:
 
     # -- helpers
 
-    def _snap(self, challenge: Optional[MChallenge]) -> mchain.Chain:
-        cids = [e.channel_id for e in (self.st.entry, self.st.persisted) if e is not None]
+    def _snap(self, challenge: Optional[MChallenge], extra=()) -> mchain.Chain:
+        cids = list(extra) + [e.channel_id for e in (self.st.entry, self.st.persisted) + self.st.kept if e is not None]
         if challenge is not None and challenge.hints is not None:
             cids.append(challenge.hints.channel_id)
         cids = [c for c in cids if c.startswith("0x") and len(c) == 66]
@@ -436,7 +446,7 @@ class ModelClient:
             if r is not None:
                 self.st = mcl.on_response_receipt(self.cfg, self.st, r)
         elif resp.status_code == 410:
-            self.st = mcl.drop_channel(self.st, cid)
+            self.st = mcl.on_gone(self.cfg, self.st, self._snap(None, extra=(cid,)), cid)
 
     def _fresh(self, method, path):
         resp = self._send(method, path, None, None)
@@ -456,16 +466,17 @@ class ModelClient:
         wc, challenge = self._fresh(method, path)
         if challenge is None:
             return Outcome("failed:no-challenge")
-        trips = 1
+        trips, attempts, budget = 1, 0, self.cfg.max_paid_attempts
         authed = False  # this request sent its authentication voucher (rule UA3: at most one)
         while True:
-            if trips >= self.MAX_ROUND_TRIPS:
+            if trips >= round_trip_limit(self.cfg) or (budget is not None and attempts >= budget):
                 return Outcome("failed:gave-up")
             made = mcl.next_credential(self.cfg, self.st, challenge, self._snap(challenge), content, authed)
             if isinstance(made, mcl.Refused):
                 return Outcome(f"refused:{made.reason}")
             self.st, mc = made
             authed = authed or mc.authenticates
+            attempts += mc.voucher is not None
             payload = self._wire_payload(mc)
             cid = payload.channel_id
             resp = self._send(method, path, self._credential(wc, payload),

@@ -55,6 +55,7 @@ class Wire:
     note: str = ""
     t0: int = 0  # invocation and completion order (one counter for the whole run)
     t1: int = 0
+    echoed: Optional[tuple] = None  # (escrowContract, chainId) of the challenge the credential echoes
 
     def to_json(self) -> dict:
         return attrs.asdict(self)
@@ -160,6 +161,11 @@ class Network(httpx.BaseTransport):
         elif cred is not None:
             p = cred.payload
             w.action, w.channel_id = p.action, p.channel_id
+            try:
+                md = cred.challenge.decoded_request().method_details
+                w.echoed = (md.escrow_contract.lower(), None if md.chain_id is None else int(md.chain_id))
+            except wire.WireError:
+                w.echoed = ("undecodable", None)
             w.amount = getattr(p, "cumulative_amount", None)
             w.deposit = getattr(p, "additional_deposit", None)
             if p.action == "open":

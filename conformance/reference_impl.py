@@ -156,6 +156,10 @@ class ReferenceClient:
             os.unlink(self.persist_path)
         self.c.restart()
 
+    def holdings(self) -> list[str]:
+        """The channels it still holds escrow in, as it remembers them (property ST)."""
+        return [h.channel_id for h in self.c.escrow_holdings()]
+
     def view(self) -> ClientView:
         v = self.c.view()
         if v is None:

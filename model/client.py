@@ -89,6 +89,8 @@ class ClientConfig:
     reconcile: Callable[[Entry, Receipt], Entry] = merge_receipt
     prefer_chain_after_restart: bool = False
     enforce_bound: bool = True  # rule H4; False plants the deposit-drain bug
+    check_domain: bool = True  # rule H7; False signs for a challenge naming another escrow or chainId
+    ask_chain_on_gone: bool = True  # rule G1; False plants the stranded-deposit bug (forget on any 410)
 
 
 @attrs.frozen
@@ -97,6 +99,7 @@ class ClientState:
     persisted: Entry | None = None  # survives restarts when cfg.persist
     requests: int = 0  # counts logical requests (names idempotency keys)
     restarted: bool = False  # true from a restart until the next channel choice
+    kept: tuple[Entry, ...] = ()  # rule G1: channels a server answered 410 for while the chain still holds them
 
 
 @attrs.frozen
@@ -115,7 +118,7 @@ def _ours_and_live(chain: Chain, channel_id: str, payer: str) -> bool:
 
 
 def _remembered(st: ClientState, channel_id: str) -> Entry | None:
-    for e in (st.entry, st.persisted):
+    for e in (st.entry, st.persisted) + st.kept:
         if e is not None and e.channel_id == channel_id:
             return e
     return None
@@ -224,6 +227,10 @@ def next_credential(cfg: ClientConfig, st: ClientState, challenge: Challenge, ch
     """The client's answer to a challenge: open, topUp or a voucher (seed flowchart).
     `authenticated`: this logical request already sent its authentication voucher (rule UA3: at most
     one per request; a request starts with False)."""
+    if challenge.foreign and cfg.check_domain:
+        # Rule H7 (core "Challenge": the method details name the escrow and chain): a challenge for another
+        # escrow contract or chainId is not this deployment's; nothing is signed for it.
+        return Refused("challenge-rejected", "the challenge names another escrow or chainId")
     if cfg.max_price is not None and challenge.price > cfg.max_price:
         # Rule H6 (core, "Amount Verification": clients MUST verify the requested amount).
         return Refused("price-too-high", f"price {challenge.price} above the client's limit {cfg.max_price}")
@@ -300,7 +307,11 @@ def close_credential(cfg: ClientConfig, st: ClientState, challenge: Challenge,
 def _remember(cfg: ClientConfig, st: ClientState, entry: Entry) -> ClientState:
     """Persist before sending (the reference client writes its file first)."""
     persisted = attrs.evolve(entry, accepted=0, spent=0, deposit=0) if cfg.persist else st.persisted
-    return attrs.evolve(st, entry=entry, persisted=persisted)
+    kept = tuple(e for e in st.kept if e.channel_id != entry.channel_id)  # paying on it again
+    for old in (st.entry, st.persisted):  # another channel now: the old one stays known (property ST)
+        if old is not None and old.channel_id != entry.channel_id and all(e.channel_id != old.channel_id for e in kept):
+            kept += (old,)
+    return attrs.evolve(st, entry=entry, persisted=persisted, kept=kept)
 
 
 def on_response_receipt(cfg: ClientConfig, st: ClientState, receipt: Receipt) -> ClientState:
@@ -317,13 +328,34 @@ def on_response_receipt(cfg: ClientConfig, st: ClientState, receipt: Receipt) ->
 
 
 def drop_channel(st: ClientState, channel_id: str) -> ClientState:
-    """After a 410: forget the channel (the next request opens or follows a hint)."""
+    """Forget the channel (the next request opens or follows a hint)."""
     entry = None if st.entry is not None and st.entry.channel_id == channel_id else st.entry
     persisted = None if st.persisted is not None and st.persisted.channel_id == channel_id else st.persisted
-    return attrs.evolve(st, entry=entry, persisted=persisted)
+    kept = tuple(e for e in st.kept if e.channel_id != channel_id)
+    return attrs.evolve(st, entry=entry, persisted=persisted, kept=kept)
+
+
+def on_gone(cfg: ClientConfig, st: ClientState, chain: Chain, channel_id: str) -> ClientState:
+    """Rule G1: a 410 is the server's opinion; the client asks the chain. A channel the chain shows absent or
+    finalized is forgotten. One the chain still holds escrow for stays known (`kept`, with what the client signed
+    on it, persisted as the entry is): the client stops paying on it unless a server hints it again, and its
+    deposit can still be closed or withdrawn (property ST: no stranded deposit)."""
+    ch = chain.channel(channel_id)
+    if not cfg.ask_chain_on_gone or ch is None or ch.finalized:
+        return drop_channel(st, channel_id)
+    known = _remembered(st, channel_id)
+    st = drop_channel(st, channel_id)
+    if known is None:
+        return st
+    return attrs.evolve(st, kept=st.kept + (known,))
+
+
+def holdings(st: ClientState) -> tuple[str, ...]:
+    """The channels the client still knows (it pays on them, or can close or withdraw from them)."""
+    return tuple(dict.fromkeys(e.channel_id for e in (st.entry, st.persisted) + st.kept if e is not None))
 
 
 def restart(cfg: ClientConfig, st: ClientState) -> ClientState:
     """A client restart: volatile state is lost; the persisted entry survives."""
     return ClientState(entry=None, persisted=st.persisted if cfg.persist else None,
-                       requests=st.requests, restarted=True)
+                       requests=st.requests, restarted=True, kept=st.kept if cfg.persist else ())

@@ -44,6 +44,7 @@ class Challenge:
     price: int  # request.amount
     hints: Hints | None = None
     suggested_deposit: int | None = None
+    foreign: bool = False  # its methodDetails name another escrow contract or chainId than this deployment's
 
 
 @attrs.frozen

@@ -104,6 +104,7 @@ class Act:
     hinted: bool | None = None  # for a mixed fleet: does this challenge carry hints?
     lie: str | None = None  # lying_request: which lie (LIES); None is "inflate"
     target: str = ""  # attack_replay / attack_close: the channel whose voucher the third party uses
+    stale: Challenge | None = None  # lie stale_402: the challenge replayed (one from before the last payment)
 
     def describe(self, cfg: Config) -> str:
         who = cfg.clients[self.client].name if self.client >= 0 else "server"
@@ -202,14 +203,28 @@ def _hinted_for(cfg: Config, act: Act) -> bool:
     return cfg.fleet == "hinted"
 
 
-LIES = ("inflate", "stale", "other_channel", "backwards_receipt")
+LIES = ("inflate", "stale", "other_channel", "backwards_receipt", "gone", "take_402", "price", "other_escrow",
+        "same_challenge", "stale_402")
 """What the lying server of a `lying_request` does (`lying_price_request` asks a price of the whole wallet):
 
 inflate            the first challenge's hints say the whole deposit is accepted, spent and required, no proof
 stale              the first challenge's hints go back to the chain's settled amount, no proof
 other_channel      the first challenge's hints name a channel that is not the payer's, no proof
 backwards_receipt  every receipt of the request says accepted = spent = 0
+gone               the first voucher on an existing channel is answered 410 channel-not-found without being
+                   applied (the channel is live on chain), and the request's later challenges carry no hints
+take_402           every paid request is applied as if it carried no Idempotency-Key (the voucher accepted, the
+                   price charged) and answered 402 with a fresh honest challenge instead of the content
+price              every challenge of the request asks LIE_PRICE_FACTOR x the agreed price (the server keeps what
+                   it is given: the credential is applied as if the challenge were honest)
+other_escrow       the first challenge names another escrow contract (another chainId would do the same)
+same_challenge     the first paid request is not applied and answered 402 with the very challenge it echoed
+stale_402          the first challenge is the one the payer was sent before its last payment, replayed late
+                   (Act.stale; no earlier challenge: the honest one)
 """
+LIE_PRICE_FACTOR = 4  # the price lie: one more than a logical request's exposure bound (PRICES_PER_REQUEST)
+PRICES_PER_REQUEST = 3  # property XP: the most one logical request signs above what was authorized, in prices
+PAID_LIES = ("gone", "take_402", "same_challenge")  # lies about the answer to a paid request
 OTHER_CHANNEL = "0x" + "ab" * 32  # the channel a lying other_channel hint names (no payer has it)
 
 
@@ -218,7 +233,13 @@ def _lie(cfg: Config, s: System, i: int, ch: Challenge, act: Act) -> Challenge:
     if act.kind == "lying_price_request":
         return attrs.evolve(ch, price=max(cfg.wallet, ch.price + 1))
     lie = act.lie or "inflate"
-    if ch.hints is None or lie == "backwards_receipt":
+    if lie == "price":
+        return _lie_price(ch)
+    if lie == "other_escrow":
+        return attrs.evolve(ch, foreign=True)
+    if lie == "stale_402":
+        return act.stale if act.stale is not None else ch
+    if ch.hints is None or lie in ("backwards_receipt",) + PAID_LIES:
         return ch
     c = s.chain.channel(ch.hints.channel_id)
     if lie == "inflate":
@@ -230,6 +251,15 @@ def _lie(cfg: Config, s: System, i: int, ch: Challenge, act: Act) -> Challenge:
     else:
         hints = attrs.evolve(ch.hints, channel_id=OTHER_CHANNEL, proof=None)
     return attrs.evolve(ch, hints=hints)
+
+
+def _lie_price(ch: Challenge) -> Challenge:
+    """The price lie: LIE_PRICE_FACTOR x the price, and the target it implies (spent + that price), no proof."""
+    price = ch.price * LIE_PRICE_FACTOR
+    hints = ch.hints
+    if hints is not None:
+        hints = attrs.evolve(hints, required=max(hints.accepted or 0, (hints.spent or 0) + price), proof=None)
+    return attrs.evolve(ch, price=price, hints=hints)
 
 
 def _lie_receipt(act: Act, resp: Response) -> Response:
@@ -316,7 +346,7 @@ class _Run:
         if resp.status == 200 and resp.receipt is not None:
             self.clients[i] = cl.on_response_receipt(c, st, resp.receipt)
         elif resp.status == 410 and self.net[i].last is not None and self.net[i].last.credential is not None:
-            self.clients[i] = cl.drop_channel(st, self.net[i].last.credential.channel_id)
+            self.clients[i] = cl.on_gone(c, st, self.chain, self.net[i].last.credential.channel_id)
 
 
 def _canonical_keys(s: System, client_names: tuple[str, ...]) -> System:
@@ -459,12 +489,38 @@ def _challenge(r: _Run, i: int, content: bool, lying: bool) -> Challenge:
     ch = sv.author_challenge(cfg.server, r.server, r.chain, cfg.clients[i].payer, content, hinted)
     if lying:
         ch = _lie(cfg, r.freeze(), i, ch, r.act)
+    elif r.act.kind == "lying_request" and r.act.lie == "price":
+        ch = _lie_price(ch)  # the price lie lasts the whole request
+    elif r.act.kind == "lying_request" and r.act.lie == "gone" and r.info.get("gone"):
+        ch = attrs.evolve(ch, hints=None)  # a server that says the channel is gone hints nothing
     return ch
+
+
+def _paid_lie(r: _Run, i: int, req: Request, content: bool) -> Response | None:
+    """The lying server's answer to a paid request (PAID_LIES), or None: the request goes to the server."""
+    lie = r.act.lie if r.act.kind == "lying_request" else None
+    cred = req.credential
+    if lie == "gone" and not r.info.get("gone") and cred.action == "voucher":
+        r.info["gone"] = True
+        return Response(410, problem="channel-not-found")
+    if lie == "same_challenge" and not r.info.get("same") and cred.voucher is not None:
+        r.info["same"] = True
+        return Response(402, problem="payment-required", challenge=r.info["last_challenge"])
+    if lie == "take_402" and cred.voucher is not None:  # it takes every voucher: no idempotent replay
+        resp = r.deliver(attrs.evolve(req, key=None), _hinted_for(r.cfg, r.act))
+        if resp.status != 200:
+            return resp
+        return Response(402, problem="payment-required", challenge=_challenge(r, i, content, False))
+    return None
 
 
 def _send(r: _Run, i: int, req: Request, fault: Fault) -> Response | None:
     """One paid round trip, with the network fault of this action applied to it."""
     r.net[i] = attrs.evolve(r.net[i], last=req)
+    lied = _paid_lie(r, i, req, req.content) if r.act.kind == "lying_request" else None
+    if lied is not None:
+        r.exchanges.append(Exchange(req, lied))
+        return lied
     if fault == "hold_request":
         r.net[i] = attrs.evolve(r.net[i], held_request=req)
         r.lost += 1
@@ -477,6 +533,13 @@ def _send(r: _Run, i: int, req: Request, fault: Fault) -> Response | None:
         return None
     r.exchanges.append(Exchange(req, resp))
     return resp
+
+
+def round_trip_limit(c: cl.ClientConfig) -> int:
+    """A logical request gives up after MAX_ROUND_TRIPS round trips, or, for a client that declares a retry
+    budget (voucher-carrying attempts), after that budget; top-ups and re-challenges then do not count, and
+    3 x MAX_ROUND_TRIPS only guards against a loop."""
+    return MAX_ROUND_TRIPS if c.max_paid_attempts is None else 3 * MAX_ROUND_TRIPS
 
 
 def _logical_request(r: _Run, i: int, content: bool, lying: bool) -> None:
@@ -492,9 +555,10 @@ def _logical_request(r: _Run, i: int, content: bool, lying: bool) -> None:
     trips, attempts, fault = 1, 0, r.act.fault
     authed = False  # this request sent its authentication voucher (rule UA3: at most one)
     while True:
-        if trips >= MAX_ROUND_TRIPS or (c.max_paid_attempts is not None and attempts >= c.max_paid_attempts):
+        if trips >= round_trip_limit(c) or (c.max_paid_attempts is not None and attempts >= c.max_paid_attempts):
             r.info.update(outcome="failed:gave-up", round_trips=trips)
             return
+        r.info["last_challenge"] = challenge
         made = cl.next_credential(c, r.clients[i], challenge, r.chain, content, authed)
         if isinstance(made, cl.Refused):
             r.info.update(outcome=f"refused:{made.reason}", round_trips=trips)
@@ -529,7 +593,18 @@ def _logical_request(r: _Run, i: int, content: bool, lying: bool) -> None:
         if resp.challenge is None:
             r.info.update(outcome=f"failed:{resp.problem}", round_trips=trips)
             return
-        challenge = resp.challenge
+        challenge = _lie_later(r, resp.challenge)
+
+
+def _lie_later(r: _Run, ch: Challenge) -> Challenge:
+    """The lies that last the whole logical request also rewrite the challenges of its paid answers."""
+    if r.act.kind != "lying_request":
+        return ch
+    if r.act.lie == "price" and ch is not r.info.get("last_challenge"):
+        return _lie_price(ch)
+    if r.act.lie == "gone" and r.info.get("gone"):
+        return attrs.evolve(ch, hints=None)
+    return ch
 
 
 def _management(r: _Run, i: int, kind: str) -> None:

@@ -259,3 +259,30 @@ def test_H6_price_above_the_clients_limit_is_refused():
     capped = attrs.evolve(CC, max_price=1)
     r = cl.next_credential(capped, cl.ClientState(), Challenge(5), escrow.mint(Chain(), A, 10), True)
     assert isinstance(r, cl.Refused) and r.reason == "price-too-high"
+
+
+def test_H7_challenge_for_another_escrow_is_refused():
+    r = cl.next_credential(CC, cl.ClientState(), Challenge(1, foreign=True), escrow.mint(Chain(), A, 10), True)
+    assert isinstance(r, cl.Refused) and r.reason == "challenge-rejected"
+    bug = attrs.evolve(CC, check_domain=False)
+    assert cl.next_credential(bug, cl.ClientState(), Challenge(1, foreign=True), escrow.mint(Chain(), A, 10),
+                              True)[1].action == "open"
+
+
+def test_G1_a_410_asks_the_chain_and_keeps_a_live_channel_known():
+    st = cl.ClientState(entry=cl.Entry("c1", 6, 2, 2, signed_max=2))
+    kept = cl.on_gone(CC, st, opened(), "c1")
+    assert kept.entry is None and cl.holdings(kept) == ("c1",)
+    # it is not paid on again by itself (a bare challenge opens) but a hint for it is followed, at what it signed
+    _, cred = cl.next_credential(CC, kept, Challenge(1, Hints("c1")), opened(), True)
+    assert cred.action == "voucher" and cred.voucher.amount == 3
+    assert cl.on_gone(attrs.evolve(CC, ask_chain_on_gone=False), st, opened(), "c1").entry is None
+    assert cl.holdings(cl.on_gone(attrs.evolve(CC, ask_chain_on_gone=False), st, opened(), "c1")) == ()
+    assert cl.holdings(cl.on_gone(CC, st, Chain(), "c1")) == ()  # absent on chain: forgotten
+
+
+def test_G1_switching_channels_keeps_the_old_one_known():
+    ch = escrow.open_channel(opened(), A, "c2", P, 2)
+    st = cl.ClientState(entry=cl.Entry("c1", 6, 2, 2, signed_max=2))
+    st2, _ = cl.next_credential(CC, st, Challenge(1, Hints("c2", 0, 0, 2, 1)), ch, True)
+    assert st2.entry.channel_id == "c2" and set(cl.holdings(st2)) == {"c1", "c2"}

@@ -11,8 +11,9 @@ from typing import Callable
 
 import attrs
 
-from .clients import (chain_after_restart_client, deposit_drain_client, overwrite_view_client,
-                      refuses_head_client, signs_ahead_client, signs_below_own_client)
+from .clients import (chain_after_restart_client, deposit_drain_client, forgets_live_channel_client,
+                      ignores_domain_client, keeps_paying_client, overwrite_view_client, pays_any_price_client,
+                      refuses_head_client, signs_ahead_client, signs_below_own_client, sulks_after_gone_client)
 from .servers import (accepts_above_deposit_server, accepts_high_s_server, accepts_lower_server,
                       accepts_while_closing_server, charges_head_server, close_captures_settled_server,
                       close_captures_voucher_server, discloses_proof_server, settled_voucher_spends_server,
@@ -105,4 +106,19 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in [
     Mutant("client-deposit-drain", "client", "H1",
            "signs requiredCumulative without the trust bound (H4): a lying server drains the deposit",
            deposit_drain_client, "model", ("client",)),
+    Mutant("client-pays-any-price", "client", "XP",
+           "pays whatever price a challenge asks (no H6): a lying server's price multiplies what one request signs",
+           pays_any_price_client, "model", ("client",)),
+    Mutant("client-keeps-paying", "client", "XP",
+           "no retry budget: keeps paying a server that takes vouchers and answers 402 (until the deposit is gone)",
+           keeps_paying_client, "model", ("client",)),
+    Mutant("client-forgets-live-channel", "client", "ST",
+           "forgets a channel on a 410 without asking the chain (G1): a lying 410 strands the deposit",
+           forgets_live_channel_client, "model", ("client",)),
+    Mutant("client-ignores-domain", "client", "DM",
+           "signs for a challenge naming another escrow contract or chainId (H7)",
+           ignores_domain_client, "model", ("client",)),
+    Mutant("client-sulks-after-gone", "client", "LL",
+           "after any 410 refuses every later request: never pays the honest server again after a lie",
+           sulks_after_gone_client, "model", ("client",)),
 ]}

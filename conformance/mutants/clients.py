@@ -46,3 +46,57 @@ class _RefusesHead(ModelClient):
 
 def refuses_head_client():
     return _RefusesHead("client-refuses-head")
+
+
+def pays_any_price_client():
+    """Bug: no price check (rule H6): it pays whatever a challenge asks, a lied price included."""
+    return _mutant("client-pays-any-price", max_price=None)
+
+
+def forgets_live_channel_client():
+    """Bug: forgets a channel on any 410 without asking the chain (rule G1): a lying 410 strands the deposit."""
+    return _mutant("client-forgets-live-channel", ask_chain_on_gone=False)
+
+
+def ignores_domain_client():
+    """Bug: never compares the challenge's escrow contract and chainId with its own (rule H7)."""
+    return _mutant("client-ignores-domain", check_domain=False)
+
+
+class _KeepsPaying(ModelClient):
+    """Bug: no retry budget: it answers every 402 with another voucher until the deposit runs out, so a server
+    that takes vouchers and answers 402 keeps being paid."""
+
+    max_paid_attempts = None
+
+    def reset(self, env, params, transport):
+        super().reset(env, params, transport)
+        self.cfg = attrs.evolve(self.cfg, max_paid_attempts=10**6)  # round_trip_limit: 3 x MAX_ROUND_TRIPS
+
+
+def keeps_paying_client():
+    return _KeepsPaying("client-keeps-paying")
+
+
+class _SulksAfterGone(ModelClient):
+    """Bug: after any 410 it distrusts the server for good and refuses every later request."""
+
+    def reset(self, env, params, transport):
+        super().reset(env, params, transport)
+        self.sulking = False
+
+    def _receive(self, resp, cid, closing=False):
+        if resp.status_code == 410:
+            self.sulking = True
+        super()._receive(resp, cid, closing)
+
+    def request(self, method, path, idempotency_key=None):
+        from ..interface import Outcome
+
+        if self.sulking:
+            return Outcome("refused:server-distrusted")
+        return super().request(method, path, idempotency_key)
+
+
+def sulks_after_gone_client():
+    return _SulksAfterGone("client-sulks-after-gone")
