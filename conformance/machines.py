@@ -92,7 +92,7 @@ def operations(rc: RunConfig, machine: str) -> list[str]:
     if machine == "server":
         ops += ["adversary"] * 8 + ["variant"] * 3 + ["probe"] * 4
     if machine == "client":
-        ops += ["lie"] * 6
+        ops += ["lie"] * 8
     if concurrent_kinds(rc, machine):
         ops += ["concurrent"] * 3
     return ops
