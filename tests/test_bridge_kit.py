@@ -85,8 +85,10 @@ def test_python_kit_callbacks_with_a_nested_request_and_a_refusal():
     assert out[5]["error"]["type"] == "unsupported" and "offers no http callback" in out[5]["error"]["message"]
 
 
-def test_the_fake_adapter_is_built_on_the_python_kit():
+def test_the_adapters_are_built_on_the_kits():
     assert "from kit import" in (REPO / "adapters/bridge/fake_adapter.py").read_text()
+    mppx = (REPO / "adapters/mppx/adapter.mjs").read_text()
+    assert "createAdapter(" in mppx and "readline" not in mppx  # the kit runs its loop
 
 
 # -- the JS kit, through the real bridge

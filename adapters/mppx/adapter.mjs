@@ -10,7 +10,6 @@
 // getChannel), open/topUp/settle/close transactions (eth_sendRawTransaction and
 // their receipts), and the fee/nonce/block reads of transaction preparation.
 // Nothing here touches a network. See README.md for what mppx does and does not support.
-import readline from 'node:readline'
 import { readFileSync } from 'node:fs'
 
 // Namespace imports: releases differ in what they export (see README "Releases"), and a missing named
@@ -37,6 +36,30 @@ import {
 import { privateKeyToAccount } from 'viem/accounts'
 import { tempo as tempoChain } from 'viem/chains'
 import { Transaction as TempoTransaction } from 'viem/tempo'
+import { realpathSync } from 'node:fs'
+import { fileURLToPath, pathToFileURL } from 'node:url'
+
+// The adapter kit (../bridge/js/kit.mjs), found from this file's real location: mppx-v1 and the release folders
+// of conformance/versions.py run it through a symlink.
+const HERE = pathToFileURL(realpathSync(fileURLToPath(import.meta.url)))
+const {
+  BridgeError,
+  CallbackError,
+  callHarness,
+  createAdapter,
+  field,
+  harnessFetch,
+  invalidInput,
+  offered,
+  readAddress,
+  readAmount,
+  readHex,
+  readInteger,
+  readString,
+  rejected,
+  toJson,
+  unsupported,
+} = await import(new URL('../bridge/js/kit.mjs', HERE).href)
 
 // mppx exports no ./package.json; read the installed copy's version from disk. The release folders of
 // conformance/versions.py run this file through a symlink (node --preserve-symlinks-main), so
@@ -84,18 +107,7 @@ function requireV2(what) {
   if (!HAS_V2) throw unsupported(`${what}: mppx ${MPPX_VERSION} has no v2 (TIP-1034) sessions (v1 only up to 0.6.x)`)
 }
 
-// ---------------------------------------------------------------------------
-// Errors: every failure leaves as one of the protocol's error types.
-
-class BridgeError extends Error {
-  constructor(type, message) {
-    super(message)
-    this.type = type
-  }
-}
-const invalidInput = (message) => new BridgeError('invalid-input', message)
-const unsupported = (message) => new BridgeError('unsupported', message)
-const rejected = (message) => new BridgeError('rejected', message)
+// Errors: every failure leaves as one of the protocol's error types (adapter kit, ../bridge/js/kit.mjs).
 
 /** Runs an mppx call; whatever it throws is mppx refusing the input ("rejected"). */
 async function byMppx(what, fn) {
@@ -109,55 +121,6 @@ async function byMppx(what, fn) {
 
 // ---------------------------------------------------------------------------
 // Input readers (the protocol's JSON encodings: decimal-string amounts, 0x hex).
-
-function field(input, key, { optional = false } = {}) {
-  const value = input?.[key]
-  if (value === undefined || value === null) {
-    if (optional) return undefined
-    throw invalidInput(`missing field "${key}"`)
-  }
-  return value
-}
-
-function readString(input, key, options) {
-  const value = field(input, key, options)
-  if (value === undefined) return undefined
-  if (typeof value !== 'string') throw invalidInput(`"${key}" must be a string`)
-  return value
-}
-
-function readAmount(input, key, options) {
-  const value = field(input, key, options)
-  if (value === undefined) return undefined
-  if (typeof value !== 'string' || !/^[0-9]+$/.test(value))
-    throw invalidInput(`"${key}" must be a decimal string of digits, got ${JSON.stringify(value)}`)
-  return BigInt(value)
-}
-
-function readInteger(input, key, options) {
-  const value = field(input, key, options)
-  if (value === undefined) return undefined
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0)
-    throw invalidInput(`"${key}" must be a non-negative JSON integer`)
-  return value
-}
-
-function readHex(input, key, bytes, options) {
-  const value = field(input, key, options)
-  if (value === undefined) return undefined
-  const pattern = bytes === undefined ? /^0x([0-9a-fA-F]{2})*$/ : new RegExp(`^0x[0-9a-fA-F]{${bytes * 2}}$`)
-  if (typeof value !== 'string' || !pattern.test(value))
-    throw invalidInput(`"${key}" must be 0x-hex${bytes === undefined ? '' : ` of ${bytes} bytes`}`)
-  return value
-}
-
-function readAddress(input, key, options) {
-  const value = field(input, key, options)
-  if (value === undefined) return undefined
-  if (typeof value !== 'string' || !isAddress(value, { strict: false }))
-    throw invalidInput(`"${key}" must be a 20-byte 0x address`)
-  return value
-}
 
 function readVersion(input) {
   const version = readString(input, 'version')
@@ -175,12 +138,6 @@ function readAccount(input, key = 'privateKey') {
 }
 
 // ---------------------------------------------------------------------------
-// JSON out: bigints become decimal strings, undefined fields disappear.
-
-function toJson(value) {
-  return JSON.parse(JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? v.toString() : v)))
-}
-
 function lower(value) {
   return typeof value === 'string' ? value.toLowerCase() : value
 }
@@ -519,7 +476,7 @@ function makeServerViemClient(chainId) {
   return createClient({
     chain: { ...tempoChain, id: chainId },
     pollingInterval: 10,
-    transport: custom({ request: (args) => (offeredCallbacks.has('rpc') ? harness(args) : fake(args)) }, { retryCount: 0 }),
+    transport: custom({ request: (args) => (offered('rpc') ? harness(args) : fake(args)) }, { retryCount: 0 }),
   })
 }
 
@@ -780,66 +737,11 @@ async function clientNextCredential(input) {
 }
 
 // ---------------------------------------------------------------------------
-// Callbacks (PROTOCOL.md section 8): while an op runs, ask the harness to carry an HTTP request or answer
-// an RPC. The request line of the op lists the kinds the harness serves (`callbacks`).
-
-let offeredCallbacks = new Set()
-let nextCallback = 0
-const pendingCallbacks = new Map() // callback number -> {resolve, reject}
-
-class CallbackError extends Error {
-  constructor(type, message) {
-    super(message)
-    this.type = type
-  }
-}
-
-function callHarness(kind, request) {
-  if (!offeredCallbacks.has(kind)) throw unsupported(`the harness offers no ${kind} callback for this op`)
-  nextCallback += 1
-  const number = nextCallback
-  return new Promise((resolve, reject) => {
-    pendingCallbacks.set(number, { resolve, reject })
-    write({ callback: number, kind, request })
-  })
-}
-
-function settleCallback(message) {
-  const pending = pendingCallbacks.get(message.callback)
-  if (!pending) return // an answer to a callback nobody waits for (e.g. after a timeout): ignore
-  pendingCallbacks.delete(message.callback)
-  if (message.ok === true) pending.resolve(message.value)
-  else pending.reject(new CallbackError(message.error?.type ?? 'internal', message.error?.message ?? 'callback failed'))
-}
-
-/** A WHATWG fetch whose every request the harness answers (its network, faults and the server under test). */
-async function harnessFetch(input, init) {
-  const request = new Request(input, init)
-  const headers = {}
-  request.headers.forEach((value, key) => {
-    headers[key] = value
-  })
-  const body = request.method === 'GET' || request.method === 'HEAD' ? null : await request.text()
-  let reply
-  try {
-    reply = await callHarness('http', { method: request.method, url: request.url, headers, body: body === '' ? null : body })
-  } catch (error) {
-    // A fault of the harness's network looks to mppx like any failed fetch (undici throws a TypeError).
-    if (error instanceof CallbackError && error.type === 'network') throw new TypeError(`fetch failed: ${error.message}`)
-    throw error
-  }
-  const status = Number(reply?.status)
-  if (!Number.isInteger(status) || status < 100 || status > 599) throw invalidInput(`http callback answered status ${reply?.status}`)
-  const noBody = status === 204 || status === 304 || request.method === 'HEAD'
-  return new Response(noBody || reply.body === null || reply.body === undefined ? null : String(reply.body), {
-    status,
-    headers: reply.headers ?? {},
-  })
-}
+// Callbacks (PROTOCOL.md section 8): callHarness, harnessFetch and offered() come from the adapter kit.
 
 /** viem transport for the client: the harness's chain over the rpc callback when it offers one, else the fake chain. */
 function clientChain(chainId, overrides) {
-  if (!offeredCallbacks.has('rpc')) return { source: 'adapter-fake-chain', client: makeViemClient(chainId, overrides) }
+  if (!offered('rpc')) return { source: 'adapter-fake-chain', client: makeViemClient(chainId, overrides) }
   const request = harnessRpc('client')
   return {
     source: 'harness-rpc',
@@ -926,7 +828,7 @@ function makeFetchClient(account, entries, input) {
 async function clientFetch(input) {
   if (!HAS_FETCH_CLIENT && !HAS_V1_FETCH_CLIENT)
     throw unsupported(`mppx ${MPPX_VERSION} has no fetch client (Mppx.create + sessionMethod / session)`)
-  if (!offeredCallbacks.has('http'))
+  if (!offered('http'))
     throw unsupported('client.fetch needs the http callback: the harness answers every request mppx makes')
   const account = readAccount(input)
   const url = readString(input, 'url')
@@ -961,7 +863,7 @@ async function clientFetch(input) {
     store: toJson([...state.entriesByKey.values()]),
     ...(state.v1 ? { persists: false } : {}),
     rpc: fakeChain.rpcLog.slice(rpcStart),
-    chainSource: state.chainSource ?? (offeredCallbacks.has('rpc') ? 'harness-rpc' : 'adapter-fake-chain'),
+    chainSource: state.chainSource ?? (offered('rpc') ? 'harness-rpc' : 'adapter-fake-chain'),
   }
   if (thrown) return { ...out, thrown }
   return { ...out, response: await responseJson(response) }
@@ -1301,35 +1203,32 @@ const UNSUPPORTED = {
 const V2_OPS = ['snapshot.parse', 'snapshot.format', 'client.next_credential', 'server.configure',
   'server.seed_channel', 'server.challenge', 'server.handle', 'server.record', 'server.restart',
   'chain.set_channel', 'chain.get_channel']
-function capabilityList() {
-  return Object.keys(OPS).filter((op) => {
-    if (op === 'hello' || op === 'reset') return false
-    if (op === 'client.fetch') return HAS_FETCH_CLIENT || HAS_V1_FETCH_CLIENT
-    if (op === 'server.seed_channel') return HAS_V2_SERVER
-    if (op.startsWith('server.')) return HAS_SERVER
-    if (V2_OPS.includes(op)) return HAS_V2
-    return true
-  })
+function listed(op) {
+  if (op === 'client.fetch') return HAS_FETCH_CLIENT || HAS_V1_FETCH_CLIENT
+  if (op === 'server.seed_channel') return HAS_V2_SERVER
+  if (op.startsWith('server.')) return HAS_SERVER
+  if (V2_OPS.includes(op)) return HAS_V2
+  return true
 }
 
+// The JSON-lines plumbing (hello, reset, errors, callbacks, the loop) is the adapter kit's (../bridge/js/kit.mjs).
+const adapter = createAdapter({
+  name: 'mppx',
+  version: MPPX_VERSION,
+  callbacks: ['http', 'rpc'],
+  notes: UNSUPPORTED,
+  capabilities: listed,
+  helloExtra: { sessions: SESSIONS },
+})
+adapter.onReset(() => {
+  server = null
+  fetchClients.clear()
+  fakeChain.channels.clear()
+  fakeChain.receipts.clear()
+  fakeChain.rpcLog.length = 0
+})
+
 const OPS = {
-  hello: async () => ({
-    name: 'mppx',
-    version: MPPX_VERSION,
-    protocol: 2,
-    capabilities: capabilityList(),
-    callbacks: ['http', 'rpc'],
-    sessions: SESSIONS,
-    notes: UNSUPPORTED,
-  }),
-  reset: async () => {
-    server = null
-    fetchClients.clear()
-    fakeChain.channels.clear()
-    fakeChain.receipts.clear()
-    fakeChain.rpcLog.length = 0
-    return {}
-  },
   'voucher.sign': voucherSign,
   'voucher.verify': voucherVerify,
   'voucher.digest': voucherDigest,
@@ -1357,69 +1256,5 @@ const OPS = {
   'debug.sleep': async (input) => new Promise((r) => setTimeout(() => r({}), Number(input?.ms ?? 1000))),
 }
 
-function write(message) {
-  process.stdout.write(`${JSON.stringify(message)}\n`)
-}
-
-async function handleLine(line, { nested = false } = {}) {
-  if (line.trim() === '') return
-  let request
-  try {
-    request = JSON.parse(line)
-  } catch (error) {
-    write({ id: null, ok: false, error: { type: 'invalid-input', message: `request is not JSON: ${error.message}` } })
-    return
-  }
-  const id = request?.id ?? null
-  const op = request?.op
-  // A nested op (sent by the harness while answering one of our callbacks) offers none and keeps the outer op's.
-  if (!nested) offeredCallbacks = new Set(Array.isArray(request?.callbacks) ? request.callbacks : [])
-  const fn = typeof op === 'string' && Object.hasOwn(OPS, op) ? OPS[op] : undefined
-  if (!fn) {
-    write({ id, ok: false, error: { type: 'unsupported', message: `mppx adapter has no op ${JSON.stringify(op)}` } })
-    return
-  }
-  try {
-    const value = await fn(request.input ?? {})
-    write({ id, ok: true, value: value === undefined ? null : value })
-  } catch (error) {
-    if (error instanceof BridgeError) write({ id, ok: false, error: { type: error.type, message: error.message } })
-    else
-      write({
-        id,
-        ok: false,
-        error: { type: 'internal', message: `${op}: ${error?.stack ?? String(error)}` },
-      })
-  }
-}
-
-// mppx logs unexpected verification errors with console.error; keep stdout for the protocol only.
-console.log = (...args) => process.stderr.write(`${args.map(String).join(' ')}\n`)
-console.info = console.log
-console.warn = (...args) => process.stderr.write(`${args.map(String).join(' ')}\n`)
-
-const rl = readline.createInterface({ input: process.stdin, crlfDelay: Number.POSITIVE_INFINITY })
-let queue = Promise.resolve()
-rl.on('line', (line) => {
-  // Answers to our callbacks arrive while an op is still running: settle them at once, never queue them.
-  if (line.includes('"callback"')) {
-    let message
-    try {
-      message = JSON.parse(line)
-    } catch {}
-    if (message && typeof message === 'object' && 'callback' in message && !('op' in message)) {
-      settleCallback(message)
-      return
-    }
-  }
-  // While an op waits on a callback, the harness may send other ops (its server codecs, say) before answering:
-  // those run at once, or the two would wait on each other.
-  if (pendingCallbacks.size > 0) {
-    handleLine(line, { nested: true })
-    return
-  }
-  queue = queue.then(() => handleLine(line))
-})
-rl.on('close', () => {
-  queue.then(() => process.exit(0))
-})
+for (const [op, fn] of Object.entries(OPS)) adapter.op(op, fn)
+adapter.run()

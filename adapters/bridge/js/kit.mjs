@@ -144,10 +144,11 @@ function settleCallback(message) {
 }
 
 /**
- * createAdapter({name, version, callbacks?, notes?, capabilities?}) -> {op, onReset, run}
- * `capabilities` (optional) filters which registered ops hello lists (e.g. by feature detection of a release).
+ * createAdapter({name, version, callbacks?, notes?, capabilities?, helloExtra?}) -> {op, onReset, run}
+ * `capabilities` (optional) filters which registered ops hello lists (e.g. by feature detection of a release);
+ * `helloExtra` (optional) adds fields of the adapter's own to hello's answer.
  */
-export function createAdapter({ name, version, callbacks = [], notes, capabilities } = {}) {
+export function createAdapter({ name, version, callbacks = [], notes, capabilities, helloExtra } = {}) {
   const ops = new Map()
   const resets = []
   const hello = async () => {
@@ -155,7 +156,7 @@ export function createAdapter({ name, version, callbacks = [], notes, capabiliti
     const value = { name, version, protocol: 2, capabilities: listed }
     if (callbacks.length) value.callbacks = callbacks
     if (notes && Object.keys(notes).length) value.notes = notes
-    return value
+    return helloExtra ? { ...value, ...helloExtra } : value
   }
   const reset = async () => {
     for (const fn of resets) await fn()
