@@ -132,16 +132,17 @@ def _classify(rep: PairReport, rc: RunConfig, machine: str, failing: Optional[li
     manifest's name): `findings` holds the ids a violated property may be, `unexpected` the violated properties
     that are none of its findings."""
     from .bridge_spec import is_bridge
-    from .expectations import MPPX_KNOWN, _names
+    from .expectations import MPPX_KNOWN, _driven
 
     if not (is_bridge(rc.client) or is_bridge(rc.server)):
         return
-    known = MPPX_KNOWN.get(_names(rc.client, rc.server) + (machine, rc.strength), {})
+    driven = _driven(rc.client, rc.server, machine)  # what the machine drove (server: model clients, ...)
+    known = MPPX_KNOWN.get(driven + (machine, rc.strength), {})
     for pid, status in rep.properties.items():
         if not status.startswith("VIOLATED"):
             continue
         if pid not in known:
-            rep.unexpected.append(f"{pid} (no known finding of {rc.client} x {rc.server})")
+            rep.unexpected.append(f"{pid} (no known finding of {driven[0]} x {driven[1]})")
             continue
         fid = next((f for sess in failing or [] if (f := _which_finding(sess, known[pid])) is not None), None)
         if fid is None:
@@ -176,6 +177,20 @@ def _which_finding(session, candidates: tuple) -> Optional[str]:
             seen.add("F15")
     if "request_close" in ops and any(w.problem == "channel-finalized" for w in wires):
         seen.add("F17")
+    for r in session.results:  # the server findings, by the adversary attack (or property) that failed
+        props = {p for p, _ in r.violations}
+        kind = str(r.step.get("kind", "")) if r.step.get("op") == "adversary" else ""
+        if props & {"SV", "S4"} and kind == "high_s":
+            seen.add("F1")
+        if "SV" in props and kind == "same:compact":
+            seen.add("F5")
+        if "SV" in props and kind == "same:foreign_source":
+            seen.add("F19")
+        if "D3" in props:
+            seen.add("F8")
+    keyed = [(w.channel_id, w.key) for r in session.results for w in r.wires if w.charged and w.key]
+    if len(keyed) != len(set(keyed)):  # one Idempotency-Key charged twice (S6 and D3 follow from it)
+        seen.add("F8")
     return next((f for f in candidates if f in seen), None)
 
 
@@ -194,26 +209,25 @@ def _speaks_chain(rc: RunConfig) -> bool:
 
 
 def generic_v2_gap(rc: RunConfig, machine: str) -> Optional[str]:
-    """Why the generic machines cannot run this pair of a bridge adapter on the harness's chain yet (None: they
-    can). A bridge adapter (mppx) there runs against another bridge adapter (its own server or client): the
-    harness's model and reference sides sign their open/topUp transactions in the backend's own encoding, which
-    mppx's server cannot decode (it requires Tempo 0x76), and on v2 they do not yet speak v2 descriptors (the v2
-    harness, h8-v2harness)."""
+    """Why the generic machines cannot run this pair of a bridge adapter on the harness's chain (None: they
+    can). A bridge adapter (mppx) meets the harness's own sides (reference, model) only where the backend takes
+    and signs Tempo 0x76 transactions (memory-v2, adapters/chain/tempo_tx.py): mppx's client signs them and
+    mppx's server requires them. evm-v2's escrow derives its own expiringNonceHash (no foreign open) and the v1
+    backends sign only their own encoding."""
     from .bridge_spec import is_bridge
     from .harness import machine_config
-    from .mppx_impl import is_v2_chain_name
 
-    if not (is_v2_chain_name(rc.chain) or is_bridge(rc.client) or is_bridge(rc.server)):
+    if not (is_bridge(rc.client) or is_bridge(rc.server)):
         return None
     mc = machine_config(rc, machine)
     if is_bridge(mc.client) and is_bridge(mc.server):
         return None
-    if is_bridge(mc.client) or is_bridge(mc.server):
-        other = mc.server if is_bridge(mc.client) else mc.client
-        return (f"{machine} machine on {rc.chain}: {other} cannot meet a bridge adapter on the harness's chain yet "
-                "(its open/topUp transactions are not Tempo 0x76, which mppx's server decodes; on v2 it has no "
-                f"descriptors either); run --client mppx --server mppx --chain {rc.chain} --machine pair")
-    return None
+    if rc.chain == "memory-v2":
+        return None
+    other = mc.server if is_bridge(mc.client) else mc.client
+    return (f"{machine} machine on {rc.chain}: {other} cannot meet a bridge adapter there (the backend neither "
+            "decodes nor signs Tempo 0x76 open/topUp transactions, which mppx signs and its server requires); "
+            f"run it on --chain memory-v2, or --client mppx --server mppx --chain {rc.chain} --machine pair")
 
 
 def _fails(rc: RunConfig, machine: str, steps: list, want: set):
