@@ -33,7 +33,12 @@ from .model_impl import ModelServer, challenge_from_response, wire_descriptor
 
 THIRD_PARTY_KINDS = ("thirdparty_replay", "thirdparty_close")
 ADVERSARY_KINDS = ("lower", "replay", "above_deposit", "forged", "high_s", "other_channel", "advance_nokey",
-                   "head_advance", "lower_after_advance", "keyed_retry", "probe_after_advance") + THIRD_PARTY_KINDS
+                   "head_advance", "lower_after_advance", "keyed_retry", "probe_after_advance",
+                   "forged_above_deposit") + THIRD_PARTY_KINDS
+# The union with the attacks of mppx's former dedicated machines: `compact` is the variant same:compact,
+# `idem_replay` is keyed_retry's retry; `forged_above_deposit` (another key's signature on an amount above the
+# deposit: refused either way; strict compares which check speaks first, SPEC_NOTES "order of the voucher
+# checks") is here.
 # The third party (rule UA, SPEC_NOTES 4b; model/system.py ATTACKER): holds no payer key and sees what is
 # public: the challenge the server gives anyone who names the victim in `Payment-Payer` (with its hints and any
 # highestVoucher signature), and the vouchers the chain published (`Session.public_vouchers`, from the settle
@@ -271,13 +276,13 @@ class AdversarySession(Session):
         # head_advance authorizes two prices ahead without buying anything: unspent authorization,
         # the state where "lower" vouchers and requiredCumulative = max(accepted, spent + price) matter
         amount = {"lower": trec.accepted - price, "replay": trec.accepted, "above_deposit": tch.deposit + price,
-                  "head_advance": trec.accepted + 2 * price,
+                  "forged_above_deposit": tch.deposit + price, "head_advance": trec.accepted + 2 * price,
                   "keyed_advance": trec.accepted + 2 * price}.get(kind, trec.accepted + price)
         if amount < 0 or amount > self.deployment.max_amount:
             return []  # no voucher of the deployment's type can say it (above 2^96-1 on v2): nothing to send
         key_bytes, signer = self.keys[i], self.addrs[i]
         sig_cid = rcid
-        if kind == "forged":
+        if kind in ("forged", "forged_above_deposit"):
             key_bytes, signer = self.other_key, address_of(self.other_key)
         if kind == "other_channel":
             sig_cid = "0x" + hashlib.sha256(rcid.encode()).hexdigest()

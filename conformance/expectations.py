@@ -107,13 +107,17 @@ MPPX_FINDINGS = {
             "a credential whose `source` is absent or names another DID is refused (verification-failed, 'credential "
             "source does not match channel'): mppx binds the optional source to the channel's payer or signer",
             "httpauth 'Credentials' (source: not required); SPEC_NOTES, the server machine's variants"),
+    "F20": ("project rule C1 (HEAD costs nothing), no draft MUST", "an open sent on HEAD is refused unless its "
+            "voucher covers the route's price (verification-failed, 'voucher amount is less than request amount'): "
+            "a client that opens on a free HEAD with cumulative 0 never gets a channel",
+            "SPEC_NOTES C1; draft 'Voucher Submission Transport'"),
     "F13": ("strict deviation", "snapshot deposit/settled are the server's cached copies, stale after on-chain "
                                 "top-ups or settlements until the next voucher", "draft 'Session Snapshot' table"),
 }
 
 _MPPX_SERVER_MUST = {"SV": ("F1", "F2", "F5", "F19", "F8"), "S4": ("F1",), "D3": ("F8",), "S6": ("F8",),
-                     "SH": ("F11", "F13")}
-_MPPX_SERVER_STRICT = dict(_MPPX_SERVER_MUST, SV=("F1", "F2", "F5", "F7", "F9", "F12"), SR=("F6",), HX=("F10",))
+                     "SH": ("F11", "F13"), "LV": ("F20",), "R2": ("F20",)}
+_MPPX_SERVER_STRICT = dict(_MPPX_SERVER_MUST, SV=("F1", "F2", "F5", "F7", "F8", "F9", "F12", "F19"), SR=("F6",), HX=("F10",))
 # mppx's client (the generic client machine: mppx against the model server and its liar)
 _MPPX_CLIENT = {"H1": ("F3",), "H5": ("F14",), "H3": ("F15",), "HF": ("F14", "F15"), "R2": ("F14", "F16", "F17"),
                 "LV": ("F14", "F16", "F17"), "D1": ("F14", "F15"), "D2": ("F14", "F15")}
@@ -132,8 +136,8 @@ MPPX_KNOWN: dict = {
     # and on the v1 escrow (memory) for the v1-only releases (<= 0.6.x), whose client climbs above the deposit (F14)
     ("mppx", "mppx", "pair", "must"): _MPPX_CLIENT_PAIR,
     ("mppx", "reference", "pair", "must"): _MPPX_CLIENT_PAIR,
-    ("reference", "mppx", "pair", "must"): {"D3": ("F8",), "S6": ("F8",), "SV": ("F1", "F2", "F8"),
-                                            "S4": ("F1",), "SH": ("F11", "F13")},
+    ("reference", "mppx", "pair", "must"): {"D3": ("F8",), "S6": ("F8",), "S4": ("F1",), "LV": ("F20",),
+                                            "R2": ("F20",)},
 }
 
 MPPX_MATRIX = [

@@ -14,7 +14,7 @@ from model.properties import PROPERTIES
 
 from .harness import RunConfig, Session
 from .machines import new_session as _session, run_machine
-from .trace import render_mermaid, render_steps, write_steps
+from .trace import render_mermaid, render_steps, steps_file, write_steps
 
 
 
@@ -100,8 +100,10 @@ def run_pair(rc: RunConfig, profile: str = "ci", machine: str = "pair", progress
         rc = attrs.evolve(rc, shared=False)
         rep.drives += " (clients are two payers: mppx shares no channel between devices of one payer)"
     t0 = time.monotonic()
+    known = (lambda sess, bad: known_finding(rc, machine, sess, bad)) if (is_bridge(rc.client) or
+                                                                            is_bridge(rc.server)) else None
     try:
-        col = run_machine(rc, profile, machine, progress)
+        col = run_machine(rc, profile, machine, progress, known=known)
     except Exception as exc:  # an adapter crashed: that is a failure, never a pass
         rep.ok = False
         rep.error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
@@ -123,8 +125,43 @@ def run_pair(rc: RunConfig, profile: str = "ci", machine: str = "pair", progress
         name = f"trace-{machine}-{rc.client}-{rc.server}-{rc.strength}.json".replace(":", "_").replace("/", "_")
         rep.trace_file = os.path.join(d, name)
         write_steps(rep.trace_file, s.rc, s.steps, machine)
-        _classify(rep, rc, machine, [s, col.failing])  # the shrunk trace and the one the exploration found
+        # the shrunk trace, the one the exploration found, and the sessions of the known findings it went past
+        _classify(rep, rc, machine, [s, col.failing] + list(col.found.values()))
+    if col.found:
+        rep.ok = False  # known findings are reported (AS EXPECTED), never passed
+    for fid, s in sorted(col.found.items()):  # the known findings the exploration met and went past
+        if fid in rep.findings:
+            continue
+        d = trace_dir or os.getcwd()
+        os.makedirs(d, exist_ok=True)
+        name = f"trace-{machine}-{rc.client}-{rc.server}-{rc.strength}-{fid}.json".replace(":", "_").replace("/", "_")
+        path = os.path.join(d, name)
+        data = steps_file(s.rc, s.steps, machine)
+        data["finding"] = fid
+        with open(path, "w") as f:
+            json.dump(data, f, indent=1)
+        last = next((r for r in reversed(s.results) if r.violations or r.mismatches), s.results[-1])
+        pid = (last.violations or [("EQ", "")])[0][0]
+        rep.findings[fid] = {"property": pid, "trace_file": path, "steps": render_steps(s.results),
+                             "message": f"{pid} violated: {fid} (its pattern is in the trace)"}
     return rep
+
+
+def known_finding(rc: RunConfig, machine: str, session, bad: list) -> Optional[str]:
+    """The known finding of a bridge adapter's pair (expectations.MPPX_KNOWN) that a step's violations are,
+    by the finding's pattern in the session's trace; None when any violated property is none of them."""
+    from .expectations import MPPX_KNOWN, _driven
+
+    known = MPPX_KNOWN.get(_driven(rc.client, rc.server, machine) + (machine, rc.strength), {})
+    fid = None
+    for pid in {p for p, _ in bad}:
+        if pid not in known:
+            return None
+        f = _which_finding(session, known[pid])
+        if f is None:
+            return None
+        fid = fid or f
+    return fid
 
 
 def _classify(rep: PairReport, rc: RunConfig, machine: str, failing: Optional[list] = None) -> None:
@@ -173,8 +210,15 @@ def _which_finding(session, candidates: tuple) -> Optional[str]:
         if w.action == "open" and w.fate == "response-dropped" and any(
                 v.action == "open" and v.client == w.client for v in wires[i + 1:]):
             seen.add("F16")
-        if w.method == "HEAD" and w.action in ("open", "voucher"):
+    for j, r in enumerate(session.results):  # F16 too: the client lost its store, then opened another channel
+        if r.step.get("op") == "restart_client" and r.step.get("keep") is False and any(
+                w.action == "open" and w.origin == "client" and w.client == r.step.get("client")
+                for later in session.results[j + 1:] for w in later.wires):
+            seen.add("F16")
+        if w.method == "HEAD" and w.action in ("open", "voucher") and w.origin == "client" and w.status != 402:
             seen.add("F15")
+        if w.method == "HEAD" and w.action == "open" and w.problem == "verification-failed":
+            seen.add("F20")
     if "request_close" in ops and any(w.problem == "channel-finalized" for w in wires):
         seen.add("F17")
     for r in session.results:  # the server findings, by the adversary attack (or property) that failed
@@ -186,6 +230,9 @@ def _which_finding(session, candidates: tuple) -> Optional[str]:
             seen.add("F5")
         if "SV" in props and kind == "same:foreign_source":
             seen.add("F19")
+        if "SV" in props and kind == "forged_above_deposit" and any(
+                w.problem == "amount-exceeds-deposit" for w in r.wires if w.origin == "adversary"):
+            seen.add("F12")
         if "D3" in props:
             seen.add("F8")
     keyed = [(w.channel_id, w.key) for r in session.results for w in r.wires if w.charged and w.key]
