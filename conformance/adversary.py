@@ -340,7 +340,7 @@ class AdversarySession(Session):
                 f"{real_status} {w.problem}, model {mresp.status} {mresp.problem}")
         if _ok(real_status) != (mresp.status == 200) and (not strict_only or self.rc.strength == "strict"):
             out.append(("SV", said))  # must: the same verdict, accepted or refused
-        elif self.rc.strength == "strict" and (real_status, w.problem) != (mresp.status, mresp.problem):
+        elif self.rc.strength == "strict" and (200 if _ok(real_status) else real_status, w.problem) != (mresp.status, mresp.problem):
             out.append(("SV", said))  # strict: the same status and problem type
         return out
 

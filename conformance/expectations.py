@@ -116,14 +116,16 @@ MPPX_FINDINGS = {
 }
 
 _MPPX_SERVER_MUST = {"SV": ("F1", "F2", "F5", "F19", "F8"), "S4": ("F1",), "D3": ("F8",), "S6": ("F8",),
-                     "SH": ("F11", "F13"), "LV": ("F20",), "R2": ("F20",)}
-_MPPX_SERVER_STRICT = dict(_MPPX_SERVER_MUST, SV=("F1", "F2", "F5", "F7", "F8", "F9", "F12", "F19"), SR=("F6",), HX=("F10",))
+                     "SH": ("F11", "F13", "F20"), "LV": ("F20",), "R2": ("F20",)}
+_MPPX_SERVER_STRICT = dict(_MPPX_SERVER_MUST, SV=("F1", "F2", "F5", "F7", "F8", "F9", "F12", "F19"), SR=("F6",), HX=("F10",),
+                           EQ=("F20",))
 # mppx's client (the generic client machine: mppx against the model server and its liar)
-_MPPX_CLIENT = {"H1": ("F3",), "H5": ("F14",), "H3": ("F15",), "HF": ("F14", "F15"), "R2": ("F14", "F16", "F17"),
-                "LV": ("F14", "F16", "F17"), "D1": ("F14", "F15"), "D2": ("F14", "F15")}
+_MPPX_CLIENT = {"H1": ("F3",), "H5": ("F14",), "H3": ("F15",), "HF": ("F14", "F15"),
+                "R2": ("F14", "F16", "F17", "F15"), "LV": ("F14", "F16", "F17", "F15"), "D1": ("F14", "F15"),
+                "D2": ("F14", "F15")}
 # mppx's client and our reference server in the pair machine, and the reverse (memory-v2: the harness signs and
 # decodes Tempo 0x76 transactions); each side's findings
-_MPPX_CLIENT_PAIR = {"R2": ("F14", "F16", "F17"), "LV": ("F14", "F16", "F17"), "HF": ("F14", "F15"),
+_MPPX_CLIENT_PAIR = {"R2": ("F14", "F16", "F17", "F15"), "LV": ("F14", "F16", "F17", "F15"), "HF": ("F14", "F15"),
                      "D1": ("F14", "F15"), "D2": ("F14", "F15")}
 MPPX_KNOWN: dict = {
     ("model", "mppx", "server", "must"): _MPPX_SERVER_MUST,

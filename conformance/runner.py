@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import traceback
 from typing import Optional
@@ -221,6 +222,11 @@ def _which_finding(session, candidates: tuple) -> Optional[str]:
             seen.add("F20")
     if "request_close" in ops and any(w.problem == "channel-finalized" for w in wires):
         seen.add("F17")
+    for r in session.results:  # F15 too: refused for the deposit although the hint's requiredCumulative fits it
+        hints = [w.hints for w in r.wires if w.origin == "client" and w.status == 402 and w.hints
+                 and "required" in w.hints and "deposit" in w.hints]
+        if str(r.outcome).startswith("refused:deposit") and hints and hints[-1]["required"] <= hints[-1]["deposit"]:
+            seen.add("F15")
     for r in session.results:  # the server findings, by the adversary attack (or property) that failed
         props = {p for p, _ in r.violations}
         kind = str(r.step.get("kind", "")) if r.step.get("op") == "adversary" else ""
@@ -235,6 +241,16 @@ def _which_finding(session, candidates: tuple) -> Optional[str]:
             seen.add("F12")
         if "D3" in props:
             seen.add("F8")
+        for p, msg in r.violations:
+            if p == "SV" and "answered 402 invalid-signature, model 402 signer-mismatch" in msg:
+                seen.add("F7")
+            if p == "SV" and "answered 402 amount-exceeds-deposit, model 402" in msg and (
+                    "signer-mismatch" in msg or "invalid-signature" in msg):
+                seen.add("F12")
+        for p, msg in r.violations:  # F11: the server's requiredCumulative is spent + price, below accepted
+            m = re.search(r"server \('0x[0-9a-f]+', (\d+), (\d+), (\d+)\)", msg) if p == "SH" else None
+            if m and int(m.group(3)) == int(m.group(2)) + session.rc.price < int(m.group(1)):
+                seen.add("F11")
     keyed = [(w.channel_id, w.key) for r in session.results for w in r.wires if w.charged and w.key]
     if len(keyed) != len(set(keyed)):  # one Idempotency-Key charged twice (S6 and D3 follow from it)
         seen.add("F8")
