@@ -17,7 +17,7 @@ from adapters.bridge.testing import node_adapter_or_skip
 from adapters.chain import make_chain, tempo_tx
 from adapters.chain.base import ZERO_ADDRESS, ChainError
 from conformance.harness import RunConfig
-from conformance.runner import generic_v2_gap, run_pair
+from conformance.runner import generic_v2_gap, replay, run_pair
 from model.crypto import address_of
 
 SALT = "0x" + "01" * 32
@@ -112,10 +112,19 @@ def test_mppx_decodes_our_tempo_tx_as_we_do():
     assert out["calls"][-1]["function"] == "open"
 
 
-@pytest.mark.parametrize("client,server", [("mppx", "reference"), ("reference", "mppx")])
-def test_mppx_meets_the_reference_side_on_memory_v2(client, server, tmp_path):
+@pytest.mark.parametrize("client,server,machine", [("mppx", "reference", "pair"), ("reference", "mppx", "pair"),
+                                                    ("reference", "mppx", "server"), ("mppx", "reference", "client")])
+def test_mppx_meets_the_reference_and_model_sides_on_memory_v2(client, server, machine, tmp_path):
     node_adapter_or_skip()
     rc = RunConfig(client=client, server=server, chain="memory-v2", seed=3)
-    rep = run_pair(rc, "ci", "pair", trace_dir=str(tmp_path), shrink=False)
+    rep = run_pair(rc, "ci", machine, trace_dir=str(tmp_path), shrink=False)
     assert rep.skipped is None and rep.error is None and rep.steps > 0
     assert not rep.unexpected, rep.unexpected
+    # every known finding the run went past is reported with its own replayable trace, never as a pass
+    for fid, d in rep.findings.items():
+        assert d["trace_file"] and (tmp_path / d["trace_file"].rsplit("/", 1)[-1]).exists()
+        if d["trace_file"].endswith(f"-{fid}.json"):  # a finding the exploration went past: its trace replays it
+            ok, text = replay(d["trace_file"])
+            assert not ok and f"finding {fid}: reproduces" in text, text[-400:]
+    if rep.findings:
+        assert not rep.ok
