@@ -33,7 +33,12 @@ from .model_impl import ModelServer, challenge_from_response, wire_descriptor
 
 THIRD_PARTY_KINDS = ("thirdparty_replay", "thirdparty_close")
 ADVERSARY_KINDS = ("lower", "replay", "above_deposit", "forged", "high_s", "other_channel", "advance_nokey",
-                   "head_advance", "lower_after_advance", "keyed_retry", "probe_after_advance") + THIRD_PARTY_KINDS
+                   "head_advance", "lower_after_advance", "keyed_retry", "probe_after_advance",
+                   "forged_above_deposit") + THIRD_PARTY_KINDS
+# The union with the attacks of mppx's former dedicated machines: `compact` is the variant same:compact,
+# `idem_replay` is keyed_retry's retry; `forged_above_deposit` (another key's signature on an amount above the
+# deposit: refused either way; strict compares which check speaks first, SPEC_NOTES "order of the voucher
+# checks") is here.
 # The third party (rule UA, SPEC_NOTES 4b; model/system.py ATTACKER): holds no payer key and sees what is
 # public: the challenge the server gives anyone who names the victim in `Payment-Payer` (with its hints and any
 # highestVoucher signature), and the vouchers the chain published (`Session.public_vouchers`, from the settle
@@ -81,6 +86,11 @@ def _mapped_back(s: Session, real_cid: str) -> Optional[str]:
     return None
 
 
+
+def _ok(status) -> bool:
+    """Accepted: any 2xx (the draft names no status for management; mppx answers a HEAD voucher 204 No Content)."""
+    return status is not None and 200 <= status < 300
+
 class AdversarySession(Session):
     """Machine (b): the server under test against model clients (hinted or legacy as the client named by
     --client is) plus the adversary; the client named by --client is not driven (see `drives`)."""
@@ -105,7 +115,7 @@ class AdversarySession(Session):
         dup_key, closes = self._ghosts(wires, prev_real)
         for w in wires:  # the adversary holds the payer's key: its valid vouchers are the payer's
             payers_voucher = step.get("kind") in PAYER_SIGNED_KINDS or (
-                str(step.get("kind")).startswith("same:") and w.status == 200)  # a refused variant authorizes nothing
+                str(step.get("kind")).startswith("same:") and _ok(w.status))  # a refused variant authorizes nothing
             if w.origin == "adversary" and w.amount is not None and payers_voucher:
                 self.signed[w.channel_id] = max(self.signed.get(w.channel_id, 0), w.amount)
         nxt = self.project()
@@ -231,12 +241,12 @@ class AdversarySession(Session):
             status = resp.status_code if resp is not None else None
             said = (f"{kind}: the third party sent {method} {payload.action} cumulative={amount} on {cid[:10]} "
                     f"(a voucher it saw in public) and got {status} {w.problem}")
-            if method == "GET" and (status == 200 or after.spent != before.spent):
+            if method == "GET" and (_ok(status) or after.spent != before.spent):
                 out.append(("TP1", f"{said}; spent {before.spent} -> {after.spent}"))
             changed = ((after.accepted, after.spent, after.finalized) != (before.accepted, before.spent, before.finalized)
                        or (chain_after.finalized, chain_after.settled, chain_after.deposit)
                        != (chain_before.finalized, chain_before.settled, chain_before.deposit))
-            if changed or (method == "HEAD" and status == 200):
+            if changed or (method == "HEAD" and _ok(status)):
                 out.append(("TP2", f"{said}; record (accepted, spent, finalized) {before.accepted}, {before.spent}, "
                                    f"{before.finalized} -> {after.accepted}, {after.spent}, {after.finalized}; chain "
                                    f"finalized {chain_before.finalized} -> {chain_after.finalized}"))
@@ -274,13 +284,13 @@ class AdversarySession(Session):
         # head_advance authorizes two prices ahead without buying anything: unspent authorization,
         # the state where "lower" vouchers and requiredCumulative = max(accepted, spent + price) matter
         amount = {"lower": trec.accepted - price, "replay": trec.accepted, "above_deposit": tch.deposit + price,
-                  "head_advance": trec.accepted + 2 * price,
+                  "forged_above_deposit": tch.deposit + price, "head_advance": trec.accepted + 2 * price,
                   "keyed_advance": trec.accepted + 2 * price}.get(kind, trec.accepted + price)
         if amount < 0 or amount > self.deployment.max_amount:
             return []  # no voucher of the deployment's type can say it (above 2^96-1 on v2): nothing to send
         key_bytes, signer = self.keys[i], self.addrs[i]
         sig_cid = rcid
-        if kind == "forged":
+        if kind in ("forged", "forged_above_deposit"):
             key_bytes, signer = self.other_key, address_of(self.other_key)
         if kind == "other_channel":
             sig_cid = "0x" + hashlib.sha256(rcid.encode()).hexdigest()
@@ -299,7 +309,10 @@ class AdversarySession(Session):
             return [("SV", "the server's 402 carried no decodable session challenge")]
         payload = wire.VoucherPayload(channel_id=rcid, cumulative_amount=amount, signature=sig,
                                       descriptor=wire_descriptor(self.deployment.descriptor(rcid)))
-        cred = wire.Credential(challenge=wc, payload=payload)
+        # the payer's DID as `source`, as honest clients send it (httpauth: optional; mppx requires it to name the
+        # channel's payer or signer, and `same:foreign_source` tests a foreign one)
+        cred = wire.Credential(challenge=wc, payload=payload,
+                               source=f"did:pkh:eip155:{self.deployment.chain_id}:{self.addrs[i]}")
         variant = kind.startswith(("same:", "not:"))
         auth = self._rewrite(kind, cred) if variant else wire.encode_authorization(cred)
         headers = {PAYER_HEADER: self.addrs[i], "Authorization": auth}
@@ -311,14 +324,14 @@ class AdversarySession(Session):
         if kind.startswith("not:"):  # a challenge the server never issued: refused, nothing changes
             after = self.server.record(rcid)
             status = resp.status_code if resp is not None else None
-            if status == 200 or (before and after and (after.accepted, after.spent) != (before.accepted, before.spent)):
+            if _ok(status) or (before and after and (after.accepted, after.spent) != (before.accepted, before.spent)):
                 return [("SV", f"{kind}: a credential echoing an altered challenge request was answered {status} "
                                f"{w.problem}; (accepted, spent) {before and (before.accepted, before.spent)} -> "
                                f"{after and (after.accepted, after.spent)}")]
             return []
         real_status = resp.status_code if resp is not None else None
         strict_only = kind in STRICT_ONLY_VARIANTS
-        if strict_only and self.rc.strength != "strict" and real_status != 200:
+        if strict_only and self.rc.strength != "strict" and not _ok(real_status):
             return []  # refusing a SHOULD-accept form is a strict deviation; the twin does not advance either
         # the twin: model.server.handle on the same input
         r = _Run(self.cfg, self.twin, act)
@@ -333,9 +346,9 @@ class AdversarySession(Session):
         out = []
         said = (f"{kind}: {method} voucher cumulative={amount} on {rcid[:10]}: server answered "
                 f"{real_status} {w.problem}, model {mresp.status} {mresp.problem}")
-        if (real_status == 200) != (mresp.status == 200) and (not strict_only or self.rc.strength == "strict"):
+        if _ok(real_status) != (mresp.status == 200) and (not strict_only or self.rc.strength == "strict"):
             out.append(("SV", said))  # must: the same verdict, accepted or refused
-        elif self.rc.strength == "strict" and (real_status, w.problem) != (mresp.status, mresp.problem):
+        elif self.rc.strength == "strict" and (200 if _ok(real_status) else real_status, w.problem) != (mresp.status, mresp.problem):
             out.append(("SV", said))  # strict: the same status and problem type
         return out
 

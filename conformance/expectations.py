@@ -38,8 +38,23 @@ def _names(client: str, server: str) -> tuple:
     return impl_name(client), impl_name(server)
 
 
-def expected_for(client: str, server: str, machine: str, strength: str = "must") -> tuple:
+def _driven(client: str, server: str, machine: str) -> tuple:
+    """The names a bridge adapter's run is keyed by: what the machine drove (the server machine drives model
+    clients, the client machine the model server), so `--client reference --server mppx --machine server` has
+    mppx's server findings."""
+    from .bridge_spec import is_bridge
+
     client, server = _names(client, server)
+    if is_bridge(client) or is_bridge(server) or "mppx" in (client, server):
+        if machine == "server":
+            client = "model"
+        elif machine == "client":
+            server = "model"
+    return client, server
+
+
+def expected_for(client: str, server: str, machine: str, strength: str = "must") -> tuple:
+    client, server = _driven(client, server, machine)
     return KNOWN.get((client, server, machine, strength), ())
 
 
@@ -88,23 +103,43 @@ MPPX_FINDINGS = {
     "F17": ("project property LV / R2, no draft MUST", "after a forced close request on chain the client keeps "
             "paying on the closing channel (410 channel-finalized) and never opens a new one",
             "draft 'Voucher Verification' 5 (the server side, which mppx honours); SPEC_NOTES LV"),
+    "F21": ("deviation from httpauth 'Credentials' (source is optional, a payer identifier; no draft MUST)",
+            "a credential whose `source` is absent or names another DID is refused (verification-failed, 'credential "
+            "source does not match channel'): mppx binds the optional source to the channel's payer or signer",
+            "httpauth 'Credentials' (source: not required); SPEC_NOTES, the server machine's variants"),
+    "F20": ("project rule C1 (HEAD costs nothing), no draft MUST", "an open sent on HEAD is refused unless its "
+            "voucher covers the route's price (verification-failed, 'voucher amount is less than request amount'): "
+            "a client that opens on a free HEAD with cumulative 0 never gets a channel",
+            "SPEC_NOTES C1; draft 'Voucher Submission Transport'"),
     "F13": ("strict deviation", "snapshot deposit/settled are the server's cached copies, stale after on-chain "
                                 "top-ups or settlements until the next voucher", "draft 'Session Snapshot' table"),
 }
 
-_MPPX_SERVER_MUST = {"SV": ("F1", "F2", "F5"), "S4": ("F1",), "D3": ("F8",), "SH": ("F11", "F13")}
-_MPPX_SERVER_STRICT = dict(_MPPX_SERVER_MUST, SV=("F1", "F2", "F5", "F7", "F9", "F12"), SR=("F6",), HX=("F10",))
+_MPPX_SERVER_MUST = {"SV": ("F1", "F2", "F5", "F21", "F8"), "S4": ("F1",), "D3": ("F8",), "S6": ("F8",),
+                     "SH": ("F11", "F13", "F20"), "LV": ("F20",), "R2": ("F20",)}
+_MPPX_SERVER_STRICT = dict(_MPPX_SERVER_MUST, SV=("F1", "F2", "F5", "F7", "F8", "F9", "F12", "F21"), SR=("F6",), HX=("F10",),
+                           EQ=("F20",))
+# mppx's client (the generic client machine: mppx against the model server and its liar)
+_MPPX_CLIENT = {"H1": ("F3",), "H5": ("F14",), "H3": ("F15",), "HF": ("F14", "F15"),
+                "R2": ("F14", "F16", "F17", "F15"), "LV": ("F14", "F16", "F17", "F15"), "D1": ("F14", "F15"),
+                "D2": ("F14", "F15")}
+# mppx's client and our reference server in the pair machine, and the reverse (memory-v2: the harness signs and
+# decodes Tempo 0x76 transactions); each side's findings
+_MPPX_CLIENT_PAIR = {"R2": ("F14", "F16", "F17", "F15"), "LV": ("F14", "F16", "F17", "F15"), "HF": ("F14", "F15"),
+                     "D1": ("F14", "F15"), "D2": ("F14", "F15")}
 MPPX_KNOWN: dict = {
     ("model", "mppx", "server", "must"): _MPPX_SERVER_MUST,
     ("model", "mppx", "server", "strict"): _MPPX_SERVER_STRICT,
-    ("mppx", "model", "client", "must"): {"H1": ("F3",), "H5": ("F14",), "H3": ("F15",)},
-    ("mppx", "model", "client", "strict"): {"H1": ("F3",), "H5": ("F14",), "H3": ("F15",)},
+    ("mppx", "model", "client", "must"): _MPPX_CLIENT,
+    ("mppx", "model", "client", "strict"): _MPPX_CLIENT,
     ("mppx", "model", "pair", "must"): {"H5": ("F14",), "B2": ("F14",), "H3": ("F15",)},
     # the generic pair machine on a v2 harness chain (memory-v2): mppx's client and server, mppx opening and
     # topping up its own channels (python -m conformance run --client mppx --server mppx --chain memory-v2)
     # and on the v1 escrow (memory) for the v1-only releases (<= 0.6.x), whose client climbs above the deposit (F14)
-    ("mppx", "mppx", "pair", "must"): {"R2": ("F14", "F16", "F17"), "LV": ("F14", "F16", "F17"), "HF": ("F14", "F15"),
-                                       "D1": ("F14", "F15"), "D2": ("F14", "F15")},
+    ("mppx", "mppx", "pair", "must"): _MPPX_CLIENT_PAIR,
+    ("mppx", "reference", "pair", "must"): _MPPX_CLIENT_PAIR,
+    ("reference", "mppx", "pair", "must"): {"D3": ("F8",), "S6": ("F8",), "S4": ("F1",), "LV": ("F20",),
+                                            "R2": ("F20",)},
 }
 
 MPPX_MATRIX = [
@@ -112,7 +147,9 @@ MPPX_MATRIX = [
     ("model", "mppx", "server", "strict"),
     ("mppx", "model", "client", "must"),
     ("mppx", "model", "pair", "must"),
-    ("mppx", "reference", "pair", "must"),  # reported SKIPPED: the wire does not allow it (FINDINGS.md)
+    # mppx against our reference side on memory-v2 (the harness signs and decodes Tempo 0x76 transactions)
+    ("mppx", "reference", "pair", "must"),
+    ("reference", "mppx", "pair", "must"),
     # mppx@0.6.31 (v1 only) against itself through the generic pair machine on our v1 escrow: it opens its own
     # channel on the harness's chain (conformance/chain_rpc.py); its expectations are mppx's (manifest name)
     ("mppx-v1", "mppx-v1", "pair", "must"),
@@ -131,5 +168,5 @@ for _k, _v in MPPX_KNOWN.items():
 
 def expected_findings(client: str, server: str, machine: str, strength: str = "must") -> set:
     """The finding ids a pair may show (each violation must be one of them)."""
-    client, server = _names(client, server)
+    client, server = _driven(client, server, machine)
     return {f for fs in MPPX_KNOWN.get((client, server, machine, strength), {}).values() for f in fs}

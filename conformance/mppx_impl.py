@@ -234,6 +234,9 @@ class MppxServer:
     hinted = True
     profile = "v2"
     concurrent = False  # one JSON-lines pipe, one request at a time: the concurrency rules are SKIPPED (LZ)
+    # resolveChannelId's fallback to the channel the payer (Payment-Payer) last opened here: set by the harness
+    # when the clients are its own (they name the payer, never a Payment-Session); mppx's client names its channel
+    resolve_by_payer = False
 
     def __init__(self, name: str = "mppx"):
         self.name = name  # the spec: "mppx" or "bridge:PATH/manifest.json" (any adapter of PROTOCOL.md)
@@ -248,6 +251,7 @@ class MppxServer:
         self.a = get_adapter(self.manifest)
         self.a.call("reset")
         self.env = env
+        self.channels: dict = {}  # payer -> the channel it last opened here (resolveChannelId's fallback)
         # On a v2 harness chain (memory-v2, evm-v2) mppx's server reads and writes that chain over the rpc
         # callback; otherwise the adapter's fake chain answers it (the dedicated machines seed it).
         self.rpc = rpc_for(env) if on_harness_chain(self.manifest, env.chain) else None
@@ -263,7 +267,11 @@ class MppxServer:
     def handle(self, request: httpx.Request) -> httpx.Response:
         method = request.method.upper()
         fields: dict = {"method": method, "path": "/resource"}
-        cid = request.headers.get(SESSION_HEADER)
+        payer = (request.headers.get(PAYER_HEADER) or "").lower()
+        # the channel mppx's resolveChannelId hints: the one the client names (Payment-Session, mppx's
+        # sessionManager), else the one this payer last opened here (the application resolving its user's
+        # channel, as the harness's own servers resolve a payer's)
+        cid = request.headers.get(SESSION_HEADER) or (self.channels.get(payer) if self.resolve_by_payer else None)
         if cid:
             fields["channelId"] = cid
         key = request.headers.get(IDEMPOTENCY_HEADER)
@@ -280,6 +288,11 @@ class MppxServer:
             else:
                 raw = self.a.call("server.challenge", **fields)
         self.last = raw
+        if payer and auth and 200 <= int(raw.get("status", 0)) < 300:
+            opened = decode_credential_header(auth)
+            p = (opened or {}).get("payload") or {}
+            if p.get("action") == "open" and p.get("channelId"):
+                self.channels[payer] = str(p["channelId"]).lower()
         return to_httpx(raw)
 
     def record(self, channel_id: str) -> Optional[ChannelRecord]:

@@ -89,7 +89,7 @@ def _hints(resp: httpx.Response) -> Optional[dict]:
 
 
 def _problem(resp: httpx.Response) -> Optional[str]:
-    if resp.status_code == 200:
+    if 200 <= resp.status_code < 300:
         return None
     try:
         return wire.parse_problem(resp.content).type.rsplit("/", 1)[-1]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import traceback
 from typing import Optional
@@ -14,7 +15,7 @@ from model.properties import PROPERTIES
 
 from .harness import RunConfig, Session
 from .machines import new_session as _session, run_machine
-from .trace import render_mermaid, render_steps, write_steps
+from .trace import render_mermaid, render_steps, steps_file, write_steps
 
 
 
@@ -100,8 +101,10 @@ def run_pair(rc: RunConfig, profile: str = "ci", machine: str = "pair", progress
         rc = attrs.evolve(rc, shared=False)
         rep.drives += " (clients are two payers: mppx shares no channel between devices of one payer)"
     t0 = time.monotonic()
+    known = (lambda sess, bad: known_finding(rc, machine, sess, bad)) if (is_bridge(rc.client) or
+                                                                            is_bridge(rc.server)) else None
     try:
-        col = run_machine(rc, profile, machine, progress)
+        col = run_machine(rc, profile, machine, progress, known=known)
     except Exception as exc:  # an adapter crashed: that is a failure, never a pass
         rep.ok = False
         rep.error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
@@ -123,8 +126,43 @@ def run_pair(rc: RunConfig, profile: str = "ci", machine: str = "pair", progress
         name = f"trace-{machine}-{rc.client}-{rc.server}-{rc.strength}.json".replace(":", "_").replace("/", "_")
         rep.trace_file = os.path.join(d, name)
         write_steps(rep.trace_file, s.rc, s.steps, machine)
-        _classify(rep, rc, machine, [s, col.failing])  # the shrunk trace and the one the exploration found
+        # the shrunk trace, the one the exploration found, and the sessions of the known findings it went past
+        _classify(rep, rc, machine, [s, col.failing] + list(col.found.values()))
+    if col.found:
+        rep.ok = False  # known findings are reported (AS EXPECTED), never passed
+    for fid, s in sorted(col.found.items()):  # the known findings the exploration met and went past
+        if fid in rep.findings:
+            continue
+        d = trace_dir or os.getcwd()
+        os.makedirs(d, exist_ok=True)
+        name = f"trace-{machine}-{rc.client}-{rc.server}-{rc.strength}-{fid}.json".replace(":", "_").replace("/", "_")
+        path = os.path.join(d, name)
+        data = steps_file(s.rc, s.steps, machine)
+        data["finding"] = fid
+        with open(path, "w") as f:
+            json.dump(data, f, indent=1)
+        last = next((r for r in reversed(s.results) if r.violations or r.mismatches), s.results[-1])
+        pid = (last.violations or [("EQ", "")])[0][0]
+        rep.findings[fid] = {"property": pid, "trace_file": path, "steps": render_steps(s.results),
+                             "message": f"{pid} violated: {fid} (its pattern is in the trace)"}
     return rep
+
+
+def known_finding(rc: RunConfig, machine: str, session, bad: list) -> Optional[str]:
+    """The known finding of a bridge adapter's pair (expectations.MPPX_KNOWN) that a step's violations are,
+    by the finding's pattern in the session's trace; None when any violated property is none of them."""
+    from .expectations import MPPX_KNOWN, _driven
+
+    known = MPPX_KNOWN.get(_driven(rc.client, rc.server, machine) + (machine, rc.strength), {})
+    fid = None
+    for pid in {p for p, _ in bad}:
+        if pid not in known:
+            return None
+        f = _which_finding(session, known[pid])
+        if f is None:
+            return None
+        fid = fid or f
+    return fid
 
 
 def _classify(rep: PairReport, rc: RunConfig, machine: str, failing: Optional[list] = None) -> None:
@@ -132,16 +170,17 @@ def _classify(rep: PairReport, rc: RunConfig, machine: str, failing: Optional[li
     manifest's name): `findings` holds the ids a violated property may be, `unexpected` the violated properties
     that are none of its findings."""
     from .bridge_spec import is_bridge
-    from .expectations import MPPX_KNOWN, _names
+    from .expectations import MPPX_KNOWN, _driven
 
     if not (is_bridge(rc.client) or is_bridge(rc.server)):
         return
-    known = MPPX_KNOWN.get(_names(rc.client, rc.server) + (machine, rc.strength), {})
+    driven = _driven(rc.client, rc.server, machine)  # what the machine drove (server: model clients, ...)
+    known = MPPX_KNOWN.get(driven + (machine, rc.strength), {})
     for pid, status in rep.properties.items():
         if not status.startswith("VIOLATED"):
             continue
         if pid not in known:
-            rep.unexpected.append(f"{pid} (no known finding of {rc.client} x {rc.server})")
+            rep.unexpected.append(f"{pid} (no known finding of {driven[0]} x {driven[1]})")
             continue
         fid = next((f for sess in failing or [] if (f := _which_finding(sess, known[pid])) is not None), None)
         if fid is None:
@@ -172,10 +211,49 @@ def _which_finding(session, candidates: tuple) -> Optional[str]:
         if w.action == "open" and w.fate == "response-dropped" and any(
                 v.action == "open" and v.client == w.client for v in wires[i + 1:]):
             seen.add("F16")
-        if w.method == "HEAD" and w.action in ("open", "voucher"):
+    for j, r in enumerate(session.results):  # F16 too: the client lost its store, then opened another channel
+        if r.step.get("op") == "restart_client" and r.step.get("keep") is False and any(
+                w.action == "open" and w.origin == "client" and w.client == r.step.get("client")
+                for later in session.results[j + 1:] for w in later.wires):
+            seen.add("F16")
+        if w.method == "HEAD" and w.action in ("open", "voucher") and w.origin == "client" and w.status != 402:
             seen.add("F15")
+        if w.method == "HEAD" and w.action == "open" and w.problem == "verification-failed":
+            seen.add("F20")
     if "request_close" in ops and any(w.problem == "channel-finalized" for w in wires):
         seen.add("F17")
+    for r in session.results:  # F15 too: refused for the deposit although the hint's requiredCumulative fits it
+        hints = [w.hints for w in r.wires if w.origin == "client" and w.status == 402 and w.hints
+                 and "required" in w.hints and "deposit" in w.hints]
+        if str(r.outcome).startswith("refused:deposit") and hints and hints[-1]["required"] <= hints[-1]["deposit"]:
+            seen.add("F15")
+    for r in session.results:  # the server findings, by the adversary attack (or property) that failed
+        props = {p for p, _ in r.violations}
+        kind = str(r.step.get("kind", "")) if r.step.get("op") == "adversary" else ""
+        if props & {"SV", "S4"} and kind == "high_s":
+            seen.add("F1")
+        if "SV" in props and kind == "same:compact":
+            seen.add("F5")
+        if "SV" in props and kind == "same:foreign_source":
+            seen.add("F21")
+        if "SV" in props and kind == "forged_above_deposit" and any(
+                w.problem == "amount-exceeds-deposit" for w in r.wires if w.origin == "adversary"):
+            seen.add("F12")
+        if "D3" in props:
+            seen.add("F8")
+        for p, msg in r.violations:
+            if p == "SV" and "answered 402 invalid-signature, model 402 signer-mismatch" in msg:
+                seen.add("F7")
+            if p == "SV" and "answered 402 amount-exceeds-deposit, model 402" in msg and (
+                    "signer-mismatch" in msg or "invalid-signature" in msg):
+                seen.add("F12")
+        for p, msg in r.violations:  # F11: the server's requiredCumulative is spent + price, below accepted
+            m = re.search(r"server \('0x[0-9a-f]+', (\d+), (\d+), (\d+)\)", msg) if p == "SH" else None
+            if m and int(m.group(3)) == int(m.group(2)) + session.rc.price < int(m.group(1)):
+                seen.add("F11")
+    keyed = [(w.channel_id, w.key) for r in session.results for w in r.wires if w.charged and w.key]
+    if len(keyed) != len(set(keyed)):  # one Idempotency-Key charged twice (S6 and D3 follow from it)
+        seen.add("F8")
     return next((f for f in candidates if f in seen), None)
 
 
@@ -194,26 +272,25 @@ def _speaks_chain(rc: RunConfig) -> bool:
 
 
 def generic_v2_gap(rc: RunConfig, machine: str) -> Optional[str]:
-    """Why the generic machines cannot run this pair of a bridge adapter on the harness's chain yet (None: they
-    can). A bridge adapter (mppx) there runs against another bridge adapter (its own server or client): the
-    harness's model and reference sides sign their open/topUp transactions in the backend's own encoding, which
-    mppx's server cannot decode (it requires Tempo 0x76), and on v2 they do not yet speak v2 descriptors (the v2
-    harness, h8-v2harness)."""
+    """Why the generic machines cannot run this pair of a bridge adapter on the harness's chain (None: they
+    can). A bridge adapter (mppx) meets the harness's own sides (reference, model) only where the backend takes
+    and signs Tempo 0x76 transactions (memory-v2, adapters/chain/tempo_tx.py): mppx's client signs them and
+    mppx's server requires them. evm-v2's escrow derives its own expiringNonceHash (no foreign open) and the v1
+    backends sign only their own encoding."""
     from .bridge_spec import is_bridge
     from .harness import machine_config
-    from .mppx_impl import is_v2_chain_name
 
-    if not (is_v2_chain_name(rc.chain) or is_bridge(rc.client) or is_bridge(rc.server)):
+    if not (is_bridge(rc.client) or is_bridge(rc.server)):
         return None
     mc = machine_config(rc, machine)
     if is_bridge(mc.client) and is_bridge(mc.server):
         return None
-    if is_bridge(mc.client) or is_bridge(mc.server):
-        other = mc.server if is_bridge(mc.client) else mc.client
-        return (f"{machine} machine on {rc.chain}: {other} cannot meet a bridge adapter on the harness's chain yet "
-                "(its open/topUp transactions are not Tempo 0x76, which mppx's server decodes; on v2 it has no "
-                f"descriptors either); run --client mppx --server mppx --chain {rc.chain} --machine pair")
-    return None
+    if rc.chain == "memory-v2":
+        return None
+    other = mc.server if is_bridge(mc.client) else mc.client
+    return (f"{machine} machine on {rc.chain}: {other} cannot meet a bridge adapter there (the backend neither "
+            "decodes nor signs Tempo 0x76 open/topUp transactions, which mppx signs and its server requires); "
+            f"run it on --chain memory-v2, or --client mppx --server mppx --chain {rc.chain} --machine pair")
 
 
 def _fails(rc: RunConfig, machine: str, steps: list, want: set):

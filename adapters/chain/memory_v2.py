@@ -38,6 +38,7 @@ from ._common import (
 )
 from .base import ZERO_ADDRESS, ChainError, ChannelDescriptor, ChannelStateV2, DecodedTxV2
 from .memory import MemoryChain, _Channel, _ecrecover
+from . import tempo_tx
 
 __all__ = ["MemoryChainV2", "norm_descriptor"]
 
@@ -84,6 +85,10 @@ class MemoryChainV2(MemoryChain):
     """An in-process v2 escrow plus test token (see the module docstring)."""
 
     name = "memory-v2"
+    # What build_open_tx/build_topup_tx sign: "memory" (MemoryChain's canonical-JSON encoding) or "tempo" (Tempo
+    # 0x76 transactions, adapters/chain/tempo_tx.py, the type mppx's server requires). decode_tx and broadcast
+    # take both.
+    tx_format = "memory"
 
     def __init__(self, *, chain_id: int = 31337, start_time: int = 1_700_000_000, escrow: str = PRECOMPILE_ESCROW, token: str | None = None) -> None:
         super().__init__(chain_id=chain_id, start_time=start_time, escrow=escrow, token=token)
@@ -93,6 +98,7 @@ class MemoryChainV2(MemoryChain):
         with self._lock:
             super().reset()
             self._opens: dict[str, int] = {}
+            self._tempo_seen: set[str] = set()  # hashes of the Tempo transactions already included
 
     # ------------------------------------------------------------------------ reads
 
@@ -138,6 +144,13 @@ class MemoryChainV2(MemoryChain):
             "token": self.token,
         }
         with self._lock:
+            if self.tx_format == "tempo":
+                data = tempo_tx.open_calldata(args["payee"], args["operator"], self.token, int(args["deposit"]),
+                                              args["salt"], args["authorizedSigner"])
+                raw = tempo_tx.sign(payer_key, self.chain_id, self._nonces.get(payer, 0), self.escrow, data)
+                enh = tempo_tx.decode(raw).expiring_nonce_hash
+                return raw, ChannelDescriptor(payer, args["payee"], args["operator"], self.token, args["salt"],
+                                              args["authorizedSigner"], enh)
             d = self._next_descriptor(payer, args["payee"], args["operator"], self.token, args["salt"], args["authorizedSigner"])
             return self._sign_tx(payer_key, "open", args), d
 
@@ -146,10 +159,33 @@ class MemoryChainV2(MemoryChain):
             "additionalDeposit": str(norm_amount(amount, "amount", UINT96_MAX)),
             "descriptor": descriptor_json(norm_descriptor(descriptor)),
         }
+        if self.tx_format == "tempo":
+            data = tempo_tx.topup_calldata(norm_descriptor(descriptor).as_abi(), int(args["additionalDeposit"]))
+            with self._lock:
+                nonce = self._nonces.get(address_of_key(payer_key), 0)
+            return tempo_tx.sign(payer_key, self.chain_id, nonce, self.escrow, data)
         return self._sign_tx(payer_key, "topUp", args)
 
     def decode_tx(self, raw_tx: str) -> DecodedTxV2:  # type: ignore[override]
+        if tempo_tx.is_tempo(raw_tx):
+            return self._decode_tempo(raw_tx)[0]
         return self._decode(raw_tx)[0]
+
+    def _decode_tempo(self, raw_tx: str) -> tuple[DecodedTxV2, str]:
+        """A Tempo 0x76 open or topUp (the escrow call is its last call; the sender recovered from its signature,
+        an open's expiringNonceHash derived from the transaction as the precompile does); (decoded, tx hash)."""
+        tx = tempo_tx.decode(raw_tx)
+        if tx.chain_id != self.chain_id:
+            raise ChainError("WrongChain", f"transaction is for chain {tx.chain_id}, this is {self.chain_id}")
+        kind, args = tempo_tx.escrow_call(tx, self.escrow)
+        if kind == "open":
+            payee, operator, token, deposit, salt, signer = args
+            d = ChannelDescriptor(tx.sender, payee, operator, token, salt, signer, tx.expiring_nonce_hash)
+        else:
+            d = norm_descriptor(dict(zip(_DESCRIPTOR_FIELDS, args[0])))
+            deposit = args[1]
+        cid = compute_channel_id_v2(d, self.escrow, self.chain_id)
+        return DecodedTxV2(kind, tx.sender, self.escrow, tx.chain_id, cid, d, deposit), tx.tx_hash
 
     def _decode_args(self, kind: str, args: object, sender: str, chain_id: int) -> DecodedTxV2:  # type: ignore[override]
         if not isinstance(args, dict) or set(args) != (_OPEN_ARGS if kind == "open" else _TOPUP_ARGS):
@@ -171,6 +207,8 @@ class MemoryChainV2(MemoryChain):
         return DecodedTxV2(kind, sender, self.escrow, chain_id, cid, d, amount)
 
     def broadcast(self, raw_tx: str) -> str:
+        if tempo_tx.is_tempo(raw_tx):
+            return self._broadcast_tempo(raw_tx)
         with self._lock:
             tx, nonce, raw = self._decode(raw_tx)
             if tx.kind == "open":
@@ -180,6 +218,22 @@ class MemoryChainV2(MemoryChain):
                 args = (tx.descriptor, tx.amount)
             self._execute(tx.sender, tx.kind, args, nonce)
         return "0x" + keccak(raw).hex()
+
+    def _broadcast_tempo(self, raw_tx: str) -> str:
+        """Include a Tempo transaction: its escrow call as its sender (with the sender's next nonce: Tempo's
+        nonce keys and expiring nonces are not modelled; a transaction included before is InvalidNonce)."""
+        with self._lock:
+            tx, tx_hash = self._decode_tempo(raw_tx)
+            if tx_hash in self._tempo_seen:
+                raise ChainError("InvalidNonce", f"transaction {tx_hash} was already included")
+            d = tx.descriptor
+            if tx.kind == "open":
+                args: tuple = (d.payee, d.operator, d.token, tx.amount, d.salt, d.authorized_signer)
+            else:
+                args = (d, tx.amount)
+            self.apply_foreign(tx.sender, tx.kind, args, d.expiring_nonce_hash if tx.kind == "open" else None)
+            self._tempo_seen.add(tx_hash)
+        return tx_hash
 
     def apply_foreign(self, sender: str, kind: str, args: tuple, expiring_nonce_hash: str | None = None) -> None:
         """MemoryChain.apply_foreign with v2 args (descriptors as ChannelDescriptor); an open takes the
