@@ -103,6 +103,9 @@ MPPX_FINDINGS = {
     "F17": ("project property LV / R2, no draft MUST", "after a forced close request on chain the client keeps "
             "paying on the closing channel (410 channel-finalized) and never opens a new one",
             "draft 'Voucher Verification' 5 (the server side, which mppx honours); SPEC_NOTES LV"),
+    "F19": ("against the draft and mppx (security; rule UA)", "anyone who knows a channelId gets the highest "
+            "voucher's signature in the snapshot, is served on the payer's unspent authorization with it, and closes "
+            "the channel with it", "SPEC_NOTES 4b (UA1, UA2); draft 'Cross-Session Replay Prevention', 'Session Snapshot'"),
     "F21": ("deviation from httpauth 'Credentials' (source is optional, a payer identifier; no draft MUST)",
             "a credential whose `source` is absent or names another DID is refused (verification-failed, 'credential "
             "source does not match channel'): mppx binds the optional source to the channel's payer or signer",
@@ -115,8 +118,8 @@ MPPX_FINDINGS = {
                                 "top-ups or settlements until the next voucher", "draft 'Session Snapshot' table"),
 }
 
-_MPPX_SERVER_MUST = {"SV": ("F1", "F2", "F5", "F21", "F8"), "S4": ("F1",), "D3": ("F8",), "S6": ("F8",),
-                     "SH": ("F11", "F13", "F20"), "LV": ("F20",), "R2": ("F20",)}
+_MPPX_SERVER_MUST = {"TP1": ("F19",), "TP2": ("F19",), "SV": ("F1", "F2", "F5", "F21", "F8"), "S4": ("F1",), "D3": ("F8",), "S6": ("F8",),
+                     "SH": ("F11", "F13", "F20"), "LV": ("F20", "F2"), "R2": ("F20", "F2")}
 _MPPX_SERVER_STRICT = dict(_MPPX_SERVER_MUST, SV=("F1", "F2", "F5", "F7", "F8", "F9", "F12", "F21"), SR=("F6",), HX=("F10",),
                            EQ=("F20",))
 # mppx's client (the generic client machine: mppx against the model server and its liar)
@@ -138,8 +141,8 @@ MPPX_KNOWN: dict = {
     # and on the v1 escrow (memory) for the v1-only releases (<= 0.6.x), whose client climbs above the deposit (F14)
     ("mppx", "mppx", "pair", "must"): _MPPX_CLIENT_PAIR,
     ("mppx", "reference", "pair", "must"): _MPPX_CLIENT_PAIR,
-    ("reference", "mppx", "pair", "must"): {"D3": ("F8",), "S6": ("F8",), "S4": ("F1",), "LV": ("F20",),
-                                            "R2": ("F20",)},
+    ("reference", "mppx", "pair", "must"): {"D3": ("F8",), "S6": ("F8",), "S4": ("F1",), "LV": ("F20", "F2"),
+                                            "R2": ("F20", "F2")},
 }
 
 MPPX_MATRIX = [

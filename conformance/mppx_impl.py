@@ -44,6 +44,7 @@ import httpx
 
 from adapters.bridge import AdapterError, AdapterProcess, CallbackRefused
 from adapters.bridge.process import build_adapter, load_manifest
+from adapters.chain._common import PRECOMPILE_ESCROW
 from model.crypto import CryptoError, VoucherDomain, address_of, recover_voucher_signer
 
 from .bridge_spec import effective_capabilities, is_bridge, manifest_path
@@ -506,6 +507,10 @@ class MppxClient:
                 # the payer's wallet bounds what mppx may authorize in total; it tops up by the harness's top_up
                 fields["maxDeposit"] = str(max(self.env.chain.balance_of(self.addr), self.params.deposit))
                 fields["topUpAmount"] = str(self.params.top_up)
+            if self.rpc is not None and str(getattr(self.env.chain, "escrow", "")).lower() == PRECOMPILE_ESCROW:
+                # on the harness's chain the escrow is mppx's default: run with its default (no custom escrows),
+                # as its users do, so a challenge naming another escrow is refused by mppx itself (rule H7, DM)
+                fields["allowCustomEscrow"] = False
         if self.chain_view is not None and self.rpc is None:
             fields["chain"] = self.chain_view()
         self._last = None

@@ -222,6 +222,15 @@ def _which_finding(session, candidates: tuple) -> Optional[str]:
             seen.add("F20")
     if "request_close" in ops and any(w.problem == "channel-finalized" for w in wires):
         seen.add("F17")
+    settled_at = next((j for j, r in enumerate(session.results) if r.step.get("op") == "settle"), None)
+    for r in session.results[settled_at + 1:] if settled_at is not None else ():
+        hint = None  # F2: after a settle, the voucher at the settled highest (the hint's acceptedCumulative) is refused
+        for w in (w for w in r.wires if w.origin == "client"):
+            if w.action == "voucher" and w.problem == "verification-failed" and hint \
+                    and hint.get("channel") == w.channel_id and w.amount == hint.get("accepted"):
+                seen.add("F2")
+            if w.status == 402 and w.hints and "accepted" in w.hints:
+                hint = w.hints
     for r in session.results:  # F15 too: refused for the deposit although the hint's requiredCumulative fits it
         hints = [w.hints for w in r.wires if w.origin == "client" and w.status == 402 and w.hints
                  and "required" in w.hints and "deposit" in w.hints]
@@ -234,6 +243,8 @@ def _which_finding(session, candidates: tuple) -> Optional[str]:
             seen.add("F1")
         if "SV" in props and kind == "same:compact":
             seen.add("F5")
+        if props & {"TP1", "TP2"} and kind.startswith("thirdparty_"):
+            seen.add("F19")  # the third party is served on, or closes, the payer's channel with a disclosed voucher
         if "SV" in props and kind == "same:foreign_source":
             seen.add("F21")
         if "SV" in props and kind == "forged_above_deposit" and any(
@@ -247,6 +258,8 @@ def _which_finding(session, candidates: tuple) -> Optional[str]:
             if p == "SV" and "answered 402 amount-exceeds-deposit, model 402" in msg and (
                     "signer-mismatch" in msg or "invalid-signature" in msg):
                 seen.add("F12")
+        if "request_close" in ops and any(p == "SH" and msg.endswith("model None") for p, msg in r.violations):
+            seen.add("F13")  # its cached channel state misses the pending forced close: it still hints the channel
         for p, msg in r.violations:  # F11: the server's requiredCumulative is spent + price, below accepted
             m = re.search(r"server \('0x[0-9a-f]+', (\d+), (\d+), (\d+)\)", msg) if p == "SH" else None
             if m and int(m.group(3)) == int(m.group(2)) + session.rc.price < int(m.group(1)):
