@@ -311,19 +311,7 @@ class HarnessRpc:
                 ch.request_close(key, d)
             else:
                 ch.withdraw(key, d)
-        after = ch.get_channel(cid)
-        base = {"channelId": cid, "payer": d.payer, "payee": d.payee}
-        if fn == "topUp":
-            return cid, ("TopUp", dict(base, additionalDeposit=call[1], newDeposit=after.deposit))
-        if fn == "settle":
-            return cid, ("Settled", dict(base, cumulativeAmount=call[1], deltaPaid=after.settled - before.settled,
-                                         newSettled=after.settled))
-        if fn == "close":
-            return cid, ("ChannelClosed", dict(base, settledToPayee=after.settled - before.settled,
-                                               refundedToPayer=before.deposit - after.settled))
-        if fn == "requestClose":
-            return cid, ("CloseRequested", dict(base, closeGraceEnd=after.close_requested_at + ch.grace_period))
-        return cid, None
+        return cid, self._event(fn, cid, d.payer, d.payee, call[1:2], before, ch.get_channel(cid))
 
     def _apply_v1(self, sender: str, fn: str, args: list) -> tuple:
         """A v1 escrow call (channels named by id) as `sender` on a backend with apply_foreign (memory)."""
@@ -354,16 +342,20 @@ class HarnessRpc:
         else:
             raise CallbackRefused(f"escrow function {fn} is not modelled", type="rejected")
         foreign(sender, fn, call)
-        after = ch.get_channel(cid)
-        base = {"channelId": cid, "payer": before.payer, "payee": before.payee}
+        return cid, self._event(fn, cid, before.payer, before.payee, call[1:2], before, ch.get_channel(cid))
+
+    def _event(self, fn: str, cid: str, payer: str, payee: str, amount: tuple, before, after) -> Optional[tuple]:
+        """The escrow event (name, args) a v1 or v2 call emits, from the channel before and after it
+        (`amount`: the call's own amount, the topUp's or the settle's cumulative; withdraw emits none here)."""
+        base = {"channelId": cid, "payer": payer, "payee": payee}
         if fn == "topUp":
-            return cid, ("TopUp", dict(base, additionalDeposit=call[1], newDeposit=after.deposit))
+            return ("TopUp", dict(base, additionalDeposit=amount[0], newDeposit=after.deposit))
         if fn == "settle":
-            return cid, ("Settled", dict(base, cumulativeAmount=call[1], deltaPaid=after.settled - before.settled,
-                                         newSettled=after.settled))
+            return ("Settled", dict(base, cumulativeAmount=amount[0], deltaPaid=after.settled - before.settled,
+                                    newSettled=after.settled))
         if fn == "close":
-            return cid, ("ChannelClosed", dict(base, settledToPayee=after.settled - before.settled,
-                                               refundedToPayer=before.deposit - after.settled))
+            return ("ChannelClosed", dict(base, settledToPayee=after.settled - before.settled,
+                                          refundedToPayer=before.deposit - after.settled))
         if fn == "requestClose":
-            return cid, ("CloseRequested", dict(base, closeGraceEnd=after.close_requested_at + ch.grace_period))
-        return cid, None
+            return ("CloseRequested", dict(base, closeGraceEnd=after.close_requested_at + self.chain.grace_period))
+        return None
