@@ -10,7 +10,9 @@ import httpx
 import pytest
 
 from adapters.reference import SessionClient, SessionServer
-from adapters.reference.client import EscrowBudgetExceeded, ExposureExceeded, PriceTooHigh
+from adapters.chain import ChainError
+from adapters.reference.client import EscrowBudgetExceeded, ExposureExceeded, PriceTooHigh, ServerUnreachable
+from model.wire import parse_authorization
 
 from .test_reference_support import PATH, PRICE, config, memory_chain, new_key
 
@@ -139,3 +141,78 @@ def test_voucher_kept_and_402_is_bounded_per_request_and_in_total(tmp_path):
     hostile.mode = None
     client.restart()
     assert client.request("GET", PATH).status_code == 200
+
+
+
+class LosesOpens:
+    """In front of a real server: the first `lose` open credentials never reach it (a server killed
+    between its 402 and the open: the client's one retry of the same credential fails too)."""
+
+    def __init__(self, server: SessionServer, lose: int) -> None:
+        self.server, self.lose, self.lost = server, lose, []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        auth = headers.get("authorization")
+        if auth and parse_authorization(auth).payload.action == "open":
+            if auth in self.lost or len(self.lost) < self.lose:
+                if auth not in self.lost:
+                    self.lost.append(auth)
+                raise httpx.ConnectError("server down", request=request)
+        reply = self.server.handle(request.method, request.url.path, headers)
+        return httpx.Response(reply.status, headers=list(reply.headers), content=reply.body)
+
+
+def _lost_open_ids(lossy: LosesOpens) -> list[str]:
+    return [parse_authorization(a).payload.channel_id for a in lossy.lost]
+
+
+def test_opens_that_never_applied_do_not_count_as_exposure(tmp_path):
+    """The kill -9 soak's defect: opens lost while the server was down (never broadcast) kept counting
+    against max_unserved, so the client refused every later request (ExposureExceeded) and gave up.
+    Opens sent with one sender nonce exclude each other (the chain applies at most one), so they count
+    once; an open the chain moved past can never apply and is forgotten, in memory and in the file."""
+    chain, key, server, _ = _setup(tmp_path)
+    lossy = LosesOpens(server, lose=3)
+    persist = tmp_path / "client.json"
+    client = SessionClient(httpx.MockTransport(lossy), key, chain, max_deposit=10**6, max_price=PRICE,
+                           persist_path=str(persist))
+    for _ in range(3):
+        with pytest.raises(ServerUnreachable, match="open credential"):
+            client.request("GET", PATH)
+    lost = _lost_open_ids(lossy)
+    assert len(set(lost)) == 3 and not any(chain.get_channel(c).exists for c in lost)
+    # before the fix: ExposureExceeded (3 prices "signed unserved" > max_unserved 2 x price), for ever
+    resp = client.request("GET", PATH)
+    assert resp.status_code == 200
+    live = client.channel_id
+    assert live not in lost and chain.get_channel(live).exists
+    # the nonce moved past the lost opens: they can never apply, and the client no longer keeps them
+    assert set(json.loads(persist.read_text())["channels"]) >= {live}
+    client.request("GET", PATH)
+    assert set(json.loads(persist.read_text())["channels"]) == {live}
+    for cid in lost:
+        assert client.view(cid) is None
+
+
+def test_held_opens_still_count_once_for_a_lying_server(tmp_path):
+    """The bound still holds against a server that keeps the opens it was sent and answers nothing:
+    it can broadcast at most one of them (one nonce), so one price is at stake, and the unserved bound
+    (max_unserved) still stops a client whose requests are never served."""
+    chain, key, server, _ = _setup(tmp_path)
+    lossy = LosesOpens(server, lose=10**6)  # never lets an open through
+    client = SessionClient(httpx.MockTransport(lossy), key, chain, max_deposit=10**6, max_price=PRICE,
+                           max_unserved=PRICE)
+    for _ in range(4):
+        with pytest.raises(ServerUnreachable):
+            client.request("GET", PATH)
+    lost = _lost_open_ids(lossy)
+    assert len(set(lost)) == 4
+    # the holder broadcasts the first; every other open with that nonce is now dead
+    chain.broadcast(parse_authorization(lossy.lost[0]).payload.transaction)
+    for a in lossy.lost[1:]:
+        with pytest.raises(ChainError, match="InvalidNonce"):
+            chain.broadcast(parse_authorization(a).payload.transaction)
+    # the applied open's voucher is real exposure: a price, counted; another unserved price is refused
+    with pytest.raises(ExposureExceeded, match="bound max_unserved 1000"):
+        client.request("GET", PATH)

@@ -231,6 +231,10 @@ class Web3Escrow:
     def nonce_of(self, address: str) -> int:
         return self._nonce(norm_address(address, "address"))
 
+    def sequential_nonce(self, raw_tx: str) -> int | None:
+        """The sender nonce a signed client transaction consumes (MemoryChain.sequential_nonce)."""
+        return int(self._decode(raw_tx)[1]["nonce"])
+
     # ------------------------------------------------------------------------ reads
 
     def get_channel(self, channel_id: str) -> ChannelState:

@@ -172,6 +172,11 @@ class MemoryChain:
     def nonce_of(self, address: str) -> int:
         return self._nonces.get(norm_address(address, "address"), 0)
 
+    def sequential_nonce(self, raw_tx: str) -> int | None:
+        """The sender nonce a signed client transaction consumes (it applies only while that is the
+        sender's nonce, so two transactions with one nonce exclude each other); ChainError if malformed."""
+        return self._decode(raw_tx)[1]
+
     # ------------------------------------------------------------------------ reads
 
     def get_channel(self, channel_id: str) -> ChannelState:

@@ -166,6 +166,13 @@ class MemoryChainV2(MemoryChain):
             return tempo_tx.sign(payer_key, self.chain_id, nonce, self.escrow, data)
         return self._sign_tx(payer_key, "topUp", args)
 
+    def sequential_nonce(self, raw_tx: str) -> int | None:
+        """A Tempo transaction: None (nonce keys and expiring nonces are not modelled: a Tempo open not yet
+        included may still apply after the sender's other transactions); otherwise MemoryChain's."""
+        if tempo_tx.is_tempo(raw_tx):
+            return None
+        return super().sequential_nonce(raw_tx)
+
     def decode_tx(self, raw_tx: str) -> DecodedTxV2:  # type: ignore[override]
         if tempo_tx.is_tempo(raw_tx):
             return self._decode_tempo(raw_tx)[0]

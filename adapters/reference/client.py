@@ -34,6 +34,10 @@ Rules (the project's settled client rules; see SPEC_NOTES):
   the unproven allowance, spendable once until a response is served) above what was
   already authorized on each channel when the request began; across requests the sum
   signed without a served response is at most `max_unserved` -> ExposureExceeded.
+  The exposure is what can really be collected, asked of the chain at each request: opens
+  not (yet) on chain that consume one sender nonce exclude each other and count once; an open
+  the payer's nonce moved past without it can never apply and is forgotten (exposure and file);
+  on a finalized channel, at most its final settled amount above the mark.
 """
 from __future__ import annotations
 
@@ -177,19 +181,31 @@ class _Exposure:
 
     `marks`/`tops`: per channel, what was already authorized when the client first signed on
     it since the last served response, and the highest it signed on it since; they are kept
-    across requests until a response is served. `at_begin`: the exposure when this request began."""
+    across requests until a response is served. `at_begin`: the exposure when this request began.
+    `pending`: channels whose open the client sent but the chain has not shown, by the sender
+    nonce their open transaction consumes: opens with one nonce exclude each other (at most one
+    can ever apply), so each such group counts once, at its largest; `SessionClient._reconcile`
+    forgets an open whose nonce the chain has moved past without it (it can never apply)."""
 
     max_unserved: int
     max_unproven: int
     allowance_used: int = 0
     marks: dict[str, int] = attrs.field(factory=dict)
     tops: dict[str, int] = attrs.field(factory=dict)
+    pending: dict[str, int] = attrs.field(factory=dict)
     at_begin: int = 0
     price: int = 0
 
     @staticmethod
-    def _rise(marks: dict[str, int], tops: dict[str, int]) -> int:
-        return sum(max(0, tops[c] - marks[c]) for c in tops)
+    def _rise(marks: dict[str, int], tops: dict[str, int], pending: dict[str, int]) -> int:
+        total, groups = 0, {}
+        for c in tops:
+            rise = max(0, tops[c] - marks[c])
+            if c in pending:
+                groups[pending[c]] = max(groups.get(pending[c], 0), rise)
+            else:
+                total += rise
+        return total + sum(groups.values())
 
     @staticmethod
     def _rebase(marks: dict[str, int], tops: dict[str, int], key: str, before: int) -> None:
@@ -201,19 +217,23 @@ class _Exposure:
             marks[key] = tops[key] = before
 
     def begin(self) -> None:
-        self.at_begin, self.price = self._rise(self.marks, self.tops), 0
+        self.at_begin, self.price = self._rise(self.marks, self.tops, self.pending), 0
 
-    def admit(self, channel_id: str | None, before: int, amount: int, cost: int) -> None:
-        """Raise ExposureExceeded unless signing `amount` (on `channel_id`, None: a new channel) is within bounds."""
+    def admit(self, channel_id: str | None, before: int, amount: int, cost: int, nonce: int | None = None) -> None:
+        """Raise ExposureExceeded unless signing `amount` (on `channel_id`, None: a new channel whose
+        open will consume sender nonce `nonce`, None: unknown) is within bounds."""
         price = max(self.price, cost)
-        marks, tops = dict(self.marks), dict(self.tops)
+        marks, tops, pending = dict(self.marks), dict(self.tops), dict(self.pending)
         key = channel_id if channel_id is not None else "(new channel)"
         self._rebase(marks, tops, key, before)
         tops[key] = max(tops[key], amount)
-        total = self._rise(marks, tops)
+        if channel_id is None and nonce is not None:
+            pending[key] = nonce
+        total = self._rise(marks, tops, pending)
         here = max(0, total - self.at_begin)
         allowance = max(0, self.max_unproven - self.allowance_used)
-        what = ", ".join(f"{c} {marks[c]}->{tops[c]}" for c in tops if tops[c] > marks[c])
+        what = ", ".join(f"{c} {marks[c]}->{tops[c]}" + (f" (open not on chain, nonce {pending[c]})" if c in pending else "")
+                         for c in tops if tops[c] > marks[c])
         # Two prices: the voucher and one corrected retry (a device of the same payer may have
         # signed the same amount already: a legacy client cannot tell that from a server keeping it).
         if here > PRICES_PER_REQUEST * price + allowance:
@@ -226,21 +246,24 @@ class _Exposure:
                 f"{total - here} of it in earlier requests; bound max_unserved {self.max_unserved} "
                 f"(a served response resets it)")
 
-    def record(self, channel_id: str, before: int, amount: int, cost: int) -> None:
+    def record(self, channel_id: str, before: int, amount: int, cost: int, nonce: int | None = None) -> None:
         self.price = max(self.price, cost)
         self._rebase(self.marks, self.tops, channel_id, before)
         self.tops[channel_id] = max(self.tops[channel_id], amount)
+        if nonce is not None:
+            self.pending[channel_id] = nonce
 
     def forget(self, channel_id: str) -> None:
         """The chain shows the channel absent or finalized: nothing signed on it can be collected."""
         self.marks.pop(channel_id, None)
         self.tops.pop(channel_id, None)
+        self.pending.pop(channel_id, None)
 
     def end(self, served: bool) -> None:
         if served:
-            self.marks, self.tops, self.allowance_used = {}, {}, 0
+            self.marks, self.tops, self.pending, self.allowance_used = {}, {}, {}, 0
         else:
-            here = max(0, self._rise(self.marks, self.tops) - self.at_begin)
+            here = max(0, self._rise(self.marks, self.tops, self.pending) - self.at_begin)
             self.allowance_used += max(0, here - self.price)
 
 
@@ -329,6 +352,7 @@ class SessionClient:
         self._authenticated = False
         self._entry: _Entry | None = None
         self._known: dict[str, _Entry] = {}  # every channel this run has used
+        self._unseen: dict[str, int] = {}  # opens sent, not yet on chain: channel id -> their tx's sender nonce
         self._last_price = 0
         self._persisted: dict[str, Any] = self._load()
 
@@ -347,6 +371,7 @@ class SessionClient:
             resp = self._unpaid(method, path, headers)
             attempts = 0
             self._authenticated = False  # rule UA3: at most one authentication voucher per request
+            self._reconcile()
             self._exposure.begin()
             served = False
             try:
@@ -434,6 +459,7 @@ class SessionClient:
         with self._lock:
             self._entry = None
             self._known = {}
+            self._unseen = {}
             self._persisted = self._load()
             self._exposure = _Exposure(self.max_unserved, self.max_unproven_hint)
 
@@ -774,21 +800,64 @@ class SessionClient:
         balance = self.chain.balance_of(self.address)
         if balance < deposit:
             raise DepositExhausted(f"opening a channel needs a deposit of {deposit}; wallet holds {balance}")
-        self._exposure.admit(None, 0, cost, cost)
+        self._exposure.admit(None, 0, cost, cost, self._sender_nonce())
         self._check_escrow(deposit, f"opening a channel with a deposit of {deposit}")
         salt = self._new_salt()
         opened = self.deployment.open_tx(self.key, req.recipient, deposit, salt, ZERO_ADDRESS)
         raw, cid = opened.raw, opened.channel_id
+        nonce = self._tx_nonce(raw)
         if opened.descriptor is not None:
             self._descriptors[cid] = opened.descriptor
         entry = _Entry(cid, salt=salt, deposit=deposit, signed_max=cost, opened_deposit=deposit)
         self._entry = entry
         self._remember(entry)
-        self._exposure.record(cid, 0, cost, cost)
+        self._exposure.record(cid, 0, cost, cost, nonce)
+        if nonce is not None:
+            self._unseen[cid] = nonce
         sig = sign_voucher(self.key, self.domain, cid, cost)
         payload = OpenPayload(channel_id=cid, transaction=raw, cumulative_amount=cost, signature=sig,
                               descriptor=self._descriptor(cid))
         return self._send_paid(method, path, challenge, payload, key, headers), cid
+
+    def _sender_nonce(self) -> int | None:
+        """This payer's nonce on chain (the one its next transaction consumes); None: the chain has none."""
+        nonce_of = getattr(self.chain, "nonce_of", None)
+        if nonce_of is None or getattr(self.chain, "sequential_nonce", None) is None:
+            return None
+        return nonce_of(self.address)
+
+    def _tx_nonce(self, raw: str) -> int | None:
+        """The sender nonce a signed transaction of ours consumes, where the chain enforces one (else None)."""
+        of = getattr(self.chain, "sequential_nonce", None)
+        if of is None:
+            return None
+        try:
+            return of(raw)
+        except ChainError:
+            return None
+
+    def _reconcile(self) -> None:
+        """Ask the chain what the unserved exposure can still cost (rule "Unserved exposure").
+
+        An open this client sent that the chain does not show, while the payer's nonce has moved past
+        the nonce its transaction consumes, can never apply: nothing signed on that channel can be
+        collected and no deposit is in it, so the channel is forgotten (exposure and file). One the
+        chain now shows is an ordinary channel. A finalized channel's exposure is at most what the
+        payee captured from it (its final settled amount) above the mark: nothing more can leave it."""
+        exp = self._exposure
+        nonce = self._sender_nonce() if self._unseen else None
+        for cid, n in list(self._unseen.items()):
+            if self.chain.get_channel(cid).exists:
+                del self._unseen[cid]
+                exp.pending.pop(cid, None)
+            elif nonce is not None and nonce > n:
+                del self._unseen[cid]
+                exp.forget(cid)
+                self._drop(cid)
+        for cid in list(exp.tops):
+            st = self.chain.get_channel(cid)
+            if st.exists and st.finalized:
+                exp.tops[cid] = max(exp.marks[cid], min(exp.tops[cid], st.settled))
 
     def _descriptor(self, channel_id: str) -> Descriptor | None:
         """v2: the channel's descriptor for a payload (draft: "REQUIRED for v2"): the one its open created
