@@ -16,7 +16,8 @@ requests (so that opens, closes and their crash windows recur); when the run is
 over the clients finish the request at hand.
 
 At the end it reads the chain, the server's SQLite store and the clients' own
-records, prints and checks three counts, and exits 1 if any is above 0:
+records, prints and checks three counts, and exits 1 if any is above 0 (or a client
+gave up a request, or did not finish):
 
 * lost vouchers: 200 answers whose receipt's acceptedCumulative the store does
   not reflect (its channel is missing, or its acceptedCumulative is lower);
@@ -399,8 +400,9 @@ def run_soak(
     print(f"lost vouchers: {counts.lost_vouchers}")
     print(f"double charges: {counts.double_charges}")
     print(f"orphaned deposits: {counts.orphaned_deposits}")
+    print(f"clients that gave up a request: {gave_up}")
     print(f"(records, logs and the store are in {workdir})")
-    return 0 if counts.ok and not stuck else 1
+    return 0 if counts.ok and not stuck and not gave_up else 1
 
 
 def main(argv: list[str] | None = None) -> int:
