@@ -446,71 +446,16 @@ def test_lock_table_is_bounded_by_requests_in_flight(opened):
 
 # ---------------------------------------------------------------------- item 6: no 5xx for any input
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as hs  # noqa: E402
-
-_FUZZ_RUNS = {"count": 0}
-_scalars = hs.one_of(
-    hs.none(), hs.booleans(), hs.integers(min_value=-(2**300), max_value=2**300), hs.floats(allow_nan=True),
-    hs.text(alphabet=hs.characters(categories=["L", "N", "P", "S", "Cs", "Cc"]), max_size=40),  # Cs: lone surrogates
-    hs.sampled_from(["\ud800", "x\udfffy", "0x", "0x" + "00" * 32, "0x" + "ff" * 65, "1e999", "-1", "340282366920938463463374607431768211456"]),
-)
-_json = hs.recursive(_scalars, lambda inner: hs.one_of(
-    hs.lists(inner, max_size=4), hs.dictionaries(hs.text(max_size=12), inner, max_size=5)), max_leaves=12)
-_with_surrogate = hs.builds(lambda a, b: a + "\udc80" + b, hs.text(max_size=5), hs.text(max_size=5))
-_FIELDS = ["id", "realm", "method", "intent", "request", "expires", "digest", "opaque"]
-_PAYLOAD_FIELDS = ["action", "channelId", "cumulativeAmount", "signature", "transaction", "authorizedSigner",
-                   "additionalDeposit", "type"]
-
-
-@hs.composite
-def _authorization(draw, base_challenge, base_payload):
-    kind = draw(hs.sampled_from(["text", "b64-bytes", "b64-json", "mutated"]))
-    if kind == "text":
-        return draw(hs.text(max_size=200))
-    if kind == "b64-bytes":
-        return "Payment " + b64(draw(hs.binary(max_size=200)))
-    if kind == "b64-json":
-        return "Payment " + b64(json.dumps(draw(_json)).encode())
-    ch, payload = dict(base_challenge), dict(base_payload)
-    for name in draw(hs.lists(hs.sampled_from(_FIELDS), max_size=3)):
-        ch[name] = draw(hs.one_of(_with_surrogate, _json))
-    for name in draw(hs.lists(hs.sampled_from(_PAYLOAD_FIELDS), max_size=3)):
-        payload[name] = draw(_json)
-    doc: Any = {"challenge": ch, "payload": payload}
-    if draw(hs.booleans()):
-        doc[draw(hs.text(max_size=8))] = draw(_json)
-    raw = json.dumps(doc).encode("utf-8", "surrogatepass")
-    return "Payment " + (b64(raw) + draw(hs.sampled_from(["", "=", "==", "!", " x"])))
+from adapters.reference.fuzz import fuzz_server  # noqa: E402
 
 
 def test_fuzzed_requests_never_get_a_5xx_and_change_nothing(opened):
+    """The fuzzer of `python -m adapters.reference.fuzz` (its strategies and checks), in process:
+    no 5xx, a rejection changes no stored row and carries a problem type with a detail."""
     chain, key, server, client = opened
     cid = client.channel_id
     base_ch = echo(challenge(server))
     base_payload = voucher_payload(cid, PRICE, sign(chain, key, cid, PRICE))  # valid, no advance: a HEAD may pass
-
-    @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
-    @given(
-        auth=_authorization(base_ch, base_payload),
-        method=hs.sampled_from(["GET", "HEAD", "POST", "get", "DELETE"]),
-        payer=hs.one_of(hs.none(), hs.text(max_size=50), hs.just(payer_of(key))),
-        key_header=hs.one_of(hs.none(), hs.text(max_size=30)),
-    )
-    def run(auth, method, payer, key_header):
-        _FUZZ_RUNS["count"] += 1
-        headers = {"authorization": auth}
-        if payer is not None:
-            headers["payment-payer"] = payer
-        if key_header is not None:
-            headers["idempotency-key"] = key_header
-        before = server.dump()
-        reply = server.handle(method, "/paid/fuzz", headers)
-        assert reply.status < 500, (reply.status, reply.body)
-        if reply.status >= 400:
-            assert server.dump() == before
-            body = json.loads(reply.body)
-            assert body["type"].startswith("https://paymentauth.org/problems/") and body["detail"]
-
-    run()
-    assert _FUZZ_RUNS["count"] >= 400
+    counts = fuzz_server(server, None, base_ch, base_payload, payer_of(key), examples=400)
+    assert counts.inputs >= 400
+    assert counts.ok, (counts.line(), counts.examples)
