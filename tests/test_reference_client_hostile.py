@@ -216,3 +216,52 @@ def test_held_opens_still_count_once_for_a_lying_server(tmp_path):
     # the applied open's voucher is real exposure: a price, counted; another unserved price is refused
     with pytest.raises(ExposureExceeded, match="bound max_unserved 1000"):
         client.request("GET", PATH)
+
+
+class Counting:
+    """In front of a real server: counts the requests, and can refuse every challenge it issued
+    before `rotate()` (a new HMAC secret, as after a restart with a fresh secret)."""
+
+    def __init__(self, server: SessionServer) -> None:
+        self.server, self.sent = server, 0
+
+    def rotate(self) -> None:
+        self.server.config = attrs.evolve(self.server.config, secret=b"another secret")
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.sent += 1
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        reply = self.server.handle(request.method, request.url.path, headers)
+        return httpx.Response(reply.status, headers=list(reply.headers), content=reply.body)
+
+
+def test_reused_challenge_pays_in_one_round_trip_and_falls_back_when_refused(tmp_path):
+    chain, key, server, _ = _setup(tmp_path)
+    net = Counting(server)
+    client = SessionClient(httpx.MockTransport(net), key, chain, max_deposit=10**6, max_price=PRICE,
+                           reuse_challenge=True)
+    assert client.request("GET", PATH).status_code == 200  # opens: unpaid 402, then the open
+    assert net.sent == 2
+    for i in range(5):
+        before = net.sent
+        resp = client.request("GET", PATH)
+        assert resp.status_code == 200 and net.sent - before == 1  # one round trip per paid request
+    rec = server.get_record(client.channel_id)
+    assert (rec.spent, rec.accepted_cumulative) == (6 * PRICE, 6 * PRICE)  # each charged once, nothing extra signed
+    net.rotate()  # the held challenge is no longer one of the server's: refused with a fresh one
+    before = net.sent
+    assert client.request("GET", PATH).status_code == 200
+    assert net.sent - before == 2  # the refused reuse, then the fresh challenge
+    rec = server.get_record(client.channel_id)
+    assert rec.spent == 7 * PRICE and client.view().signed_max == 7 * PRICE  # the refused voucher was re-sent, not raised
+    before = net.sent
+    assert client.request("GET", PATH).status_code == 200 and net.sent - before == 1  # reusing the new one
+
+
+def test_challenge_reuse_is_off_by_default(tmp_path):
+    chain, key, server, _ = _setup(tmp_path)
+    net = Counting(server)
+    client = SessionClient(httpx.MockTransport(net), key, chain, max_deposit=10**6, max_price=PRICE)
+    for _ in range(3):
+        assert client.request("GET", PATH).status_code == 200
+    assert net.sent == 6

@@ -21,6 +21,10 @@ Rules (the project's settled client rules; see SPEC_NOTES):
   file atomically BEFORE a voucher is sent.
 * Receipts (hinted only). view.accepted/spent rise to the receipt's values for
   this channel, never fall; other channels' receipts are ignored.
+* Challenge reuse (option `reuse_challenge`). A request first pays with the challenge of the
+  last served request and the client's own view (C = max(accepted, signed_max) + price, the
+  held challenge's hints ignored as stale); a 402 answer is the fallback's fresh challenge
+  (that paid attempt counts as one of the three).
 * Transport errors after sending a paid request: one retry with the same
   Authorization and Idempotency-Key.
 * 410 is the server's opinion. The client asks the chain: a channel that is absent or
@@ -41,11 +45,13 @@ Rules (the project's settled client rules; see SPEC_NOTES):
 """
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import os
 import secrets
 import tempfile
 import threading
+import time
 import uuid
 from typing import Any, Callable
 
@@ -91,6 +97,7 @@ __all__ = [
 MAX_PAID_ATTEMPTS = 3
 PRICES_PER_REQUEST = MAX_PAID_ATTEMPTS  # the most one request() signs unserved: one price per paid attempt (plus the unproven allowance)
 PAYER_HEADER = "Payment-Payer"
+REUSE_MARGIN = 5.0  # seconds: a held challenge this close to its expiry is not reused
 
 
 class PaymentRefused(Exception):
@@ -287,6 +294,10 @@ class SessionClient:
     `max_escrow` (default 2 x max_deposit): the most escrow (deposit - settled) the client keeps
     locked across its channels not finalized on chain, including channels a server refused with
     410 (they stay persisted); an open or topUp beyond it raises EscrowBudgetExceeded.
+    `reuse_challenge` (default False): pay in one round trip, with the challenge of the last served
+    request (not within REUSE_MARGIN of its expiry) and the client's own view of its live channel
+    instead of an unpaid request for a fresh 402 (the core draft lets a client reuse a challenge
+    until it expires); a refusal is a 402 with a fresh challenge, and the usual flow takes over from it.
     `max_unserved` (default 2 x max_price + max_unproven_hint): the most the client signs over
     consecutive requests without a served (2xx) response, beyond which ExposureExceeded (so one
     lost response is tolerated; a served response resets the count, as does `restart()`).
@@ -316,6 +327,7 @@ class SessionClient:
         deposit: int | None = None,
         seed: int | None = None,
         auto_idempotency_keys: bool = True,
+        reuse_challenge: bool = False,
         timeout: float = 30.0,
         observer: Observer | None = None,
     ) -> None:
@@ -336,6 +348,8 @@ class SessionClient:
         self._seed = seed
         self._salts = 0
         self.auto_idempotency_keys = auto_idempotency_keys
+        self.reuse_challenge = reuse_challenge
+        self._served_challenge: Challenge | None = None
         self.observer = observer
         self.address = address_of(key)
         # The deployment (adapters/chain/deployment.py): v1 escrow or v2 precompile. On v2 the voucher
@@ -368,17 +382,22 @@ class SessionClient:
         if idempotency_key is None and content and self.auto_idempotency_keys:
             idempotency_key = "ref-" + uuid.uuid4().hex
         with self._lock:
-            resp = self._unpaid(method, path, headers)
+            held = self._reusable_challenge()
+            resp = None if held is not None else self._unpaid(method, path, headers)
             attempts = 0
             self._authenticated = False  # rule UA3: at most one authentication voucher per request
             self._reconcile()
             self._exposure.begin()
             served = False
             try:
-                while resp.status_code == 402 and attempts < MAX_PAID_ATTEMPTS:
-                    challenge = self._pick_challenge(resp, explain=True)
+                while held is not None or (resp.status_code == 402 and attempts < MAX_PAID_ATTEMPTS):
+                    # One round trip (reuse_challenge): pay with the challenge of the last served request,
+                    # from this client's own view (its hints are stale); a refusal's 402 is the fallback.
+                    challenge = held if held is not None else self._pick_challenge(resp, explain=True)
                     attempts += 1
-                    resp, cid = self._pay(method, path, content, challenge, idempotency_key, headers)
+                    resp, cid = self._pay(method, path, content, challenge, idempotency_key, headers,
+                                          reuse=held is not None)
+                    held = None
                     if resp.status_code == 410:
                         self._server_refused(cid)
                         resp = self._unpaid(method, path, headers)
@@ -386,9 +405,26 @@ class SessionClient:
                     if 200 <= resp.status_code < 300:
                         served = True
                         self._on_success(resp, cid, cost=None if content else 0)
+                        self._served_challenge = challenge
             finally:
                 self._exposure.end(served)
             return resp
+
+    def _reusable_challenge(self) -> Challenge | None:
+        """With `reuse_challenge`: the challenge of the last served request while this client has a
+        live channel and the challenge has more than REUSE_MARGIN seconds left; else None."""
+        ch = self._served_challenge
+        if not self.reuse_challenge or ch is None or self._entry is None or ch.expires is None:
+            return None
+        try:
+            text = ch.expires[:-1] + "+00:00" if ch.expires[-1:] in ("z", "Z") else ch.expires
+            left = _dt.datetime.fromisoformat(text.replace("t", "T")).timestamp() - time.time()
+        except ValueError:
+            return None
+        if left <= REUSE_MARGIN:
+            self._served_challenge = None
+            return None
+        return ch
 
     def close(self, path: str = "/paid/resource") -> httpx.Response | None:
         """Cooperatively close the current channel (close credential sent with HEAD).
@@ -460,6 +496,7 @@ class SessionClient:
             self._entry = None
             self._known = {}
             self._unseen = {}
+            self._served_challenge = None
             self._persisted = self._load()
             self._exposure = _Exposure(self.max_unserved, self.max_unproven_hint)
 
@@ -671,7 +708,7 @@ class SessionClient:
 
     def _pay(
         self, method: str, path: str, content: bool, challenge: Challenge, key: str | None,
-        headers: dict[str, str] | None,
+        headers: dict[str, str] | None, reuse: bool = False,
     ) -> tuple[httpx.Response, str]:
         """One paid attempt (possibly preceded by a topUp); returns the response and the channel used."""
         req = self._check_request(challenge)
@@ -681,7 +718,7 @@ class SessionClient:
                                f"above this client's max_price {self.max_price} (the price it agreed to)")
         cost = req.amount if content else 0
         self._last_price = req.amount
-        hints = self._hints(req)
+        hints = None if reuse else self._hints(req)
         entry = self._choose(hints)
         if entry is None:
             return self._open(method, path, challenge, req, cost, key, headers)

@@ -174,9 +174,16 @@ def _http_sender(url: str) -> tuple[httpx.Client, Callable[[str, dict[str, str]]
             resp = client.request(method, PATH, headers={k: v for k, v in raw.items()})
         except (httpx.LocalProtocolError, ValueError):
             return -1, b""  # not an HTTP request at all (e.g. a control character in a header value)
+        if method.upper() == "HEAD":
+            # HTTP carries no body in an answer to HEAD: the problem is seen by its media type only
+            ok = resp.headers.get("content-type", "").startswith("application/problem+json")
+            return resp.status_code, _HEAD_PROBLEM if ok else b""
         return resp.status_code, resp.content
 
     return client, send
+
+
+_HEAD_PROBLEM = b'{"type":"https://paymentauth.org/problems/(HEAD: body not sent)","detail":"-"}'
 
 
 def _encodable(value: str) -> bool:
