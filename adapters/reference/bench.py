@@ -61,7 +61,7 @@ def bench_crypto(seconds: float) -> tuple[float, float]:
     return ours, raw_rate
 
 
-def bench_server(seconds: float, over_sockets: bool) -> float:
+def bench_server(seconds: float, over_sockets: bool, reuse: bool = True) -> float:
     chain = make_chain("memory")
     with tempfile.TemporaryDirectory() as tmp:
         cfg = ServerConfig(chain=chain, payee_key=bytes.fromhex("a1" * 32), db_path=f"{tmp}/bench.sqlite", price=1,
@@ -71,10 +71,12 @@ def bench_server(seconds: float, over_sockets: bool) -> float:
         chain.fund(payer, 10**12)
         if over_sockets:
             running = serve(server)
-            client = SessionClient(running.url, payer, chain, hinted=True, max_deposit=10**11, max_price=1)
+            client = SessionClient(running.url, payer, chain, hinted=True, max_deposit=10**11, max_price=1,
+                                   reuse_challenge=reuse)
         else:
             running = None
-            client = SessionClient(_InProcess(server), payer, chain, hinted=True, max_deposit=10**11, max_price=1)
+            client = SessionClient(_InProcess(server), payer, chain, hinted=True, max_deposit=10**11, max_price=1,
+                                   reuse_challenge=reuse)
         try:
             client.request("GET", "/paid/resource")  # opens the channel
             n, start = 0, time.perf_counter()

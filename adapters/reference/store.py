@@ -8,6 +8,12 @@ before a response leaves ("Crash Safety"), with `synchronous=FULL` in WAL mode.
 Amounts are uint128 in the protocol, which does not fit SQLite's 64-bit
 INTEGER, so they are stored as TEXT holding the decimal string.
 
+Durability by group commit: connections run `synchronous=NORMAL` (a commit writes its WAL
+frames without fsync) and `transaction()` returns only after an fsync of the WAL file that
+started after its COMMIT (`_GroupSync`): what `synchronous=FULL` does per commit, shared by
+the transactions of all threads that commit while one fsync runs. A response is built after
+its transaction returns, so it still leaves only once its charge is on disk.
+
 Concurrency: every update of one channel happens with that channel's
 process-wide lock held (`ChannelLocks`) *and* inside a `BEGIN IMMEDIATE`
 transaction, so updates of one channel are linearizable between threads of
@@ -16,6 +22,7 @@ this process and also between processes sharing the file.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import weakref
@@ -164,6 +171,53 @@ class ChannelLocks:
             return lock
 
 
+class _GroupSync:
+    """Group commit: `wait(ticket)` returns once an fsync of the WAL file that began after commit
+    number `ticket` has finished. One thread runs the fsync; the threads that committed before it
+    began wait for it and return together; later ones run the next."""
+
+    def __init__(self, wal_path: str, fsync=os.fdatasync) -> None:
+        self.wal_path = wal_path
+        self.fsync = fsync  # tests replace it to hold a sync and watch who waits
+        self._cond = threading.Condition()
+        self._committed = 0
+        self._synced = 0
+        self._syncing = False
+        self.syncs = 0
+
+    def committed(self) -> int:
+        with self._cond:
+            self._committed += 1
+            return self._committed
+
+    def wait(self, ticket: int) -> None:
+        with self._cond:
+            while self._synced < ticket:
+                if self._syncing:
+                    self._cond.wait()
+                    continue
+                self._syncing, target = True, self._committed
+                self._cond.release()
+                try:
+                    self._sync_file()
+                finally:
+                    self._cond.acquire()
+                    self._syncing = False
+                    self._cond.notify_all()
+                self._synced = max(self._synced, target)
+
+    def _sync_file(self) -> None:
+        try:
+            fd = os.open(self.wal_path, os.O_RDONLY)
+        except FileNotFoundError:  # pragma: no cover - the WAL exists while a connection is open
+            return
+        try:
+            self.fsync(fd)
+            self.syncs += 1
+        finally:
+            os.close(fd)
+
+
 class Tx:
     """The operations available inside one `BEGIN IMMEDIATE` transaction."""
 
@@ -242,6 +296,7 @@ class Store:
         self._all: list[sqlite3.Connection] = []
         self._all_guard = threading.Lock()
         self.locks = ChannelLocks()
+        self.sync = _GroupSync(self.path + "-wal")
         conn = self._conn()
         conn.executescript(_SCHEMA)
         conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
@@ -251,7 +306,7 @@ class Store:
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA synchronous=NORMAL")  # the commit's fsync is _GroupSync's
             conn.execute("PRAGMA busy_timeout=30000")
             self._local.conn = conn
             with self._all_guard:
@@ -260,7 +315,8 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
-        """BEGIN IMMEDIATE ... COMMIT; any exception rolls everything back."""
+        """BEGIN IMMEDIATE ... COMMIT, then wait until the commit is on disk (group commit);
+        any exception rolls everything back."""
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -270,6 +326,7 @@ class Store:
             raise
         else:
             conn.execute("COMMIT")
+            self.sync.wait(self.sync.committed())
 
     # -- reads outside a transaction (a consistent snapshot each) --
     def get(self, channel_id: str) -> ChannelRecord | None:
