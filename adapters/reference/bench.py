@@ -4,9 +4,14 @@
 
 - voucher verifications/s (model.crypto.recover_voucher_signer: digest + canonical checks +
   recovery + address) against raw coincurve recoveries/s of the same signature;
-- paid requests/s of the reference server on loopback (memory chain), one hinted client;
-- paid requests/s through the in-process ASGI transport (no sockets), for the ratio of
-  HTTP overhead to payment logic;
+- paid requests/s of the reference server on loopback (memory chain), one hinted client, in one
+  round trip (challenge reuse) beside the 402 flow (two round trips); the same in process (no
+  sockets), for the ratio of HTTP overhead to payment logic; `--clients` clients in parallel
+  (one thread, payer and channel each), with the store's commits per WAL sync (group commit);
+- when Node and adapters/mppx/node_modules are present: the reference server in process on a v2
+  deployment (memory-v2) beside mppx's session server in one Node process on the same workload
+  (adapters/mppx/bench-server.mjs: one payer, a v2 voucher per request signed in the loop, one
+  challenge reused), as a ratio;
 - the model checker's states/s (model.fastcheck, what `make check` runs) against the plain
   explorer's (model.check.explore) on the same scenario and depth, interleaved;
 - the conformance suite's steps/s per chain (memory, evm): reference client x reference
@@ -32,7 +37,7 @@ import coincurve
 import httpx
 
 from adapters.chain import make_chain
-from model.crypto import VoucherDomain, parse_signature, recover_voucher_signer, sign_voucher, voucher_digest
+from model.crypto import VoucherDomain, keccak, parse_signature, recover_voucher_signer, sign_voucher, voucher_digest
 
 from .client import SessionClient
 from .server import ServerConfig, SessionServer, serve
@@ -61,35 +66,52 @@ def bench_crypto(seconds: float) -> tuple[float, float]:
     return ours, raw_rate
 
 
-def bench_server(seconds: float, over_sockets: bool, reuse: bool = True) -> float:
-    chain = make_chain("memory")
+def bench_server(seconds: float, over_sockets: bool, reuse: bool = True, clients: int = 1,
+                 chain_name: str = "memory") -> float:
+    """Paid requests/s of `clients` hinted clients (one thread, payer and channel each) against one
+    reference server on the memory chain, over loopback or in process; `reuse`: one round trip per
+    request (challenge reuse), else the 402 flow (an unpaid request, then the paid one)."""
+    import threading
+
+    chain = make_chain(chain_name)
     with tempfile.TemporaryDirectory() as tmp:
         cfg = ServerConfig(chain=chain, payee_key=bytes.fromhex("a1" * 32), db_path=f"{tmp}/bench.sqlite", price=1,
                            voucher_rate=None)  # one client at full speed on one channel: no per-channel limit
         server = SessionServer(cfg)
-        payer = bytes.fromhex("b2" * 32)
-        chain.fund(payer, 10**12)
-        if over_sockets:
-            running = serve(server)
-            client = SessionClient(running.url, payer, chain, hinted=True, max_deposit=10**11, max_price=1,
-                                   reuse_challenge=reuse)
-        else:
-            running = None
-            client = SessionClient(_InProcess(server), payer, chain, hinted=True, max_deposit=10**11, max_price=1,
-                                   reuse_challenge=reuse)
+        running = serve(server) if over_sockets else None
+        payers = [keccak(b"bench-payer-%d" % i) for i in range(clients)]
+        for payer in payers:
+            chain.fund(payer, 10**12)
+        target = (lambda: running.url) if running is not None else (lambda: _InProcess(server))
+        pool = [SessionClient(target(), payer, chain, hinted=True, max_deposit=10**11, max_price=1,
+                              reuse_challenge=reuse) for payer in payers]
+        counts = [0] * clients
         try:
-            client.request("GET", "/paid/resource")  # opens the channel
-            n, start = 0, time.perf_counter()
-            while time.perf_counter() - start < seconds:
-                resp = client.request("GET", "/paid/resource")
-                assert resp.status_code == 200, resp.status_code
-                n += 1
-            return n / (time.perf_counter() - start)
+            for c in pool:
+                assert c.request("GET", "/paid/resource").status_code == 200  # opens the channel
+            start = time.perf_counter()
+
+            def pay(i: int) -> None:
+                while time.perf_counter() - start < seconds:
+                    resp = pool[i].request("GET", "/paid/resource")
+                    assert resp.status_code == 200, resp.status_code
+                    counts[i] += 1
+
+            threads = [threading.Thread(target=pay, args=(i,)) for i in range(clients)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            rate = sum(counts) / (time.perf_counter() - start)
+            _SYNCS.update(commits=server.store.sync._committed, syncs=server.store.sync.syncs)
+            return rate
         finally:
-            client.close_http()
+            for c in pool:
+                c.close_http()
             if running is not None:
                 running.stop()
-            server.close()
+            else:
+                server.close()
 
 
 class _InProcess(httpx.BaseTransport):
@@ -140,6 +162,37 @@ def bench_suite(chain: str, server: str = "reference", machine: str = "pair") ->
     return steps / seconds if seconds else None
 
 
+_SYNCS: dict[str, int] = {}  # the last bench_server run: commits and WAL syncs of its store
+
+
+def _sync_note() -> str:
+    commits, syncs = _SYNCS.get("commits", 0), _SYNCS.get("syncs", 0)
+    return f"{commits:,} commits in {syncs:,} WAL syncs" + (f", {commits / syncs:.1f} per sync" if syncs else "")
+
+
+_MPPX_DIR = Path(__file__).resolve().parents[1] / "mppx"
+MPPX_LABEL = "?"
+
+
+def bench_mppx_server(seconds: float, mode: str = "reuse") -> float | str:
+    """Paid requests/s of mppx's session server in one Node process on the reference bench's workload
+    (adapters/mppx/bench-server.mjs: one payer and channel, one v2 voucher per request, signed in the
+    loop; `reuse`: one challenge for every credential); a string says why it did not run."""
+    global MPPX_LABEL
+    why = mppx_unavailable()
+    if why:
+        return why
+    import json
+
+    MPPX_LABEL = json.loads((_MPPX_DIR / "node_modules" / "mppx" / "package.json").read_text())["version"]
+    out = subprocess.run(["node", str(_MPPX_DIR / "bench-server.mjs"), str(seconds), mode], capture_output=True,
+                         text=True, timeout=300)
+    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+    if out.returncode != 0 or not lines:
+        return f"bench-server.mjs failed: {(lines[-1] if lines else out.stderr[-300:])}"
+    return float(json.loads(lines[-1])["rate"])
+
+
 def mppx_unavailable() -> str | None:
     if shutil.which("node") is None:
         return "no node on PATH"
@@ -151,13 +204,27 @@ def mppx_unavailable() -> str | None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m adapters.reference.bench")
     ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--clients", type=int, default=4, help="clients in parallel for the second server figure")
     a = ap.parse_args(argv)
     ours, raw = bench_crypto(a.seconds)
     print(f"voucher verifications/s: {ours:,.0f}   raw coincurve recoveries/s: {raw:,.0f}   ratio {ours / raw:.2f}")
     loop = bench_server(a.seconds, over_sockets=True)
+    flow = bench_server(a.seconds, over_sockets=True, reuse=False)
     inproc = bench_server(a.seconds, over_sockets=False)
-    print(f"paid requests/s on loopback (memory chain): {loop:,.0f}   in-process: {inproc:,.0f}   "
-          f"ratio {loop / inproc:.2f}")
+    many = bench_server(a.seconds, over_sockets=True, clients=a.clients)
+    print(f"paid requests/s on loopback (memory chain), one client: one round trip (challenge reuse) {loop:,.0f}   "
+          f"402 flow {flow:,.0f}   ratio {loop / flow:.2f};   in-process (no sockets) {inproc:,.0f}   "
+          f"ratio loopback/in-process {loop / inproc:.2f}")
+    print(f"paid requests/s on loopback, {a.clients} clients in parallel: {many:,.0f}   ratio to one client "
+          f"{many / loop:.2f}   (group commit: {_sync_note()})")
+    mppx = bench_mppx_server(a.seconds)
+    if isinstance(mppx, str):
+        print(f"mppx server in-process: skipped ({mppx})")
+    else:
+        v2 = bench_server(a.seconds, over_sockets=False, chain_name="memory-v2")
+        print(f"paid requests/s in process, v2 vouchers, one payer, one voucher per request, client signing "
+              f"included, one challenge reused: reference server (memory-v2, SQLite) {v2:,.0f}   mppx {MPPX_LABEL} "
+              f"server (Store.memory, fake chain) {mppx:,.0f}   ratio reference/mppx {v2 / mppx:.2f}")
     fast, plain, states = bench_checker()
     print(f"checker states/s ({CHECKER_SCENARIO}, depth {CHECKER_DEPTH}, {states} states): model.fastcheck "
           f"{fast:,.0f}   plain model.check.explore {plain:,.0f}   ratio {fast / plain:.2f}")

@@ -573,11 +573,12 @@ class SessionClient:
         h["Authorization"] = encode_authorization(cred)
         if key is not None:
             h["Idempotency-Key"] = key
-        self._emit(
-            "credential", method=method, path=path, action=payload.action, channelId=payload.channel_id,
-            cumulativeAmount=getattr(payload, "cumulative_amount", None),
-            additionalDeposit=getattr(payload, "additional_deposit", None), idempotencyKey=key,
-        )
+        if self.observer is not None:
+            self._emit(
+                "credential", method=method, path=path, action=payload.action, channelId=payload.channel_id,
+                cumulativeAmount=getattr(payload, "cumulative_amount", None),
+                additionalDeposit=getattr(payload, "additional_deposit", None), idempotencyKey=key,
+            )
         try:
             resp = self._http.request(method, path, headers=h)
         except httpx.TransportError:
@@ -589,6 +590,8 @@ class SessionClient:
                 amount = getattr(payload, "cumulative_amount", None)
                 sent = f"the {payload.action} credential" + (f" (cumulative {amount})" if amount is not None else "")
                 raise ServerUnreachable(method, str(self._http.base_url.join(path)), exc, sent) from exc
+        if self.observer is None:
+            return resp  # what follows only describes the answer to an observer
         info: dict[str, Any] = {"method": method, "path": path, "status": resp.status_code}
         if "payment-receipt" in resp.headers:
             try:

@@ -21,6 +21,7 @@ hint profiles and chain backends only.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
 import math
 import re
@@ -494,7 +495,7 @@ class SessionServer:
 
     def _recover(self, channel_id: str, amount: int, signature: str) -> str:
         try:
-            return recover_voucher_signer(self.domain, channel_id, amount, signature)
+            return _recover_signer(self.domain, channel_id, amount, signature)
         except CryptoError as exc:
             raise _Reject("invalid-signature", f"voucher signature: {exc.what}", channel_id=channel_id) from None
 
@@ -880,6 +881,14 @@ class SessionServer:
             cur = attrs.evolve(cur, finalized=True)
             tx.update(cur)
         return self._success(cur, cred, "HEAD", "", False, tx_hash, units=None)
+
+
+@functools.lru_cache(maxsize=4096)
+def _recover_signer(domain, channel_id: str, amount: int, signature: str) -> str:
+    """recover_voucher_signer, remembered: one request recovers its voucher's signer up to three times
+    (rule UA1's proof check, the idempotent-replay check, the signer check); a pure function of its
+    arguments (a refused signature raises and is not remembered)."""
+    return recover_voucher_signer(domain, channel_id, amount, signature)
 
 
 def _chain_descriptor(d: Descriptor) -> ChannelDescriptor:
