@@ -128,6 +128,7 @@ function hintsOf(header) {
   const out = {
     channelId: snap.channelId, acceptedCumulative: num(snap.acceptedCumulative), spent: num(snap.spent),
     deposit: num(snap.deposit), settled: num(snap.settled), requiredCumulative: num(snap.requiredCumulative),
+    highestVoucher: num(snap.highestVoucher?.cumulativeAmount),
   }
   return Object.fromEntries(Object.entries(out).filter(([, v]) => v !== undefined))
 }
