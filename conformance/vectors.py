@@ -32,6 +32,7 @@ import attrs
 import httpx
 
 from adapters.chain import make_chain
+from adapters.chain.deployment import deployment_of
 from model import chain as mchain
 from model import server as msv
 from model import wire
@@ -45,7 +46,8 @@ from model.messages import Response as MResponse
 from model.records import Hints, Voucher
 
 from .interface import BASE_URL, IDEMPOTENCY_HEADER, PAID_PATH, PAYER_HEADER, ClientParams, Env
-from .model_impl import ModelClient, ModelServer, challenge_from_response, descriptor_ok, domain_of, problem_slug
+from .model_impl import (ModelClient, ModelServer, challenge_from_response, descriptor_ok, domain_of, problem_slug,
+                         wire_descriptor)
 
 FORMAT = "tempo-session-vectors/1"
 PRICE = 1
@@ -153,6 +155,7 @@ class Case:
     steps: tuple  # of dicts: {"op": ..., "rules": [...], ...} (see _play)
     profile: str = "v2"  # hint encoding of the deployment
     hinted: bool = True
+    chain: str = "memory"  # the deployment: "memory" (v1 escrow) or "memory-v2" (TIP-20 channel escrow, Tempo txs)
 
 
 def _req(op: str, *rules: str, **kw) -> dict:
@@ -269,11 +272,31 @@ CASES: tuple[Case, ...] = (
           _req("close", "UA2", "X1", "X2", "E4", amount=3))),
 )
 
+# The same histories on a v2 deployment (memory-v2: TIP-20 channel escrow, "TIP20 Channel Reserve" vouchers,
+# channel ids from descriptors, opens and topUps as Tempo 0x76 transactions): opens, topUps, cooperative and
+# forced closes with the descriptor in every payload (rule W2). Left out: the v1 flat hint encoding, the v1
+# uint128 bound (v2's uint96 has its own case) and unknown channels (a v2 topUp needs the channel's descriptor).
+_V1_ONLY = {"challenge-hinted-v1", "amount-bound", "topup-unknown-channel", "voucher-unknown-channel"}
+V2_WIRE_CASES: tuple[Case, ...] = tuple(
+    attrs.evolve(c, case_id="v2w-" + c.case_id, chain="memory-v2") for c in CASES if c.case_id not in _V1_ONLY) + (
+    Case("v2w-amount-bound", "v2 amounts are uint96 (E7): 2^96 is a malformed credential; 2^96-1 is well formed "
+         "and refused by the deposit check",
+         (OPEN, _req("voucher", "E7", "W2", amount=2, tamper={"cumulativeAmount": str(2**96)},
+                     paths={"W2": "reject"}),
+          _req("voucher", "E7", "V4", amount=2**96 - 1, paths={"E7": "accept"}), _req("voucher", "C1", "W2", amount=2)),
+         chain="memory-v2"),
+    Case("v2w-no-descriptor", "a v2 open, voucher or close without its descriptor is malformed (W2)",
+         (OPEN, _req("voucher", "W2", amount=2, tamper={"descriptor": None}), _req("close", "W2", amount=1,
+                                                                                    tamper={"descriptor": None}),
+          _req("voucher", "W2", "C1", amount=2)), chain="memory-v2"),
+)
 
 # ---------------------------------------------------------------------------- one deployment
 
 def _env(case: Case, workdir: str) -> tuple[Env, Any]:
-    chain = make_chain("memory")
+    chain = make_chain(case.chain)
+    if case.chain == "memory-v2":
+        chain.tx_format = "tempo"  # opens and topUps as Tempo 0x76 transactions, as mppx's server takes them
     chain.fund(PAYEE_KEY, 0)
     chain.fund(PAYER_KEY, WALLET)
     chain.fund(STRANGER_KEY, WALLET)
@@ -282,8 +305,9 @@ def _env(case: Case, workdir: str) -> tuple[Env, Any]:
 
 def deployment(case: Case, chain) -> dict:
     domain = domain_of(chain)
-    return {"chain": "memory", "chainId": chain.chain_id, "escrow": chain.escrow, "token": chain.token,
-            "voucherDomain": {"version": domain.version, "name": "Tempo Stream Channel"},
+    return {"chain": case.chain, "chainId": chain.chain_id, "escrow": chain.escrow, "token": chain.token,
+            "voucherDomain": {"version": domain.version,
+                              "name": "TIP20 Channel Reserve" if domain.version == "v2" else "Tempo Stream Channel"},
             "price": PRICE, "hinted": case.hinted, "hintProfile": case.profile, "wallet": WALLET,
             "keys": {"payer": "0x" + PAYER_KEY.hex(), "stranger": "0x" + STRANGER_KEY.hex(),
                      "payee": "0x" + PAYEE_KEY.hex()},
@@ -383,6 +407,8 @@ class _Author:
 
     def __init__(self, chain, domain):
         self.chain, self.domain = chain, domain
+        self.dep = deployment_of(chain)
+        self.descriptors: dict = {}  # v2: channel id -> its wire descriptor (rule W2: in every payload)
         self.payer = address_of(PAYER_KEY)
         self.payee = address_of(PAYEE_KEY)
         self.cid: Optional[str] = None
@@ -397,26 +423,29 @@ class _Author:
             else:
                 salt = "0x" + hashlib.sha256(f"vectors:salt:{self.opened}".encode()).hexdigest()
                 self.opened += 1
-                raw, cid = self.txs["open"] = self.chain.build_open_tx(PAYER_KEY, self.payee, step["deposit"], salt,
-                                                                       self.payer)
+                tx = self.dep.open_tx(PAYER_KEY, self.payee, step["deposit"], salt, self.payer)
+                raw, cid = self.txs["open"] = tx.raw, tx.channel_id
+                self.descriptors[cid] = wire_descriptor(tx.descriptor)
             self.cid = cid
             key = STRANGER_KEY if step.get("signer") == "stranger" else PAYER_KEY
             return wire.OpenPayload(channel_id=cid, transaction=raw, cumulative_amount=step["amount"],
                                     signature=sign_voucher(key, self.domain, cid, step["amount"]),
-                                    authorized_signer=self.payer)
+                                    authorized_signer=self.payer, descriptor=self.descriptors[cid])
         cid = UNKNOWN_CHANNEL if step.get("channel") == "unknown" else self.cid
         if op == "topUp":
             if step.get("replay"):
                 raw = self.txs[cid]
             else:
-                raw = self.txs[cid] = self.chain.build_topup_tx(PAYER_KEY, cid, step["amount"])
-            return wire.TopUpPayload(channel_id=cid, transaction=raw, additional_deposit=step["amount"])
+                raw = self.txs[cid] = self.dep.topup_tx(PAYER_KEY, cid, step["amount"])
+            return wire.TopUpPayload(channel_id=cid, transaction=raw, additional_deposit=step["amount"],
+                                     descriptor=self.descriptors.get(cid))
         key = STRANGER_KEY if step.get("signer") == "stranger" else PAYER_KEY
         sig = sign_voucher(key, self.domain, cid, step["amount"])
         if step.get("signer") == "high-s":
             sig = to_high_s(sig)
         cls = wire.VoucherPayload if op == "voucher" else wire.ClosePayload
-        return cls(channel_id=cid, cumulative_amount=step["amount"], signature=sig)
+        return cls(channel_id=cid, cumulative_amount=step["amount"], signature=sig,
+                   descriptor=self.descriptors.get(cid))
 
 
 REQUEST_OPS = ("open", "voucher", "topUp", "close")
@@ -429,7 +458,7 @@ def chain_op(chain, step: dict) -> bool:
 
     try:
         if step["op"] == "withdraw":
-            chain.withdraw(PAYER_KEY, step["channelId"])
+            deployment_of(chain).withdraw(PAYER_KEY, step["channelId"])
         else:
             chain.advance_time(step["seconds"])
     except ChainError:
@@ -475,7 +504,8 @@ def generate(case: Case, workdir: str) -> dict:
             source = f"did:pkh:eip155:{chain.chain_id}:{author.payer}"
             auth = wire.encode_authorization(wire.Credential(challenge=wc, source=source, payload=payload))
             if step.get("tamper"):  # a payload the wire models would not build (e.g. an amount past E7's bound)
-                auth = bind({**_payload_json(auth), **step["tamper"]}, source, wc)
+                changed = {k: v for k, v in {**_payload_json(auth), **step["tamper"]}.items() if v is not None}
+                auth = bind(changed, source, wc)
             key = step.get("key") if op in ("open", "voucher") else None
             headers = _headers(True, auth, key, author.payer)
             resp = _send(server, method, headers)
@@ -490,7 +520,7 @@ def generate(case: Case, workdir: str) -> dict:
             out["hinted"] = step["hinted"]
             switch_fleet(server, step["hinted"])
         elif op == "request_close":
-            chain.request_close(PAYER_KEY, author.cid)
+            author.dep.request_close(PAYER_KEY, author.cid)
             out["channelId"] = author.cid
         elif op == "settle":
             server.settle(author.cid)
@@ -519,6 +549,7 @@ def export(directory: str | os.PathLike) -> dict:
                              "onePath": ONE_PATH, "notOnTheWire": NOT_ON_THE_WIRE, "properties": PROPERTIES}
     with tempfile.TemporaryDirectory(prefix="vectors-") as work:
         docs = {"v1": [generate(c, work) for c in CASES], "v2": [generate_v2(c) for c in V2_CASES],
+                "v2-wire": [generate(c, work) for c in V2_WIRE_CASES],
                 "client": [generate_client(c, work) for c in CLIENT_CASES]}
     for name, items in docs.items():
         (out / name).mkdir(parents=True, exist_ok=True)
@@ -529,7 +560,8 @@ def export(directory: str | os.PathLike) -> dict:
                             "steps": len(doc.get("steps", [doc]))})
             for s in doc.get("steps", [doc]):  # a client case is one step
                 for r in s["rules"]:
-                    per = index["rules"].setdefault(r, {"v1": 0, "v2": 0, "client": 0, "accept": 0, "reject": 0})
+                    per = index["rules"].setdefault(r, {"v1": 0, "v2": 0, "v2-wire": 0, "client": 0, "accept": 0,
+                                                        "reject": 0})
                     per[name] += 1
                     per[s["paths"][r]] += 1
     index["rules"] = dict(sorted(index["rules"].items()))
@@ -541,7 +573,8 @@ def export(directory: str | os.PathLike) -> dict:
 
 def replay(doc: dict, make_server: Callable[[], Any], workdir: str) -> list[str]:
     """Play an exported vector against a fresh server adapter; the mismatches (empty: pass)."""
-    case = Case(doc["caseId"], doc["description"], (), doc["deployment"]["hintProfile"], doc["deployment"]["hinted"])
+    case = Case(doc["caseId"], doc["description"], (), doc["deployment"]["hintProfile"], doc["deployment"]["hinted"],
+                doc["deployment"]["chain"])
     env, chain = _env(case, workdir)
     server = make_server()
     server.reset(env)
@@ -564,7 +597,7 @@ def replay(doc: dict, make_server: Callable[[], Any], workdir: str) -> list[str]
         elif op == "switch_server":
             switch_fleet(server, step["hinted"])
         elif op == "request_close":
-            chain.request_close(PAYER_KEY, step["channelId"])
+            deployment_of(chain).request_close(PAYER_KEY, step["channelId"])
         elif op == "settle":
             server.settle(step["channelId"])
         elif op in CHAIN_OPS:
@@ -586,9 +619,11 @@ def cmd_vectors(args) -> int:
     """`python -m conformance vectors export DIR`."""
     index = export(args.dir)
     sets = index["sets"]
-    print(f"wrote {len(sets['v1'])} v1, {len(sets['v2'])} v2 and {len(sets['client'])} client cases to {args.dir}")
+    print(f"wrote {len(sets['v1'])} v1, {len(sets['v2'])} v2, {len(sets['v2-wire'])} v2-wire and "
+          f"{len(sets['client'])} client cases to {args.dir}")
     for rule, count in index["rules"].items():
-        print(f"  {rule}: {count['v1']} v1 steps, {count['v2']} v2 steps, {count['client']} client cases "
+        print(f"  {rule}: {count['v1']} v1 steps, {count['v2']} v2 steps, {count['v2-wire']} v2-wire steps, "
+              f"{count['client']} client cases "
               f"({count['accept']} accepting, {count['reject']} rejecting)")
     return 0
 
