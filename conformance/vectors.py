@@ -550,7 +550,8 @@ def export(directory: str | os.PathLike) -> dict:
     with tempfile.TemporaryDirectory(prefix="vectors-") as work:
         docs = {"v1": [generate(c, work) for c in CASES], "v2": [generate_v2(c) for c in V2_CASES],
                 "v2-wire": [generate(c, work) for c in V2_WIRE_CASES],
-                "client": [generate_client(c, work) for c in CLIENT_CASES]}
+                "client": [generate_client(c, work) for c in CLIENT_CASES],
+                "client-v2": [generate_client(c, work) for c in CLIENT_V2_CASES]}
     for name, items in docs.items():
         (out / name).mkdir(parents=True, exist_ok=True)
         entries = index["sets"][name] = []
@@ -560,8 +561,8 @@ def export(directory: str | os.PathLike) -> dict:
                             "steps": len(doc.get("steps", [doc]))})
             for s in doc.get("steps", [doc]):  # a client case is one step
                 for r in s["rules"]:
-                    per = index["rules"].setdefault(r, {"v1": 0, "v2": 0, "v2-wire": 0, "client": 0, "accept": 0,
-                                                        "reject": 0})
+                    per = index["rules"].setdefault(r, {"v1": 0, "v2": 0, "v2-wire": 0, "client": 0, "client-v2": 0,
+                                                        "accept": 0, "reject": 0})
                     per[name] += 1
                     per[s["paths"][r]] += 1
     index["rules"] = dict(sorted(index["rules"].items()))
@@ -619,11 +620,11 @@ def cmd_vectors(args) -> int:
     """`python -m conformance vectors export DIR`."""
     index = export(args.dir)
     sets = index["sets"]
-    print(f"wrote {len(sets['v1'])} v1, {len(sets['v2'])} v2, {len(sets['v2-wire'])} v2-wire and "
-          f"{len(sets['client'])} client cases to {args.dir}")
+    print(f"wrote {len(sets['v1'])} v1, {len(sets['v2'])} v2, {len(sets['v2-wire'])} v2-wire, "
+          f"{len(sets['client'])} client and {len(sets['client-v2'])} client-v2 cases to {args.dir}")
     for rule, count in index["rules"].items():
         print(f"  {rule}: {count['v1']} v1 steps, {count['v2']} v2 steps, {count['v2-wire']} v2-wire steps, "
-              f"{count['client']} client cases "
+              f"{count['client']} client and {count['client-v2']} client-v2 cases "
               f"({count['accept']} accepting, {count['reject']} rejecting)")
     return 0
 
@@ -655,6 +656,7 @@ class ClientCase:
     paths: dict = attrs.field(factory=dict)  # rule -> "accept" | "reject" where the outcome alone does not say
     requests: int = 1  # GETs the client makes, one after the other
     gone: bool = False  # the first paid request is answered 410 channel-not-found (a lie: the channel is live)
+    chain: str = "memory"  # "memory-v2": the client-v2 set (Tempo transactions, descriptors, v2 vouchers)
 
 
 CLIENT_CASES: tuple[ClientCase, ...] = (
@@ -708,6 +710,12 @@ CLIENT_CASES: tuple[ClientCase, ...] = (
                "and signs from settled (L)", ("L",), history=(OPEN, _req("voucher", amount=2)),
                params={"hinted": False}),
 )
+
+# The client cases on a v2 deployment (memory-v2), for v2 clients such as mppx's (vectors/run-vectors.mjs). Left
+# out: the stranger's channel (opened with a v1 transaction here).
+CLIENT_V2_CASES: tuple[ClientCase, ...] = tuple(
+    attrs.evolve(c, case_id=c.case_id.replace("client-", "client-v2-", 1), chain="memory-v2")
+    for c in CLIENT_CASES if not c.other_payer)
 
 
 class _Recorder:
@@ -810,7 +818,7 @@ def _altered(header: str, secret: bytes, changes: dict) -> str:
 
 
 def generate_client(case: ClientCase, workdir: str) -> dict:
-    env, chain = _env(Case(case.case_id, case.description, (), hinted=case.hinted), workdir)
+    env, chain = _env(Case(case.case_id, case.description, (), hinted=case.hinted, chain=case.chain), workdir)
     env = attrs.evolve(env, suggested_deposit=case.suggested_deposit)
     server = ModelServer("model")
     server.reset(env)
@@ -832,6 +840,7 @@ def generate_client(case: ClientCase, workdir: str) -> dict:
         wc = _fresh_challenge(server, "GET", author.payer)
         auth = wire.encode_authorization(wire.Credential(challenge=wc, source="did:pkh:eip155:0:x", payload=payload))
         _send(server, "GET", _headers(True, auth, None, author.payer))
+    state = _chain_state(chain, author.cid)
     first = None
     if case.lie is not None:
         first = server._challenge(MChallenge(price=PRICE, hints=Hints(channel_id=author.cid, **case.lie)))
@@ -850,11 +859,24 @@ def generate_client(case: ClientCase, workdir: str) -> dict:
     out = {"n": 1, "op": "client", "rules": list(case.rules), "expect": {"signed": signed}}
     return {"format": FORMAT, "caseId": case.case_id, "description": case.description, "rules": list(case.rules),
             "modelVersion": model_version(),
-            "deployment": {**deployment(Case(case.case_id, "", (), hinted=case.hinted), chain),
+            "deployment": {**deployment(Case(case.case_id, "", (), hinted=case.hinted, chain=case.chain), chain),
                            "client": {**CLIENT_PARAMS, **case.params}, "suggestedDeposit": case.suggested_deposit},
-            "chainSetup": setup, "request": {"method": "GET", "path": PAID_PATH, "times": case.requests},
+            "chainSetup": setup, "chainState": state,
+            "request": {"method": "GET", "path": PAID_PATH, "times": case.requests},
             "exchanges": recorder.exchanges, "expect": {"signed": signed},
             "paths": paths({"rules": case.rules, "paths": case.paths}, out)}
+
+
+def _chain_state(chain, cid: Optional[str]) -> dict:
+    """The escrow's record of the case's channel after `chainSetup` (for a runner that sets chain state instead
+    of broadcasting transactions): {channelId: {payer, payee, token, authorizedSigner, deposit, settled,
+    closeRequestedAt, finalized}}."""
+    if cid is None:
+        return {}
+    st = chain.get_channel(cid)
+    return {cid: {"payer": st.payer, "payee": st.payee, "token": st.token, "authorizedSigner": st.authorized_signer,
+                  "deposit": st.deposit, "settled": st.settled, "closeRequestedAt": st.close_requested_at,
+                  "finalized": st.finalized}}
 
 
 def _stranger_open(author: _Author, step: dict):
@@ -882,12 +904,14 @@ def play_client(client, env: Env, doc: dict, chain) -> tuple[list, list]:
 
 
 def replay_client(doc: dict, make_client: Callable[[], Any], workdir: str) -> list[str]:
-    env, chain = _env(Case(doc["caseId"], "", (), hinted=doc["deployment"]["hinted"]), workdir)
+    env, chain = _env(Case(doc["caseId"], "", (), hinted=doc["deployment"]["hinted"], chain=doc["deployment"]["chain"]),
+                      workdir)
     for item in doc["chainSetup"]:
         if isinstance(item, str):
             chain.broadcast(item)
         else:  # the payee's settlement of its highest voucher
-            chain.settle(PAYEE_KEY, item["channelId"], item["cumulativeAmount"], bytes.fromhex(item["signature"][2:]))
+            deployment_of(chain).settle(PAYEE_KEY, item["channelId"], item["cumulativeAmount"],
+                                        bytes.fromhex(item["signature"][2:]))
     got, stray = play_client(make_client(), env, doc, chain)
     want = doc["expect"]["signed"]
     return [] if got == want and not stray else [

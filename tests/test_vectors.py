@@ -93,10 +93,12 @@ def test_vectors_pass_on(make, name, exported, tmp_path):
 
 @pytest.mark.parametrize("make", [lambda: ModelClient("model"), lambda: ReferenceClient("reference")],
                          ids=["model", "reference"])
-def test_client_vectors_pass_on(make, exported, tmp_path):
-    docs = _docs(exported, "client")
-    assert {d["caseId"] for d in docs} >= {"client-inflated-hint", "client-hinted-proof", "client-tops-up",
-                                           "client-other-escrow", "client-price-too-high", "client-gone-lie"}
+@pytest.mark.parametrize("name", ["client", "client-v2"])
+def test_client_vectors_pass_on(make, name, exported, tmp_path):
+    docs = _docs(exported, name)
+    ids = {d["caseId"].replace("client-v2-", "client-") for d in docs}
+    assert ids >= {"client-inflated-hint", "client-hinted-proof", "client-tops-up", "client-other-escrow",
+                   "client-price-too-high", "client-gone-lie"}
     failures = [m for doc in docs for m in vectors.replay_client(doc, make, str(tmp_path))]
     assert failures == []
 
@@ -145,17 +147,22 @@ def test_node_runner_against_mppx(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     run = json.loads(out.read_text())
     verdicts = {r["caseId"]: r["verdict"] for r in run["results"]}
-    assert set(verdicts) == {c.case_id for c in vectors.V2_CASES + vectors.V2_WIRE_CASES}
+    assert set(verdicts) == {c.case_id for c in vectors.V2_CASES + vectors.V2_WIRE_CASES + vectors.CLIENT_V2_CASES}
     assert set(verdicts.values()) <= {"pass", "xfail", "unsupported"}
-    # what mppx cannot be asked is named, never passed: a fleet member without hints, the payee's own settle
+    # what mppx cannot be asked is named, never passed: a fleet member without hints, the payee's own settle, a
+    # legacy client
     assert {c for c, v in verdicts.items() if v == "unsupported"} == {
-        "v2w-challenge-legacy", "v2w-rollout-fleet", "v2w-settle-then-continue", "v2w-public-voucher"}
+        "v2w-challenge-legacy", "v2w-rollout-fleet", "v2w-settle-then-continue", "v2w-public-voucher",
+        "client-v2-legacy"}
     assert all(r["reason"] for r in run["results"] if r["verdict"] == "unsupported")
     assert verdicts["v2-advance"] == "pass"  # signatures and channel ids agree with mppx
     assert verdicts["v2w-open-and-pay"] == "pass"  # a Tempo open, its descriptor and the v2 domain agree too
     assert verdicts["v2w-forced-close-withdraw"] in ("pass", "xfail") and verdicts["v2w-close-below-spent"] == "pass"
+    # mppx's client, answered from the recorded exchanges: it refuses another escrow (H7) and keeps its floor (H3b)
+    assert verdicts["client-v2-other-escrow"] == "pass" and verdicts["client-v2-floor-settled"] == "pass"
     findings = {f for r in run["results"] for f in r["findings"]}
-    assert {"F1", "F2", "F7", "F8", "F9", "F11", "F12", "F13", "F19", "F130", "F131", "F132", "F133"} <= findings
+    assert {"F1", "F2", "F3", "F7", "F8", "F9", "F11", "F12", "F13", "F19", "F130", "F131", "F132", "F133", "F134",
+            "F135", "F136"} <= findings
     assert {r: c["fail"] for r, c in run["perRule"].items() if c["fail"]} == {}
 
 

@@ -189,10 +189,19 @@ class AdapterProcess {
     this.waiting = new Map()
     this.next = 1
     this.stderr = ''
+    this.onCallback = null // (kind, request) -> value: answers the adapter's callbacks (PROTOCOL.md section 8)
     this.proc.stderr.on('data', (d) => { this.stderr = (this.stderr + d).slice(-4000) })
     readline.createInterface({ input: this.proc.stdout }).on('line', (line) => {
       let answer
       try { answer = JSON.parse(line) } catch { return }
+      if (answer.callback !== undefined && answer.id === undefined) {
+        Promise.resolve()
+          .then(() => this.onCallback(answer.kind, answer.request))
+          .then((value) => ({ callback: answer.callback, ok: true, value }),
+            (error) => ({ callback: answer.callback, ok: false, error: { type: 'internal', message: String(error?.stack ?? error) } }))
+          .then((reply) => this.proc.stdin.write(JSON.stringify(reply) + '\n'))
+        return
+      }
       const w = this.waiting.get(answer.id)
       if (!w) return
       this.waiting.delete(answer.id)
@@ -205,11 +214,11 @@ class AdapterProcess {
     })
   }
 
-  call(op, input = {}) {
+  call(op, input = {}, callbacks = undefined) {
     const id = this.next++
     return new Promise((resolve, reject) => {
       this.waiting.set(id, { resolve, reject })
-      this.proc.stdin.write(JSON.stringify({ id, op, input }) + '\n')
+      this.proc.stdin.write(JSON.stringify({ id, op, input, ...(callbacks ? { callbacks } : {}) }) + '\n')
     })
   }
 
@@ -290,6 +299,85 @@ async function runWireCase(adapter, doc) {
   return { steps }
 }
 
+// ---------------------------------------------------------------------------- client-v2: mppx's client
+//
+// A client case (vectors/README.md "client"): mppx's fetch client (bridge op client.fetch, a fresh install: empty
+// channel store) makes the case's GETs; every HTTP request it makes comes back as an http callback, answered from
+// the case's recorded exchanges while its credentials match them (as conformance.vectors.replay_client does);
+// its chain reads are answered by the adapter's fake chain, set to the case's chainState.
+
+async function credentialSummary(adapter, authorization) {
+  if (!authorization) return null
+  const p = Credential.deserialize(authorization).payload
+  const out = { action: p.action }
+  if (p.action !== 'open') out.channelId = p.channelId
+  if (p.cumulativeAmount !== undefined) out.cumulativeAmount = Number(p.cumulativeAmount)
+  if (p.action === 'open') {
+    const decoded = await adapter.call('tx.decode', { raw: p.transaction })
+    out.deposit = Number(decoded.calls.at(-1).args[3])
+  }
+  if (p.action === 'topUp') out.additionalDeposit = Number(p.additionalDeposit)
+  return out
+}
+
+const sameSummary = (a, b) => JSON.stringify(lowerStrings(a)) === JSON.stringify(lowerStrings(b))
+
+async function runClientCase(adapter, doc) {
+  if (!doc.deployment.client.hinted) return { unsupported: "mppx's client has no legacy (hint-ignoring) mode" }
+  await adapter.call('reset')
+  for (const [channelId, st] of Object.entries(doc.chainState)) {
+    const state = { ...st, deposit: String(st.deposit), settled: String(st.settled) }
+    await adapter.call('chain.set_channel', { channelId, state })
+  }
+  const exchanges = doc.exchanges
+  let n = 0
+  const sent = [], stray = [], outcomes = []
+  adapter.onCallback = async (kind, request) => {
+    if (kind !== 'http') throw new Error(`callback ${kind} is not offered`)
+    const summary = await credentialSummary(adapter, request.headers.authorization)
+    const answer = (r) => ({ status: r.status, headers: r.headers, body: r.body })
+    if (summary === null) {
+      if (n < exchanges.length && exchanges[n].request.credential === null && exchanges[n].request.method === request.method)
+        return answer(exchanges[n++].response)
+      const given = exchanges.slice(0, n).filter((x) => x.response.headers['www-authenticate'])
+      if (!given.length) { stray.push({ method: request.method, credential: null }); return { status: 503, headers: {}, body: 'vector: no recorded challenge yet' } }
+      return answer(given.at(-1).response)
+    }
+    sent.push(summary)
+    let at = n
+    while (at < exchanges.length && exchanges[at].request.credential === null) at++
+    const want = exchanges[at]
+    const management = summary.action === 'topUp' || summary.action === 'close'
+    if (!want || !sameSummary(want.request.credential, summary) || (!management && want.request.method !== request.method)) {
+      stray.push({ method: request.method, credential: summary })
+      return { status: 503, headers: {}, body: 'vector: no recorded answer to this request' }
+    }
+    n = at + 1
+    if (summary.action === 'topUp' && want.response.status === 200) { // the server would broadcast it
+      const st = await adapter.call('chain.get_channel', { channelId: summary.channelId })
+      st.deposit = String(BigInt(st.deposit) + BigInt(summary.additionalDeposit))
+      await adapter.call('chain.set_channel', { channelId: summary.channelId, state: st })
+    }
+    return answer(want.response)
+  }
+  const c = doc.deployment.client
+  for (let i = 0; i < doc.request.times; i++) {
+    // As the harness configures mppx's client (conformance/mppx_impl.py): the payer's wallet bounds what it may
+    // authorize in total, it tops up by the case's topUp, and it takes no escrow but its default.
+    const out = await adapter.call('client.fetch', {
+      privateKey: doc.deployment.keys.payer, url: origin + doc.request.path, method: doc.request.method,
+      allowCustomEscrow: false, maxDeposit: String(Math.max(doc.deployment.wallet, c.deposit)),
+      topUpAmount: String(c.topUp),
+      ...(i === 0 ? { store: [] } : {}),
+    }, ['http'])
+    outcomes.push(out.thrown ? `threw ${out.thrown.name}: ${out.thrown.message}`.slice(0, 300) : `answered ${out.response.status}`)
+  }
+  adapter.onCallback = null
+  const got = { signed: sent, ...(stray.length ? { stray } : {}) }
+  return { steps: [{ n: 1, op: 'client', rules: doc.rules, outcomes,
+    mismatches: diff({ signed: doc.expect.signed }, got) }] }
+}
+
 // ---------------------------------------------------------------------------- running
 
 const origin = 'https://vectors.test'
@@ -363,14 +451,14 @@ const expectations = JSON.parse(readFileSync(EXPECTATIONS, 'utf8')).cases
 const results = []
 const perRule = {}
 const adapter = new AdapterProcess(path.join(HERE, '..', 'adapters', 'mppx'))
-const entries = [...index.sets.v2.map((e) => ({ ...e, set: 'v2' })), ...(index.sets['v2-wire'] ?? []).map((e) => ({ ...e, set: 'v2-wire' }))]
+const entries = ['v2', 'v2-wire', 'client-v2'].flatMap((set) => (index.sets[set] ?? []).map((e) => ({ ...e, set })))
 for (const entry of entries) {
   const doc = JSON.parse(readFileSync(path.join(VECTORS, entry.file), 'utf8'))
   let steps, outcome
   try {
     if (entry.set === 'v2') steps = await runCase(doc)
     else {
-      const run = await runWireCase(adapter, doc)
+      const run = entry.set === 'client-v2' ? await runClientCase(adapter, doc) : await runWireCase(adapter, doc)
       if (run.unsupported) {
         results.push({ caseId: doc.caseId, set: entry.set, rules: doc.rules, verdict: 'unsupported', reason: run.unsupported,
           findings: [], unexpected: [], covered: [], stale: [] })
@@ -384,7 +472,8 @@ for (const entry of entries) {
     steps = []
     outcome = { verdict: 'FAIL', findings: [], unexpected: [{ error: String(error?.stack ?? error) }], covered: [], stale: [] }
   }
-  results.push({ caseId: doc.caseId, set: entry.set, rules: doc.rules, ...outcome })
+  results.push({ caseId: doc.caseId, set: entry.set, rules: doc.rules, ...outcome,
+    ...(steps[0]?.outcomes ? { outcomes: steps[0].outcomes } : {}) })
   for (const s of steps) {
     const v = !s.mismatches.length ? 'pass'
       : outcome.unexpected.some((m) => m.n === s.n) ? 'fail' : 'xfail'
@@ -402,7 +491,7 @@ adapter.close()
 const ms = Number(process.hrtime.bigint() - started) / 1e6
 console.log('\nper rule (steps): ' + Object.entries(perRule).sort().map(([r, c]) => `${r} ${c.pass}/${c.xfail}/${c.fail}`).join(', ') + '  (pass/xfail/fail)')
 const count = (v) => results.filter((r) => r.verdict === v).length
-console.log(`mppx ${MPPX_VERSION}: ${results.length} cases (v2 and v2-wire), ${count('pass')} pass, ` +
+console.log(`mppx ${MPPX_VERSION}: ${results.length} cases (v2, v2-wire, client-v2), ${count('pass')} pass, ` +
   `${count('xfail')} expected failures, ${count('FAIL')} unexpected failures, ${count('XPASS')} unexpected passes, ` +
   `${count('unsupported')} unsupported, ${ms.toFixed(0)} ms`)
 if (JSON_OUT) writeFileSync(JSON_OUT, JSON.stringify({ mppx: MPPX_VERSION, ms, results, perRule }, null, 1) + '\n')
