@@ -64,6 +64,14 @@ def model_descriptor(d: wire.Descriptor) -> mchain.Descriptor:
                              d.expiring_nonce_hash)
 
 
+def descriptor_ok(p, payee: str, token: str, escrow: str, chain_id: int) -> bool:
+    """v2 (draft, "Channel Descriptor"; rules E1b, E8): the payload's descriptor names its channelId, pays
+    `payee` in `token`, and names no operator (the model server advertises none)."""
+    d = model_descriptor(p.descriptor)
+    return (mchain.descriptor_channel_id(d, escrow, chain_id) == p.channel_id
+            and d.payee == payee and d.token == token and d.operator == mchain.ZERO_ADDRESS)
+
+
 def recover_or_none(domain: VoucherDomain, cid: str, amount: int, sig: str) -> Optional[str]:
     try:
         return recover_voucher_signer(domain, cid, amount, sig)
@@ -266,11 +274,7 @@ class ModelServer:
         return self._render(resp, cred, tx_hash)
 
     def _descriptor_ok(self, p) -> bool:
-        """v2 (draft, "Channel Descriptor"): the payload's descriptor names its channelId, pays us in our
-        token, and names no operator (we advertise none)."""
-        d = model_descriptor(p.descriptor)
-        return (mchain.descriptor_channel_id(d, self.chain.escrow, self.chain.chain_id) == p.channel_id
-                and d.payee == self.payee and d.token == self.chain.token and d.operator == mchain.ZERO_ADDRESS)
+        return descriptor_ok(p, self.payee, self.chain.token, self.chain.escrow, self.chain.chain_id)
 
     def _render(self, resp, cred, tx_hash) -> httpx.Response:
         if resp.status == 200:

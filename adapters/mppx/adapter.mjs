@@ -241,6 +241,8 @@ async function applyRawTransaction(chainId, raw) {
   const escrow = call.to
   const decoded = decodeFunctionData({ abi: escrowAbi, data: call.data })
   const txHash = keccak256(raw)
+  // A signed transaction is mined at most once (its nonce is then used), as on a real chain.
+  if (fakeChain.receipts.has(txHash)) throw new Error('fake chain: transaction already applied (nonce used)')
   fakeChain.blockNumber += 1n
   const Channel = Session.Precompile.Channel
   let log
