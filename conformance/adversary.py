@@ -76,6 +76,8 @@ EXTRA_PROPERTIES = {
     "DM": "a client never answers a challenge naming another escrow contract or chainId (wire)",
     "LL": "after a lie, the client's next honest request is served within MAX_ROUND_TRIPS when the model's is",
     "ST": "every channel a client opened that the chain still escrows stays known to it (no stranded deposit)",
+    "CR": "after a crash between an open's broadcast and its record's commit, an authentic credential naming the "
+          "channel leaves the server holding its record (no orphaned deposit; conformance/crash.py)",
 }
 
 

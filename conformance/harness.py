@@ -31,7 +31,7 @@ from model.records import Voucher
 from model.system import MAX_ROUND_TRIPS, PRICES_PER_REQUEST, Act, Config, Exchange, StepInfo, System, _Run, initial
 from model.system import step as model_step
 
-from . import registry
+from . import crash, registry
 from .interface import PAID_PATH, ClientParams, Env
 from adapters.chain.deployment import deployment_of
 
@@ -39,7 +39,8 @@ from .model_impl import escrow_channel, recover_or_none
 from .network import Network
 
 ALL_FAULTS = ("none", "hold_request", "hold_response")
-FAULT_NAMES = {"none": "none", "lose_request": "hold_request", "drop_response": "hold_response"}
+FAULT_NAMES = {"none": "none", "lose_request": "hold_request", "drop_response": "hold_response",
+               "crash_broadcast": "crash_after_broadcast", "crash_commit": "hold_response"}  # conformance/crash.py
 NAMES = ("alice", "alice2", "alice3")
 
 
@@ -166,7 +167,7 @@ class Session:
         self.sched = Scheduler()  # concurrent steps (conformance/concurrency.py); Env.checkpoint is its hook
         self.deployment = dep = deployment_of(chain)
         self.env = Env(chain, self.payee_key, rc.price, self.server_hinted, rc.profile, rc.seed, self.workdir,
-                       suggested_deposit=rc.deposit, deployment=dep, checkpoint=self.sched.checkpoint)
+                       suggested_deposit=rc.deposit, deployment=dep, checkpoint=crash.checkpoint_hook(self))
         self.server = registry.load_server(rc.server)
         if hasattr(self.server, "resolve_by_payer"):  # a bridge server facing the harness's own clients
             from .bridge_spec import is_bridge
@@ -174,6 +175,7 @@ class Session:
             self.server.resolve_by_payer = not is_bridge(rc.client)
         self.server.reset(self.env)
         self.net = Network(self.server, self.server.record, getattr(chain, "nonce_of", lambda a: 0))
+        self.net.on_crash = self.server.restart  # a crash inside a request: restart on the durable store
         self.clients = []
         names = NAMES if rc.shared else ("alice", "bob", "carol")
         self.params = []
@@ -225,6 +227,9 @@ class Session:
         self.public_vouchers: dict = {}  # real channel -> (amount, signature) a settle transaction published
         self.opened: list = [dict() for _ in self.clients]  # ST: channels each client opened (wire), in its memory
         self.lied_to: set = set()  # LL: clients lied to since their last honest request
+        self.crash_watch = crash.CrashWatch()  # CR: channels orphaned by a crash after an open's broadcast
+        if crash.skip_reason(self.server):
+            self.skipped["CR"] = crash.skip_reason(self.server)
 
     # ------------------------------------------------------------- projection
 
@@ -303,7 +308,7 @@ class Session:
                       + self._liveness(step, synced, outcome, twin_info.outcome)
                       + self._exposure(step, wires, signed_before, prev_real) + self._domain(wires)
                       + self._after_lie(step, synced, outcome, twin_info.outcome, len(mine)) + self._stranded(wires)
-                      + lz)
+                      + lz + self.crash_watch.check(self, wires))
         expected = [(p, m) for p, m in real_v if p in twin_ids]
         self._map_channels(wires, twin_info)
         mismatches = self._compare(step, outcome, twin_info.outcome) if self.rc.strength == "strict" else []
@@ -726,6 +731,7 @@ class Session:
         hinted = self.client_hinted and (self.server_hinted or self.cfg.lying_server)
         return {"H3": hinted, "RM": hinted, "WM": True, "HF": hinted, "CX": True, "LV": True, "XP": True, "DM": True,
                 "LL": self.cfg.lying_server, "ST": "ST" not in self.skipped,
+                "CR": "CR" not in self.skipped and self.crash_watch.crashes.get("broadcast", 0) > 0,
                 "LZ": any(r.step["op"] == "concurrent" and r.outcome not in ("noop", "skipped") for r in self.results)}
 
     def failures(self) -> list:

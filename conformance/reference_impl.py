@@ -16,6 +16,7 @@ class ReferenceServer:
     """adapters.reference.SessionServer, driven in process through its synchronous `handle`."""
 
     server_cls = None  # mutants override with a subclass of SessionServer
+    crash_points = ("broadcast", "respond")  # it calls Env.checkpoint there (conformance/interface.py CRASH_POINTS)
 
     def __init__(self, name: str = "reference", hinted: Optional[bool] = None):
         self.name = name
