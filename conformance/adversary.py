@@ -97,6 +97,8 @@ class AdversarySession(Session):
     """Machine (b): the server under test against model clients (hinted or legacy as the client named by
     --client is) plus the adversary; the client named by --client is not driven (see `drives`)."""
 
+    b1_shadow = True  # B1 on the implementation: its other configuration side by side (conformance/b1.py)
+
     def __init__(self, rc: RunConfig, workdir=None):
         super().__init__(rc, workdir)
         self.other_key = hashlib.sha256(b"conformance:mallory:" + str(rc.seed).encode()).digest()
@@ -127,7 +129,7 @@ class AdversarySession(Session):
         twin_info = self._twin_info
         twin_v = self._check(prev_twin, twin_info, self.twin)
         tids = {p for p, _ in twin_v}
-        res = StepResult(n, step, outcome, outcome, [(p, m) for p, m in real_v if p not in tids] + extra,
+        res = StepResult(n, step, outcome, outcome, [(p, m) for p, m in real_v if p not in tids] + extra + self.b1_take(),
                          [(p, m) for p, m in real_v if p in tids], [], wires)
         self.results.append(res)
         return res

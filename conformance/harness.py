@@ -31,7 +31,7 @@ from model.records import Voucher
 from model.system import MAX_ROUND_TRIPS, PRICES_PER_REQUEST, Act, Config, Exchange, StepInfo, System, _Run, initial
 from model.system import step as model_step
 
-from . import crash, registry
+from . import b1, crash, registry
 from .interface import PAID_PATH, ClientParams, Env
 from adapters.chain.deployment import deployment_of
 
@@ -143,6 +143,8 @@ class StepResult:
 
 
 class Session:
+    b1_shadow = False  # run the server's other configuration side by side (B1; the server machine sets it)
+
     def __init__(self, rc: RunConfig, workdir: Optional[str] = None):
         self.rc = rc
         self._own_workdir = workdir is None
@@ -228,6 +230,11 @@ class Session:
         self.opened: list = [dict() for _ in self.clients]  # ST: channels each client opened (wire), in its memory
         self.lied_to: set = set()  # LL: clients lied to since their last honest request
         self.crash_watch = crash.CrashWatch()  # CR: channels orphaned by a crash after an open's broadcast
+        self.b1 = None  # B1 on the implementation: its other configuration, fed the same inputs (conformance/b1.py)
+        if self.b1_shadow and b1.capable(self.server):
+            self.b1 = b1.Shadow(self)
+            self.net.mirror = self.b1.exchange
+            del self.skipped["B1"]
         if crash.skip_reason(self.server):
             self.skipped["CR"] = crash.skip_reason(self.server)
 
@@ -279,6 +286,8 @@ class Session:
         signed_before = dict(self.signed)
         act = self._act(step)
         lz = []
+        if step["op"] == "concurrent" and self.b1 is not None:
+            self.b1.retire("a concurrent step (its interleaving cannot be mirrored)")
         if step["op"] == "concurrent":
             from .concurrency import run_step
 
@@ -308,13 +317,17 @@ class Session:
                       + self._liveness(step, synced, outcome, twin_info.outcome)
                       + self._exposure(step, wires, signed_before, prev_real) + self._domain(wires)
                       + self._after_lie(step, synced, outcome, twin_info.outcome, len(mine)) + self._stranded(wires)
-                      + lz + self.crash_watch.check(self, wires))
+                      + lz + self.crash_watch.check(self, wires) + self.b1_take())
         expected = [(p, m) for p, m in real_v if p in twin_ids]
         self._map_channels(wires, twin_info)
         mismatches = self._compare(step, outcome, twin_info.outcome) if self.rc.strength == "strict" else []
         res = StepResult(n, step, outcome, twin_info.outcome, violations, expected, mismatches, wires)
         self.results.append(res)
         return res
+
+    def b1_take(self) -> list:
+        """The B1 violations the shadow found in this step's exchanges (conformance/b1.py)."""
+        return self.b1.take() if self.b1 is not None else []
 
     def _check(self, prev, info, nxt):
         props = [p for p in PROPERTIES if p.id not in self.skipped and p.id != "H1"]
@@ -376,12 +389,16 @@ class Session:
             return "done"
         if op == "restart_server":
             self.server.restart()
+            if self.b1 is not None:
+                self.b1.restart()
             return "done"
         if op == "settle":
             for cid in self.known_channels():
                 rec = self.server.record(cid)
                 if rec is not None:
                     self.server.settle(cid)
+                    if self.b1 is not None:
+                        self.b1.settle(cid)
                     if rec.highest_signature and self.chain.get_channel(cid).settled == rec.accepted:
                         # the settle transaction publishes the voucher: the third party (adversary.py) holds it
                         self.public_vouchers[cid] = (rec.accepted, rec.highest_signature)
@@ -392,14 +409,21 @@ class Session:
                 return "noop"
             try:
                 if op == "top_up_chain":
-                    self.chain.broadcast(self.deployment.topup_tx(self.keys[i], cid, self.rc.top_up))
+                    raw = self.deployment.topup_tx(self.keys[i], cid, self.rc.top_up)
+                    self.chain.broadcast(raw)
+                    mirror = lambda ch, dep: ch.broadcast(raw)  # noqa: E731
                 else:
                     self.deployment.request_close(self.keys[i], cid)
+                    mirror = lambda ch, dep: dep.request_close(self.keys[i], cid)  # noqa: E731
             except ChainError:
                 return "noop"
+            if self.b1 is not None:
+                self.b1.chain_call(mirror)
             return "done"
         if op == "advance_time":
             self.chain.advance_time(escrow.CLOSE_GRACE_PERIOD)
+            if self.b1 is not None:
+                self.b1.chain_call(lambda ch, dep: ch.advance_time(escrow.CLOSE_GRACE_PERIOD))
             return "done"
         if op == "close":
             if not hasattr(c, "close"):
@@ -716,6 +740,8 @@ class Session:
         """Release the adapters' resources and the scratch directory (results stay readable)."""
         import shutil
 
+        if self.b1 is not None:
+            self.b1.close()
         for obj in [self.server] + list(self.clients):
             fn = getattr(obj, "close_resources", None)
             if fn is not None:

@@ -140,6 +140,7 @@ class Network(httpx.BaseTransport):
         self.requests: dict[int, httpx.Request] = {}  # while concurrent: id(wire) -> the request (for the check)
         self.crashing: Optional[str] = None  # the crash point armed for the request the server is handling now
         self.on_crash: Callable[[], None] = lambda: None  # restarts the server after a crash
+        self.mirror: Optional[Callable] = None  # B1 (conformance/b1.py): mirror(request, wire, crashed point)
 
     def _tick(self) -> int:
         with self.lock:
@@ -212,6 +213,8 @@ class Network(httpx.BaseTransport):
             w.fate, w.note = "server-crashed", f"crash:{point}"
             if w.charged > 0:  # it committed a charge (C2: only a served request is charged); the 200 never left
                 w.status = 200
+            if self.mirror is not None and not concurrent:
+                self.mirror(request, w, point)
             return w, None
         self.crashing = None
         resp.read()
@@ -225,6 +228,8 @@ class Network(httpx.BaseTransport):
             w.hints = _hints(resp)
         if LIE_HEADER in resp.headers:
             w.note = f"lie:{resp.headers[LIE_HEADER]}"
+        if self.mirror is not None and not concurrent:
+            self.mirror(request, w, None)
         if fault == "drop_response":
             w.fate = "response-dropped"
             return w, None

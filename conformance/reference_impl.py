@@ -48,6 +48,13 @@ class ReferenceServer:
             checkpoint=env.checkpoint)
         self.srv = self._make()
 
+    def in_mode(self, hinted: bool) -> "ReferenceServer":
+        """The same implementation (mutants included) built hinted or legacy, not yet reset (B1 on implementations,
+        conformance/b1.py)."""
+        other = type(self)(f"{self.name}-{'hinted' if hinted else 'legacy'}", hinted=hinted)
+        other.server_cls = self.server_cls
+        return other
+
     def handle(self, request: httpx.Request) -> httpx.Response:
         headers = {k.lower(): v for k, v in request.headers.items()}
         reply = self.srv.handle(request.method, request.url.path, headers)
