@@ -455,3 +455,23 @@ def loses_orphan_server():
 
 def adopt_trusts_credential_server():
     return _adapter("server-adopt-trusts-credential", AdoptTrustsCredential)
+
+
+# --- B1 on implementations (conformance/b1.py, h9-time) --------------------------------------------------------
+
+
+class LegacyRefusesEqual(SessionServer):
+    """Bug: in its legacy configuration the server wants every voucher to advance, and refuses one equal to its
+    acceptedCumulative (the idempotent retry of rule V6) that the hinted configuration accepts: the two modes give
+    the same credential different verdicts (B1; the seed: "legacy vouchers stay valid")."""
+
+    def _accept(self, tx, rec, st, amount, signature):
+        from adapters.reference.server import _Reject
+
+        if not self.config.hinted and amount == rec.accepted_cumulative and amount > 0:
+            raise _Reject("verification-failed", f"cumulativeAmount {amount} does not advance", channel_id=rec.channel_id)
+        return super()._accept(tx, rec, st, amount, signature)
+
+
+def legacy_refuses_equal_server():
+    return _adapter("server-legacy-refuses-equal", LegacyRefusesEqual)
