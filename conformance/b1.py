@@ -7,8 +7,8 @@ the server under test handled, in the same order (client requests, duplicates, l
 adversary's), and mirrors every harness action that changes the chain or the server (a top-up or forced close the
 payer sends itself, the grace period passing, settlement, restarts, crashes at the same crash point). Since both
 worlds start equal and receive the same inputs, a correct implementation keeps them equal; after every exchange the
-check compares the verdicts (accepted: a 2xx, or refused; crashed at the same point or not) and the resulting
-(acceptedCumulative, spent) of the credential's channel. The first difference is a B1 violation, and the shadow
+check compares the answers as the model's B1 does (model/properties.py b1_same_verdict: status, problem type and
+receipt; or crashed at the same point) and the resulting (acceptedCumulative, spent) of the credential's channel. The first difference is a B1 violation, and the shadow
 is retired (the two worlds have diverged: later differences would only echo it).
 
 A `concurrent` step (conformance/concurrency.py) also retires the shadow: its requests interleave in an order
@@ -109,7 +109,9 @@ class Shadow:
         mode = "hinted" if self.hinted else "legacy"
         main = "legacy" if self.hinted else "hinted"
         real_status = w.status if crashed is None else None
-        if _ok(real_status) != _ok(status) or crashed != died:
+        said = (real_status, w.problem, w.receipt) if crashed is None else None
+        other = (status, _problem(resp), _receipt(resp)) if died is None else None
+        if said != other or crashed != died:  # as model/properties.py b1_same_verdict: status, problem, receipt
             self._diverged(f"{w.action} on {w.channel_id[:10]} (amount {w.amount}): the {main} server answered "
                            f"{_said(real_status, w.problem, crashed)}, the same implementation in its {mode} "
                            f"configuration {_said(status, _problem(resp) if died is None else None, died)}")
@@ -151,6 +153,12 @@ class Shadow:
                 fn()
             except Exception:
                 pass
+
+
+def _receipt(resp) -> Optional[tuple]:
+    from .network import _receipt as receipt
+
+    return receipt(resp)
 
 
 def _problem(resp) -> Optional[str]:
