@@ -58,8 +58,8 @@ only makes the other thread wait: still correct, the schedule is then best effor
 
 CRASH_POINTS = ("broadcast", "respond")
 """Crash points inside one request (issue 9 item 3), a capability: a server adapter that offers them sets the class
-attribute `crash_points` to the ones it reaches, and calls `Env.checkpoint(point)` there (in process), or takes
-`crashAt` in `server.handle` (a bridge, adapters/bridge/PROTOCOL.md):
+attribute `crash_points` to the ones it reaches, and calls `Env.checkpoint(point)` there (in process; for bridges the
+optional capability `server.crash` of adapters/bridge/PROTOCOL.md is specified, not yet driven):
 
 broadcast  an open's transaction is on chain (broadcast and confirmed) and the channel's record is not yet committed;
 respond    the request is committed (record, charge, stored response) and its response has not left.
