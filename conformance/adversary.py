@@ -76,6 +76,8 @@ EXTRA_PROPERTIES = {
     "DM": "a client never answers a challenge naming another escrow contract or chainId (wire)",
     "LL": "after a lie, the client's next honest request is served within MAX_ROUND_TRIPS when the model's is",
     "ST": "every channel a client opened that the chain still escrows stays known to it (no stranded deposit)",
+    "CR": "after a crash between an open's broadcast and its record's commit, an authentic credential naming the "
+          "channel leaves the server holding its record (no orphaned deposit; conformance/crash.py)",
 }
 
 
@@ -94,6 +96,8 @@ def _ok(status) -> bool:
 class AdversarySession(Session):
     """Machine (b): the server under test against model clients (hinted or legacy as the client named by
     --client is) plus the adversary; the client named by --client is not driven (see `drives`)."""
+
+    b1_shadow = True  # B1 on the implementation: its other configuration side by side (conformance/b1.py)
 
     def __init__(self, rc: RunConfig, workdir=None):
         super().__init__(rc, workdir)
@@ -125,7 +129,7 @@ class AdversarySession(Session):
         twin_info = self._twin_info
         twin_v = self._check(prev_twin, twin_info, self.twin)
         tids = {p for p, _ in twin_v}
-        res = StepResult(n, step, outcome, outcome, [(p, m) for p, m in real_v if p not in tids] + extra,
+        res = StepResult(n, step, outcome, outcome, [(p, m) for p, m in real_v if p not in tids] + extra + self.b1_take(),
                          [(p, m) for p, m in real_v if p in tids], [], wires)
         self.results.append(res)
         return res

@@ -31,7 +31,7 @@ from model.records import Voucher
 from model.system import MAX_ROUND_TRIPS, PRICES_PER_REQUEST, Act, Config, Exchange, StepInfo, System, _Run, initial
 from model.system import step as model_step
 
-from . import registry
+from . import b1, crash, registry
 from .interface import PAID_PATH, ClientParams, Env
 from adapters.chain.deployment import deployment_of
 
@@ -39,7 +39,8 @@ from .model_impl import escrow_channel, recover_or_none
 from .network import Network
 
 ALL_FAULTS = ("none", "hold_request", "hold_response")
-FAULT_NAMES = {"none": "none", "lose_request": "hold_request", "drop_response": "hold_response"}
+FAULT_NAMES = {"none": "none", "lose_request": "hold_request", "drop_response": "hold_response",
+               "crash_broadcast": "crash_after_broadcast", "crash_commit": "hold_response"}  # conformance/crash.py
 NAMES = ("alice", "alice2", "alice3")
 
 
@@ -142,6 +143,8 @@ class StepResult:
 
 
 class Session:
+    b1_shadow = False  # run the server's other configuration side by side (B1; the server machine sets it)
+
     def __init__(self, rc: RunConfig, workdir: Optional[str] = None):
         self.rc = rc
         self._own_workdir = workdir is None
@@ -166,7 +169,7 @@ class Session:
         self.sched = Scheduler()  # concurrent steps (conformance/concurrency.py); Env.checkpoint is its hook
         self.deployment = dep = deployment_of(chain)
         self.env = Env(chain, self.payee_key, rc.price, self.server_hinted, rc.profile, rc.seed, self.workdir,
-                       suggested_deposit=rc.deposit, deployment=dep, checkpoint=self.sched.checkpoint)
+                       suggested_deposit=rc.deposit, deployment=dep, checkpoint=crash.checkpoint_hook(self))
         self.server = registry.load_server(rc.server)
         if hasattr(self.server, "resolve_by_payer"):  # a bridge server facing the harness's own clients
             from .bridge_spec import is_bridge
@@ -174,6 +177,7 @@ class Session:
             self.server.resolve_by_payer = not is_bridge(rc.client)
         self.server.reset(self.env)
         self.net = Network(self.server, self.server.record, getattr(chain, "nonce_of", lambda a: 0))
+        self.net.on_crash = self.server.restart  # a crash inside a request: restart on the durable store
         self.clients = []
         names = NAMES if rc.shared else ("alice", "bob", "carol")
         self.params = []
@@ -225,6 +229,14 @@ class Session:
         self.public_vouchers: dict = {}  # real channel -> (amount, signature) a settle transaction published
         self.opened: list = [dict() for _ in self.clients]  # ST: channels each client opened (wire), in its memory
         self.lied_to: set = set()  # LL: clients lied to since their last honest request
+        self.crash_watch = crash.CrashWatch()  # CR: channels orphaned by a crash after an open's broadcast
+        self.b1 = None  # B1 on the implementation: its other configuration, fed the same inputs (conformance/b1.py)
+        if self.b1_shadow and b1.capable(self.server):
+            self.b1 = b1.Shadow(self)
+            self.net.mirror = self.b1.exchange
+            del self.skipped["B1"]
+        if crash.skip_reason(self.server):
+            self.skipped["CR"] = crash.skip_reason(self.server)
 
     # ------------------------------------------------------------- projection
 
@@ -274,6 +286,8 @@ class Session:
         signed_before = dict(self.signed)
         act = self._act(step)
         lz = []
+        if step["op"] == "concurrent" and self.b1 is not None:
+            self.b1.retire("a concurrent step (its interleaving cannot be mirrored)")
         if step["op"] == "concurrent":
             from .concurrency import run_step
 
@@ -303,13 +317,17 @@ class Session:
                       + self._liveness(step, synced, outcome, twin_info.outcome)
                       + self._exposure(step, wires, signed_before, prev_real) + self._domain(wires)
                       + self._after_lie(step, synced, outcome, twin_info.outcome, len(mine)) + self._stranded(wires)
-                      + lz)
+                      + lz + self.crash_watch.check(self, wires) + self.b1_take())
         expected = [(p, m) for p, m in real_v if p in twin_ids]
         self._map_channels(wires, twin_info)
         mismatches = self._compare(step, outcome, twin_info.outcome) if self.rc.strength == "strict" else []
         res = StepResult(n, step, outcome, twin_info.outcome, violations, expected, mismatches, wires)
         self.results.append(res)
         return res
+
+    def b1_take(self) -> list:
+        """The B1 violations the shadow found in this step's exchanges (conformance/b1.py)."""
+        return self.b1.take() if self.b1 is not None else []
 
     def _check(self, prev, info, nxt):
         props = [p for p in PROPERTIES if p.id not in self.skipped and p.id != "H1"]
@@ -371,12 +389,16 @@ class Session:
             return "done"
         if op == "restart_server":
             self.server.restart()
+            if self.b1 is not None:
+                self.b1.restart()
             return "done"
         if op == "settle":
             for cid in self.known_channels():
                 rec = self.server.record(cid)
                 if rec is not None:
                     self.server.settle(cid)
+                    if self.b1 is not None:
+                        self.b1.settle(cid)
                     if rec.highest_signature and self.chain.get_channel(cid).settled == rec.accepted:
                         # the settle transaction publishes the voucher: the third party (adversary.py) holds it
                         self.public_vouchers[cid] = (rec.accepted, rec.highest_signature)
@@ -387,14 +409,21 @@ class Session:
                 return "noop"
             try:
                 if op == "top_up_chain":
-                    self.chain.broadcast(self.deployment.topup_tx(self.keys[i], cid, self.rc.top_up))
+                    raw = self.deployment.topup_tx(self.keys[i], cid, self.rc.top_up)
+                    self.chain.broadcast(raw)
+                    mirror = lambda ch, dep: ch.broadcast(raw)  # noqa: E731
                 else:
                     self.deployment.request_close(self.keys[i], cid)
+                    mirror = lambda ch, dep: dep.request_close(self.keys[i], cid)  # noqa: E731
             except ChainError:
                 return "noop"
+            if self.b1 is not None:
+                self.b1.chain_call(mirror)
             return "done"
         if op == "advance_time":
             self.chain.advance_time(escrow.CLOSE_GRACE_PERIOD)
+            if self.b1 is not None:
+                self.b1.chain_call(lambda ch, dep: ch.advance_time(escrow.CLOSE_GRACE_PERIOD))
             return "done"
         if op == "close":
             if not hasattr(c, "close"):
@@ -711,6 +740,8 @@ class Session:
         """Release the adapters' resources and the scratch directory (results stay readable)."""
         import shutil
 
+        if self.b1 is not None:
+            self.b1.close()
         for obj in [self.server] + list(self.clients):
             fn = getattr(obj, "close_resources", None)
             if fn is not None:
@@ -726,6 +757,7 @@ class Session:
         hinted = self.client_hinted and (self.server_hinted or self.cfg.lying_server)
         return {"H3": hinted, "RM": hinted, "WM": True, "HF": hinted, "CX": True, "LV": True, "XP": True, "DM": True,
                 "LL": self.cfg.lying_server, "ST": "ST" not in self.skipped,
+                "CR": "CR" not in self.skipped and self.crash_watch.crashes.get("broadcast", 0) > 0,
                 "LZ": any(r.step["op"] == "concurrent" and r.outcome not in ("noop", "skipped") for r in self.results)}
 
     def failures(self) -> list:

@@ -56,6 +56,24 @@ must call it outside any lock it does not want to be held while paused (a paused
 only makes the other thread wait: still correct, the schedule is then best effort)."""
 
 
+CRASH_POINTS = ("broadcast", "respond")
+"""Crash points inside one request (issue 9 item 3), a capability: a server adapter that offers them sets the class
+attribute `crash_points` to the ones it reaches, and calls `Env.checkpoint(point)` there (in process; for bridges the
+optional capability `server.crash` of adapters/bridge/PROTOCOL.md is specified, not yet driven):
+
+broadcast  an open's transaction is on chain (broadcast and confirmed) and the channel's record is not yet committed;
+respond    the request is committed (record, charge, stored response) and its response has not left.
+
+The harness arms one point for one request (conformance/crash.py): the hook then raises `ServerCrash`, which the
+server must let through (it is a BaseException, like the process dying); the harness restarts the server on its
+durable store and the client sees the connection reset. Adapters without `crash_points` get the crash rules
+SKIPPED, never passed."""
+
+
+class ServerCrash(BaseException):
+    """Raised by the harness's `Env.checkpoint` at an armed crash point: the server process dies here."""
+
+
 def no_checkpoint(point: str) -> None:
     """The default `Env.checkpoint`: nothing to schedule."""
 
@@ -179,6 +197,9 @@ class ServerUnderTest(Protocol):
     `handle` may be called from several threads at once (conformance/concurrency.py): each channel's
     history must be linearizable. An adapter that cannot take concurrent requests (a bridge over one pipe)
     sets the class attribute `concurrent = False`: the concurrency rules are then SKIPPED, never passed.
+
+    Optional attribute `crash_points` (a subset of CRASH_POINTS): the points inside a request where the harness may
+    crash this server (see CRASH_POINTS); without it the crash rules are SKIPPED, never passed.
     """
 
     name: str

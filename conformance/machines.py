@@ -163,6 +163,8 @@ def build_machine(rc: RunConfig, collector: Collector, machine: str = "pair"):
             if op == "request":
                 step["fault"] = data.draw(faults, label="fault")
                 step["key"] = data.draw(st.booleans().map(lambda b: not b), label="key")
+                if step["fault"] == "drop_response":
+                    step["fault"] = self._crash_fault(step["client"])
             if op == "restart_client":
                 step["keep"] = data.draw(st.booleans().map(lambda b: not b), label="keep")
             if op == "adversary":
@@ -191,6 +193,20 @@ def build_machine(rc: RunConfig, collector: Collector, machine: str = "pair"):
         def _has_channel(self, i: int) -> bool:
             s = getattr(self, "session", None)
             return s is not None and s.clients[i].view().channel_id is not None
+
+        def _crash_fault(self, i: int) -> str:
+            """A server crash inside a request (conformance/crash.py), where the server offers crash points: a
+            dropped response drawn for a client without a channel (its request opens one) becomes a crash after
+            the open's broadcast, and every second other dropped response a crash after the commit (the twin's
+            event is then the same hold_response). No draw of its own: the steps Hypothesis explores, and so the
+            older mutants' kills, stay as they were."""
+            from .crash import crash_points
+
+            points = crash_points(self.session.server)
+            if "broadcast" in points and not self._has_channel(i):
+                return "crash_broadcast"
+            self.drops = getattr(self, "drops", 0) + 1
+            return "crash_commit" if "respond" in points and self.drops % 2 == 0 else "drop_response"
 
         def _targeted(self, data, i: int) -> None:
             kinds = ["pending_forced_close", "close_after_advance"]

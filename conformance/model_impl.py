@@ -128,6 +128,10 @@ class ModelServer:
         # would lose an update (conformance/concurrency.py drives it from several threads).
         self.lock = threading.RLock()
 
+    def in_mode(self, hinted: bool) -> "ModelServer":
+        """model.server over HTTP built hinted or legacy, not yet reset (B1 on implementations, conformance/b1.py)."""
+        return type(self)(f"{self.name}-{'hinted' if hinted else 'legacy'}", hinted=hinted, cfg_hook=self.cfg_hook)
+
     def reset(self, env: Env) -> None:
         self.env = env
         self.chain = env.chain

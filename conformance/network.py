@@ -6,7 +6,9 @@ properties are computed from what actually crossed the wire. Faults:
 * lose_request:  the request never reaches the server now (held; the harness may
                  deliver it later with `deliver_held`), the client sees a ConnectError;
 * drop_response: the server applies the request, the client sees a ReadError;
-* redeliver:     the harness sends a copy of a client's last paid request again.
+* redeliver:     the harness sends a copy of a client's last paid request again;
+* crash_broadcast, crash_commit: the server crashes inside the request at a crash point (conformance/crash.py),
+                 is restarted on its durable store (`on_crash`), and the client sees a ReadError.
 
 A fault is armed for one client and strikes the first request carrying a
 voucher (open, voucher, close), like the model's faults (model/system.py).
@@ -29,7 +31,7 @@ import httpx
 from model import wire
 from model.profiles import hints_from_request
 
-from .interface import PAYER_HEADER, IDEMPOTENCY_HEADER
+from .interface import PAYER_HEADER, IDEMPOTENCY_HEADER, ServerCrash
 
 
 @attrs.define
@@ -46,7 +48,7 @@ class Wire:
     deposit: Optional[int] = None  # open/topUp amount (from the payload)
     key: Optional[str] = None
     status: Optional[int] = None  # None: lost
-    fate: str = "delivered"  # delivered | request-lost | response-dropped | held-expired
+    fate: str = "delivered"  # delivered | request-lost | response-dropped | held-expired | server-crashed
     problem: Optional[str] = None
     receipt: Optional[tuple] = None  # (channel, accepted, spent, closed)
     hints: Optional[dict] = None
@@ -136,6 +138,9 @@ class Network(httpx.BaseTransport):
         self.clock = 0
         self.concurrent = False
         self.requests: dict[int, httpx.Request] = {}  # while concurrent: id(wire) -> the request (for the check)
+        self.crashing: Optional[str] = None  # the crash point armed for the request the server is handling now
+        self.on_crash: Callable[[], None] = lambda: None  # restarts the server after a crash
+        self.mirror: Optional[Callable] = None  # B1 (conformance/b1.py): mirror(request, wire, crashed point)
 
     def _tick(self) -> int:
         with self.lock:
@@ -193,7 +198,25 @@ class Network(httpx.BaseTransport):
         before = self.record(w.channel_id) if w.channel_id and not concurrent else None
         w.spent_before = before.spent if before is not None else 0
         w.t0 = self._tick()
-        resp = self.server.handle(request)
+        from .crash import FAULT_POINTS
+
+        point = FAULT_POINTS.get(fault)
+        self.crashing = point
+        try:
+            resp = self.server.handle(request)
+        except ServerCrash:
+            self.crashing = None
+            w.t1 = self._tick()
+            self.on_crash()
+            after = self.record(w.channel_id) if w.channel_id else None
+            w.charged = (after.spent if after is not None else 0) - w.spent_before
+            w.fate, w.note = "server-crashed", f"crash:{point}"
+            if w.charged > 0:  # it committed a charge (C2: only a served request is charged); the 200 never left
+                w.status = 200
+            if self.mirror is not None and not concurrent:
+                self.mirror(request, w, point)
+            return w, None
+        self.crashing = None
         resp.read()
         w.t1 = self._tick()
         after = self.record(w.channel_id) if w.channel_id and not concurrent else None
@@ -205,6 +228,8 @@ class Network(httpx.BaseTransport):
             w.hints = _hints(resp)
         if LIE_HEADER in resp.headers:
             w.note = f"lie:{resp.headers[LIE_HEADER]}"
+        if self.mirror is not None and not concurrent:
+            self.mirror(request, w, None)
         if fault == "drop_response":
             w.fate = "response-dropped"
             return w, None

@@ -16,6 +16,7 @@ class ReferenceServer:
     """adapters.reference.SessionServer, driven in process through its synchronous `handle`."""
 
     server_cls = None  # mutants override with a subclass of SessionServer
+    crash_points = ("broadcast", "respond")  # it calls Env.checkpoint there (conformance/interface.py CRASH_POINTS)
 
     def __init__(self, name: str = "reference", hinted: Optional[bool] = None):
         self.name = name
@@ -46,6 +47,13 @@ class ReferenceServer:
             voucher_rate=None,  # the harness controls time; runs drive many requests at once
             checkpoint=env.checkpoint)
         self.srv = self._make()
+
+    def in_mode(self, hinted: bool) -> "ReferenceServer":
+        """The same implementation (mutants included) built hinted or legacy, not yet reset (B1 on implementations,
+        conformance/b1.py)."""
+        other = type(self)(f"{self.name}-{'hinted' if hinted else 'legacy'}", hinted=hinted)
+        other.server_cls = self.server_cls
+        return other
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         headers = {k.lower(): v for k, v in request.headers.items()}

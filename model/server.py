@@ -222,6 +222,40 @@ def _reject(cfg, server, chain, req, rej: Rejected, hinted, required_top_up=None
     return Response(status=status, problem=rej.code, challenge=challenge, required_top_up=required_top_up)
 
 
+def adopt(cfg: ServerConfig, server: Server, chain: Chain, cred) -> tuple[Server, ServerChannel] | Rejected | None:
+    """Rule A1 (draft "Crash Safety": no deposit is orphaned by a crash): a live on-chain channel whose payee is
+    this server and which it has no record of (a crash after an open's broadcast, before its record's commit) is
+    recorded when a credential names it, provided the credential's voucher is signed by the channel's signer.
+    Everything comes from the chain: deposit, settled, payer; acceptedCumulative = spent = settled (nothing is
+    assumed authorized or served beyond what the chain shows). A replayed open's own voucher, or any voucher,
+    then proves more through the ordinary rules. None: not a live channel of ours (answered as unknown)."""
+    ch = chain.channel(cred.channel_id)
+    if ch is None or ch.payee != cfg.payee or ch.finalized:
+        return None
+    v = cred.voucher
+    if v is None or v.signer is None:
+        return Rejected("invalid-signature", "A1")
+    if v.signer != ch.signer or v.channel_id != cred.channel_id:
+        return Rejected("signer-mismatch", "A1")
+    if cred.action == "open":
+        # a replayed open of the orphaned channel: recorded with its own voucher (the open rules O1-O2 held
+        # when it was broadcast); the voucher checks below still apply to it
+        if ch.close_requested_at:
+            return Rejected("channel-finalized", "A1", "a forced close is pending")
+        if v.amount > ch.deposit:
+            return Rejected("amount-exceeds-deposit", "A1")
+        if v.amount < ch.settled:
+            return Rejected("verification-failed", "A1", "below settled")
+        rec = ServerChannel(cred.channel_id, ch.payer, v.amount, v, deposit=ch.deposit, settled=ch.settled,
+                            seq=server.opened + 1)
+    else:
+        rec = ServerChannel(cred.channel_id, ch.payer, ch.settled, Voucher(cred.channel_id, ch.settled, ch.signer),
+                            spent=ch.settled, deposit=ch.deposit, settled=ch.settled,
+                            close_requested_at=ch.close_requested_at, seq=server.opened + 1)
+    server = attrs.evolve(server, opened=server.opened + 1).put(rec)
+    return server, rec
+
+
 def handle(cfg: ServerConfig, server: Server, chain: Chain, req: Request,
            hinted: bool | None = None) -> tuple[Server, Chain, Response]:
     """One request, applied atomically (draft, "Per-Request Processing").
@@ -244,6 +278,14 @@ def handle(cfg: ServerConfig, server: Server, chain: Chain, req: Request,
     rec = server.record(cred.channel_id)
     rec = refresh(rec, chain) if rec is not None else None
     capture = None
+    if rec is None and cred.action in ("open", "voucher", "close") and chain.channel(cred.channel_id) is not None:
+        # Rule A1: an on-chain channel of ours without a record (a crash between an open's broadcast and its
+        # record's commit) is adopted from the chain when a credential names it.
+        adopted = adopt(cfg, server, chain, cred)
+        if isinstance(adopted, Rejected):
+            return server, chain, _reject(cfg, server, chain, req, adopted, hinted)
+        if adopted is not None:
+            server, rec = adopted
 
     if cred.action == "open" and rec is None:
         # Rules O1-O2 (draft, "Open Verification"): the initial voucher is checked against

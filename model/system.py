@@ -22,7 +22,12 @@ from .chain import Chain
 from .messages import Challenge, Credential, Request, Response
 
 Fleet = Literal["hinted", "legacy", "mixed"]
-Fault = Literal["none", "hold_request", "hold_response"]
+Fault = Literal["none", "hold_request", "hold_response", "crash_after_broadcast"]
+"""crash_after_broadcast: the server crashes inside the request, after an open's transaction is on chain and before
+its record is committed (issue 9 item 3; conformance/crash.py): the chain effect stays, the record does not, the
+response is lost; the server restarts on its durable store. Only an open the server broadcasts reaches that point:
+any other request goes on as if no fault were armed. A crash after the commit and before the response is
+`hold_response` (the record stays, the response is lost and never delivered)."""
 MAX_ROUND_TRIPS = 6  # a logical request gives up after this many round trips
 
 
@@ -521,6 +526,9 @@ def _send(r: _Run, i: int, req: Request, fault: Fault) -> Response | None:
     if lied is not None:
         r.exchanges.append(Exchange(req, lied))
         return lied
+    if fault == "crash_after_broadcast" and _crash_after_broadcast(r, req):
+        r.exchanges.append(Exchange(req, None))
+        return None
     if fault == "hold_request":
         r.net[i] = attrs.evolve(r.net[i], held_request=req)
         r.lost += 1
@@ -533,6 +541,20 @@ def _send(r: _Run, i: int, req: Request, fault: Fault) -> Response | None:
         return None
     r.exchanges.append(Exchange(req, resp))
     return resp
+
+
+def _crash_after_broadcast(r: _Run, req: Request) -> bool:
+    """The event `crash_after_broadcast` (see Fault): True when the request is an open that the server broadcasts;
+    then only its chain effect survives (no record, nothing charged, no response)."""
+    cred = req.credential
+    if cred is None or cred.action != "open" or r.server.record(cred.channel_id) is not None \
+            or r.chain.channel(cred.channel_id) is not None:
+        return False
+    _, chain, _ = sv.handle(r.cfg.server, r.server, r.chain, req, _hinted_for(r.cfg, r.act))
+    if chain.channel(cred.channel_id) is None:
+        return False  # refused before the broadcast: the request goes on normally
+    r.chain = chain
+    return True
 
 
 def round_trip_limit(c: cl.ClientConfig) -> int:

@@ -53,6 +53,10 @@ def test_correct_adapter_by_import_path_passes(case, tmp_path):
     assert r.ok, f"false alarm ({drives(rc, machine)}):\n{r.failure}"
     assert r.steps > 0
     assert all(not v.startswith("VIOLATED") for v in r.properties.values()), r.properties
+    if machine == "server":  # B1 on the implementation: its other configuration ran side by side (conformance/b1.py)
+        assert r.properties["B1"] == "held", r.properties["B1"]
+    if machine != "client" and server.startswith(REF):  # the reference server offers crash points (CR)
+        assert not r.properties["CR"].startswith("skipped"), r.properties["CR"]
 
 
 def test_each_machine_says_what_it_drives():

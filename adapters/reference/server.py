@@ -133,6 +133,8 @@ class ServerConfig:
     # Scheduling hook (conformance/interface.py CHECKPOINTS): called with "read" once a request has read its
     # channel's record and "commit" just before it writes (store transaction, broadcast, close). A no-op in
     # production; the conformance harness pauses threads there to force the interleavings that matter.
+    # Also "broadcast" (an open on chain, its record not committed) and "respond" (committed, reply not sent):
+    # the harness's crash points (CRASH_POINTS); a hook may raise there, and nothing here catches it.
     checkpoint: Callable[[str], None] = lambda point: None
 
 
@@ -262,12 +264,14 @@ class SessionServer:
         try:
             request = self._verify_challenge(cred.challenge)
             key = headers.get(IDEMPOTENCY_HEADER)
-            return self._dispatch(method, path, content, cred, request, key)
+            reply = self._dispatch(method, path, content, cred, request, key)
         except _Reject as rej:
-            return self._problem_reply(
+            reply = self._problem_reply(
                 rej.slug, rej.detail, content, payer=payer, channel_id=rej.channel_id or channel_hint,
                 extra=rej.extensions, proven_channel=proven,
             )
+        self.config.checkpoint("respond")  # crash point: committed, the response has not left
+        return reply
 
     def _proven_channel(self, cred: Credential) -> str | None:
         """The channel whose holder sent the credential (rule UA1), else None.
@@ -662,6 +666,7 @@ class SessionServer:
                 # Another server process broadcast this open first: verify the channel as below.
             else:
                 st = self.chain.get_channel(cid)
+                self.config.checkpoint("broadcast")  # crash point: the open is on chain, its record not committed
         # Query the escrow (draft "Open Verification" step 2).
         problems = []
         if not st.exists:

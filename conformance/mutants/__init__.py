@@ -20,6 +20,7 @@ from .servers import (accepts_above_deposit_server, accepts_high_s_server, accep
                       free_replay_server, hints_closing_server, ignores_idempotency_key_server,
                       racy_charge_server, racy_close_server, racy_idempotency_server,
                       required_spent_plus_price_server, skips_challenge_binding_server, trusts_source_server)
+from .servers import adopt_trusts_credential_server, legacy_refuses_equal_server, loses_orphan_server
 
 
 @attrs.frozen
@@ -121,4 +122,15 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in [
     Mutant("client-sulks-after-gone", "client", "LL",
            "after any 410 refuses every later request: never pays the honest server again after a lie",
            sulks_after_gone_client, "model", ("client",)),
+    Mutant("server-loses-orphan", "server", "CR",
+           "no adopt path: a channel opened on chain while the server crashed before committing its record is "
+           "answered 410 channel-not-found ever after (an orphaned deposit)", loses_orphan_server, "model",
+           ("server", "pair")),
+    Mutant("server-adopt-trusts-credential", "server", "S6",
+           "adopts an orphaned channel with the credential's voucher as accepted and spent, instead of the chain's "
+           "settled amount: it charges what it never served", adopt_trusts_credential_server, "model",
+           ("server", "pair")),
+    Mutant("server-legacy-refuses-equal", "server", "B1",
+           "its legacy configuration refuses a voucher equal to acceptedCumulative (V6) that its hinted one accepts: "
+           "the two modes diverge on one credential", legacy_refuses_equal_server, "model", ("server",)),
 ]}

@@ -421,3 +421,57 @@ def racy_charge_server():
 
 def racy_idempotency_server():
     return _adapter("server-racy-idempotency", RacyIdempotency)
+
+
+# --- crash inside a request (conformance/crash.py, h9-time) ---------------------------------------------------
+
+
+class LosesOrphan(SessionServer):
+    """Bug: no adopt path. A channel opened on chain while the server crashed before committing its record stays
+    unknown: every later credential naming it is answered 410 channel-not-found (the deposit is orphaned)."""
+
+    def _adopt(self, cid, amount, signature):
+        return None
+
+
+class AdoptTrustsCredential(SessionServer):
+    """Bug: the adopt path trusts the credential instead of the chain: it records the orphaned channel with the
+    credential's voucher as accepted and as already spent (as if every request it paid for had been served),
+    where the chain says only `settled` is known."""
+
+    def _adopt(self, cid, amount, signature):
+        rec = super()._adopt(cid, amount, signature)
+        if rec is None or rec.accepted_cumulative >= amount:
+            return rec
+        rec = attrs.evolve(rec, accepted_cumulative=amount, highest_signature=signature, spent=amount)
+        with self.store.transaction() as tx:
+            tx.update(rec)
+        return rec
+
+
+def loses_orphan_server():
+    return _adapter("server-loses-orphan", LosesOrphan)
+
+
+def adopt_trusts_credential_server():
+    return _adapter("server-adopt-trusts-credential", AdoptTrustsCredential)
+
+
+# --- B1 on implementations (conformance/b1.py, h9-time) --------------------------------------------------------
+
+
+class LegacyRefusesEqual(SessionServer):
+    """Bug: in its legacy configuration the server wants every voucher to advance, and refuses one equal to its
+    acceptedCumulative (the idempotent retry of rule V6) that the hinted configuration accepts: the two modes give
+    the same credential different verdicts (B1; the seed: "legacy vouchers stay valid")."""
+
+    def _accept(self, tx, rec, st, amount, signature):
+        from adapters.reference.server import _Reject
+
+        if not self.config.hinted and amount == rec.accepted_cumulative and amount > 0:
+            raise _Reject("verification-failed", f"cumulativeAmount {amount} does not advance", channel_id=rec.channel_id)
+        return super()._accept(tx, rec, st, amount, signature)
+
+
+def legacy_refuses_equal_server():
+    return _adapter("server-legacy-refuses-equal", LegacyRefusesEqual)
