@@ -1,40 +1,53 @@
 """The optimized explorer: the same breadth-first search as `model.check.explore`,
-with the bookkeeping of the hot loop made cheap. It explores exactly the same
-states in the same order, so state counts, transition counts, verdicts and the
+with the work of the hot loop shared between transitions. It explores exactly the
+same states in the same order, so state counts, transition counts, verdicts and the
 shortest counterexample are the plain explorer's (tests/test_fastcheck.py checks
-this against `model.check.explore`, the executable statement of the search).
+this against `model.check.explore`, the executable statement of the search, on
+every scenario at small depths and on planted bugs).
 
 Why a separate module and not a faster `explore`: the plain explorer stays the
 obvious reading of the search, the anchor of `make bench` and of the test; this
-one is what `python -m model.check` runs.
+one is what `python -m model.check` runs. The rules (`model/server.py`,
+`model/client.py`, `model/system.py`) are not touched by any of this.
 
-What the profile showed (cProfile, `rollout mix p=1`, depth 5, 32,358
-transitions in 8.0 s): 70% of the time is `system.step` itself, i.e. the rules
-(`attrs.evolve` alone 23%, `server.handle` twice per delivery for B1 22%,
-`_canonical_keys` 16%); the explorer's own share is hashing and comparing
-`System` on the two `in parent` look-ups (9%), `check_step`/`check_state`
-re-evaluating every property's `applies(cfg)` on every transition (7%), and
-keeping a `StepInfo` per state for traces. This module trims the explorer's
-share (measured 1.04-1.15x on a shared machine); the rules are untouched
-(model/ must read as the spec), so the rules' 70% bounds what any explorer of
-this model can gain in pure Python: 25,000 states/s would need the rules
-themselves compiled to compact tuples, which is not this module's job.
+What the profile showed (cProfile, `rollout mix p=1`, depth 4, 6,309 transitions):
+70% of the time is `system.step`, i.e. the rules (`attrs.evolve` 25%,
+`server.handle` twice per delivery for B1 22%, the symmetry reduction 17%), then
+deep hashing of `System` (151,562 `hash` calls for 6,310 look-ups, 9%) and the
+property checks. Counting inputs (depth 5): 43,520 `server.handle` calls had only
+710 distinct (server, chain, request, hint mode) arguments, and 34,440 transitions
+only 13,563 distinct projections (chain, server, the acting client's state, its
+network slot, its own-signed ghost, the shared ghosts, the action): a client's
+action never reads another client's state. So:
 
-The changes, none of which changes what is explored:
+- **compact canonical encoding**: a state is a tuple of small ints, one per
+  component (chain, server, each client, each network slot, each own-signed
+  ghost, the shared ghosts), each component interned once by value (`_Interner`);
+  the visited set hashes int tuples, not nested records, and a component carried
+  over unchanged from the parent is found by identity, never re-hashed;
+- **transition memo**: a client's action is applied once per distinct projection;
+  other states with the same projection reuse the result (the other clients'
+  components are taken from the state at hand). Actions of no client (settle,
+  time, server restart, the third party's replays) run every time;
+- **server memo**: `server.handle` (including the second call property B1 makes)
+  is answered once per distinct (server, chain, request, hint mode);
 - the properties that apply to the deployment are chosen once, not per transition;
-- one dict look-up per successor (`index.get`) instead of two;
-- states are numbered; a state keeps only its parent's number and the action that
-  reached it, not the `StepInfo` (the trace is rebuilt on a violation by replaying
-  the actions from the initial state: `step` is a pure function);
-- the frontier is processed level by level in plain lists.
+  a state keeps only its parent's number and the action that reached it (the trace
+  is rebuilt on a violation by replaying the actions: `step` is a pure function).
+
+The symmetry reduction (`model.symmetry.canonical_keys`) is applied to every
+successor exactly as `model.system.step` applies it. Partial-order reduction is not
+used: it would change the state and transition counts this module must reproduce.
 """
 from __future__ import annotations
 
 import time
 
+from . import server as sv
 from .check import Counterexample, Result
 from .properties import PROPERTIES
-from .system import Act, Config, System, actions, initial, step
+from .symmetry import canonical_keys
+from .system import Act, Config, System, actions, initial, step, transition
 
 
 def _applicable(cfg: Config, props) -> tuple[list, list]:
@@ -53,12 +66,103 @@ def _replay(cfg: Config, acts: list[Act]) -> tuple:
     return tuple(out)
 
 
+class _Interner:
+    """Numbers values: equal values get one number and one canonical object. Canonical
+    objects are also found by identity (the common case: a component carried over
+    unchanged), so they are hashed once, when first seen."""
+
+    def __init__(self) -> None:
+        self.by_value: dict = {}
+        self.by_id: dict[int, int] = {}
+        self.objects: list = []
+
+    def number(self, obj) -> int:
+        n = self.by_id.get(id(obj))
+        if n is not None:
+            return n
+        n = self.by_value.get(obj)
+        if n is None:
+            n = len(self.objects)
+            self.by_value[obj] = n
+            self.objects.append(obj)  # kept alive, so its id stays its own
+            self.by_id[id(obj)] = n
+        return n
+
+
+class _Space:
+    """The encoding of states as int tuples:
+    (chain, server, ghosts, client_0..client_k-1, net_0.., own_0..)."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.k = len(cfg.clients)
+        self.names = tuple(c.name for c in cfg.clients)
+        self.parts = _Interner()
+        self.memo: dict = {}
+        self.handled: dict = {}
+        self.canonical: dict = {}  # raw successor's encoding -> its canonical encoding
+
+    def encode(self, s: System) -> tuple[int, ...]:
+        n = self.parts.number
+        ghosts = (s.signed, s.served_value, s.lost_requests, s.charged_keys, s.loot)
+        return ((n(s.chain), n(s.server), n(ghosts)) + tuple(n(c) for c in s.clients)
+                + tuple(n(x) for x in s.net) + tuple(n(o) for o in s.own_signed))
+
+    def decode(self, e: tuple[int, ...]) -> System:
+        o, k = self.parts.objects, self.k
+        signed, served, lost, charged, loot = o[e[2]]
+        return System(o[e[0]], o[e[1]], tuple(o[x] for x in e[3:3 + k]), tuple(o[x] for x in e[3 + k:3 + 2 * k]),
+                      signed, tuple(o[x] for x in e[3 + 2 * k:]), served, lost, charged, loot)
+
+    def handle(self, cfg, server, chain, req, hinted):
+        """`server.handle`, answered once per distinct input (it is a pure function)."""
+        n = self.parts.number
+        key = (n(server), n(chain), req, hinted)
+        out = self.handled.get(key)
+        if out is None:
+            new_server, new_chain, resp = sv.handle(cfg, server, chain, req, hinted)
+            out = (self.parts.objects[n(new_server)], self.parts.objects[n(new_chain)], resp)
+            self.handled[key] = out
+        return out
+
+    def successor(self, s: System, e: tuple[int, ...], act: Act):
+        """(canonical successor, its encoding, StepInfo): `model.system.step(cfg, s, act)`."""
+        i, k = act.client, self.k
+        raw = None
+        if i < 0 or act.kind.startswith("attack_"):
+            raw, info = transition(self.cfg, s, act, self.handle)
+            re = self.encode(raw)
+        else:
+            key = (act, e[0], e[1], e[2], e[3 + i], e[3 + k + i], e[3 + 2 * k + i])
+            hit = self.memo.get(key)
+            if hit is None:
+                raw, info = transition(self.cfg, s, act, self.handle)
+                re = self.encode(raw)
+                if all(re[3 + j] == e[3 + j] and re[3 + k + j] == e[3 + k + j] and re[3 + 2 * k + j] == e[3 + 2 * k + j]
+                       for j in range(k) if j != i):  # the action changed only its projection: reusable
+                    self.memo[key] = (re[0], re[1], re[2], re[3 + i], re[3 + k + i], re[3 + 2 * k + i], info)
+            else:
+                ch, srv, gh, c, net, own, info = hit
+                re = list(e)
+                re[0], re[1], re[2], re[3 + i], re[3 + k + i], re[3 + 2 * k + i] = ch, srv, gh, c, net, own
+                re = tuple(re)
+        ne = self.canonical.get(re)
+        if ne is None:  # the symmetry reduction, once per distinct raw successor
+            nxt = canonical_keys(self.decode(re) if raw is None else raw, self.names)
+            ne = self.encode(nxt)
+            self.canonical[re] = ne
+        return ne, info
+
+
 def explore(cfg: Config, depth: int, props=PROPERTIES, stop_at_first: bool = True) -> Result:
     """Breadth-first to `depth`; the same answer as `model.check.explore`."""
     start = time.perf_counter()
     state_checks, step_checks = _applicable(cfg, props)
+    space = _Space(cfg)
     s0 = initial(cfg)
-    index: dict[System, int] = {s0: 0}
+    e0 = space.encode(s0)
+    s0 = space.decode(e0)  # built from canonical components
+    index: dict[tuple, int] = {e0: 0}
     parent: list[int] = [-1]
     via: list[Act | None] = [None]
 
@@ -80,12 +184,13 @@ def explore(cfg: Config, depth: int, props=PROPERTIES, stop_at_first: bool = Tru
     if bad:
         return Result(1, 0, time.perf_counter() - start, 0, Counterexample(*bad, ()), 0)
     transitions, max_rt = 0, 0
-    level: list[tuple[System, int]] = [(s0, 0)]
+    level: list[tuple[System, tuple, int]] = [(s0, e0, 0)]
     for d in range(depth):
-        nxt_level: list[tuple[System, int]] = []
-        for s, n in level:
+        nxt_level: list[tuple[System, tuple, int]] = []
+        for s, e, n in level:
             for act in actions(cfg, s):
-                nxt, info = step(cfg, s, act)
+                ne, info = space.successor(s, e, act)
+                nxt = space.decode(ne)
                 transitions += 1
                 if info.round_trips > max_rt:
                     max_rt = info.round_trips
@@ -95,7 +200,7 @@ def explore(cfg: Config, depth: int, props=PROPERTIES, stop_at_first: bool = Tru
                     if v:
                         bad = (pid, v)
                         break
-                seen = index.get(nxt)
+                seen = index.get(ne)
                 if bad is None and seen is None:
                     bad = first_state_violation(nxt)
                 if bad is not None:
@@ -104,10 +209,10 @@ def explore(cfg: Config, depth: int, props=PROPERTIES, stop_at_first: bool = Tru
                                   Counterexample(bad[0], bad[1], trace), max_rt)
                 if seen is None:
                     m = len(parent)
-                    index[nxt] = m
+                    index[ne] = m
                     parent.append(n)
                     via.append(act)
-                    nxt_level.append((nxt, m))
+                    nxt_level.append((nxt, ne, m))
         if not nxt_level:
             break
         level = nxt_level
