@@ -46,6 +46,7 @@ import time
 from . import server as sv
 from .check import Counterexample, Result
 from .properties import PROPERTIES
+from . import symmetry as sym
 from .symmetry import canonical_keys
 from .system import Act, Config, System, actions, initial, step, transition
 
@@ -100,7 +101,12 @@ class _Space:
         self.parts = _Interner()
         self.memo: dict = {}
         self.handled: dict = {}
-        self.canonical: dict = {}  # raw successor's encoding -> its canonical encoding
+        self.canonical: dict = {}  # raw successor's encoding -> (canonical successor, its encoding)
+        self.name_set = set(self.names)
+        self.server_keys: dict = {}  # component number -> the clients' keys it holds (model.symmetry)
+        self.ghost_keys: dict = {}
+        self.net_keys: dict = {}
+        self.states: dict = {}  # canonical encoding -> the System it decodes to (built once)
 
     def encode(self, s: System) -> tuple[int, ...]:
         n = self.parts.number
@@ -125,8 +131,23 @@ class _Space:
             self.handled[key] = out
         return out
 
+    def _keys(self, table: dict, n: int, of):
+        keys = table.get(n)
+        if keys is None:
+            keys = table[n] = of(self.parts.objects[n], self.name_set)
+        return keys
+
+    def keys_canonical(self, e: tuple[int, ...]) -> bool:
+        """`symmetry.is_canonical` of the state `e`, from the clients' keys of each component (found once
+        per component)."""
+        k, o = self.k, self.parts.objects
+        parts = [self._keys(self.server_keys, e[1], sym.server_keys),
+                 self._keys(self.ghost_keys, e[2], lambda g, names: sym.charged_keys(g[3], names))]
+        parts += [self._keys(self.net_keys, x, sym.net_keys) for x in e[3 + k:3 + 2 * k]]
+        return sym.is_canonical(sym.live_keys(parts), [o[x] for x in e[3:3 + k]], self.names)
+
     def successor(self, s: System, e: tuple[int, ...], act: Act):
-        """(canonical successor, its encoding, StepInfo): `model.system.step(cfg, s, act)`."""
+        """(canonical successor, its encoding, StepInfo): what `model.system.step(cfg, s, act)` gives."""
         i, k = act.client, self.k
         raw = None
         if i < 0 or act.kind.startswith("attack_"):
@@ -146,12 +167,17 @@ class _Space:
                 re = list(e)
                 re[0], re[1], re[2], re[3 + i], re[3 + k + i], re[3 + 2 * k + i] = ch, srv, gh, c, net, own
                 re = tuple(re)
-        ne = self.canonical.get(re)
-        if ne is None:  # the symmetry reduction, once per distinct raw successor
+        if self.keys_canonical(re):  # the symmetry reduction would change nothing (the common case)
+            nxt = self.states.get(re)
+            if nxt is None:
+                nxt = self.states[re] = self.decode(re) if raw is None else raw
+            return nxt, re, info
+        got = self.canonical.get(re)
+        if got is None:  # the symmetry reduction, once per distinct raw successor that needs it
             nxt = canonical_keys(self.decode(re) if raw is None else raw, self.names)
             ne = self.encode(nxt)
-            self.canonical[re] = ne
-        return ne, info
+            got = self.canonical[re] = (self.states.setdefault(ne, nxt), ne)
+        return got[0], got[1], info
 
 
 def explore(cfg: Config, depth: int, props=PROPERTIES, stop_at_first: bool = True) -> Result:
@@ -189,8 +215,7 @@ def explore(cfg: Config, depth: int, props=PROPERTIES, stop_at_first: bool = Tru
         nxt_level: list[tuple[System, tuple, int]] = []
         for s, e, n in level:
             for act in actions(cfg, s):
-                ne, info = space.successor(s, e, act)
-                nxt = space.decode(ne)
+                nxt, ne, info = space.successor(s, e, act)
                 transitions += 1
                 if info.round_trips > max_rt:
                     max_rt = info.round_trips
