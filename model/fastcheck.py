@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import time
 
+from . import ghosts
 from . import server as sv
 from .check import Counterexample, Result
 from .properties import PROPERTIES
@@ -92,7 +93,8 @@ class _Interner:
 
 class _Space:
     """The encoding of states as int tuples:
-    (chain, server, ghosts, client_0..client_k-1, net_0.., own_0..)."""
+    (chain, server, tallies, keys, client_0..client_k-1, net_0.., own_0..), where tallies are the ghosts
+    (signed, served_value, lost_requests) and keys (charged_keys, loot)."""
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
@@ -110,15 +112,25 @@ class _Space:
 
     def encode(self, s: System) -> tuple[int, ...]:
         n = self.parts.number
-        ghosts = (s.signed, s.served_value, s.lost_requests, s.charged_keys, s.loot)
-        return ((n(s.chain), n(s.server), n(ghosts)) + tuple(n(c) for c in s.clients)
-                + tuple(n(x) for x in s.net) + tuple(n(o) for o in s.own_signed))
+        return ((n(s.chain), n(s.server), n((s.signed, s.served_value, s.lost_requests)), n((s.charged_keys, s.loot)))
+                + tuple(n(c) for c in s.clients) + tuple(n(x) for x in s.net) + tuple(n(o) for o in s.own_signed))
 
     def decode(self, e: tuple[int, ...]) -> System:
         o, k = self.parts.objects, self.k
-        signed, served, lost, charged, loot = o[e[2]]
-        return System(o[e[0]], o[e[1]], tuple(o[x] for x in e[3:3 + k]), tuple(o[x] for x in e[3 + k:3 + 2 * k]),
-                      signed, tuple(o[x] for x in e[3 + 2 * k:]), served, lost, charged, loot)
+        signed, served, lost = o[e[2]]
+        charged, loot = o[e[3]]
+        return System(o[e[0]], o[e[1]], tuple(o[x] for x in e[4:4 + k]), tuple(o[x] for x in e[4 + k:4 + 2 * k]),
+                      signed, tuple(o[x] for x in e[4 + 2 * k:]), served, lost, charged, loot)
+
+    def tally(self, t: int, info, lost: int) -> int:
+        """The ghosts `signed`, `served_value`, `lost_requests` (component `t`) after a step that signed
+        `info.signatures`, charged `info.charged` and lost `lost` more requests (model.ghosts)."""
+        signed, served, n = self.parts.objects[t]
+        for _, cid, amount in info.signatures:
+            signed = ghosts.note_signed(signed, cid, amount)
+        for cid, d in info.charged:
+            served = ghosts.note_served(served, cid, d)
+        return self.parts.number((signed, served, n + lost))
 
     def handle(self, cfg, server, chain, req, hinted):
         """`server.handle`, answered once per distinct input (it is a pure function)."""
@@ -142,9 +154,9 @@ class _Space:
         per component)."""
         k, o = self.k, self.parts.objects
         parts = [self._keys(self.server_keys, e[1], sym.server_keys),
-                 self._keys(self.ghost_keys, e[2], lambda g, names: sym.charged_keys(g[3], names))]
-        parts += [self._keys(self.net_keys, x, sym.net_keys) for x in e[3 + k:3 + 2 * k]]
-        return sym.is_canonical(sym.live_keys(parts), [o[x] for x in e[3:3 + k]], self.names)
+                 self._keys(self.ghost_keys, e[3], lambda g, names: sym.charged_keys(g[0], names))]
+        parts += [self._keys(self.net_keys, x, sym.net_keys) for x in e[4 + k:4 + 2 * k]]
+        return sym.is_canonical(sym.live_keys(parts), [o[x] for x in e[4:4 + k]], self.names)
 
     def successor(self, s: System, e: tuple[int, ...], act: Act):
         """(canonical successor, its encoding, StepInfo): what `model.system.step(cfg, s, act)` gives."""
@@ -154,29 +166,32 @@ class _Space:
             raw, info = transition(self.cfg, s, act, self.handle)
             re = self.encode(raw)
         else:
-            key = (act, e[0], e[1], e[2], e[3 + i], e[3 + k + i], e[3 + 2 * k + i])
+            ci, ni, oi = 4 + i, 4 + k + i, 4 + 2 * k + i
+            key = (act, e[0], e[1], e[3], e[ci], e[ni], e[oi])
             hit = self.memo.get(key)
             if hit is None:
                 raw, info = transition(self.cfg, s, act, self.handle)
                 re = self.encode(raw)
-                if all(re[3 + j] == e[3 + j] and re[3 + k + j] == e[3 + k + j] and re[3 + 2 * k + j] == e[3 + 2 * k + j]
-                       for j in range(k) if j != i):  # the action changed only its projection: reusable
-                    self.memo[key] = (re[0], re[1], re[2], re[3 + i], re[3 + k + i], re[3 + 2 * k + i], info)
+                lost = raw.lost_requests - s.lost_requests
+                others = [j for j in range(4, 4 + 3 * k) if j not in (ci, ni, oi)]
+                if all(re[j] == e[j] for j in others) and re[2] == self.tally(e[2], info, lost):
+                    # the action changed only its projection and the tallies its StepInfo states: reusable
+                    self.memo[key] = (re[0], re[1], re[3], re[ci], re[ni], re[oi], lost, info)
             else:
-                ch, srv, gh, c, net, own, info = hit
+                ch, srv, keys, c, net, own, lost, info = hit
                 re = list(e)
-                re[0], re[1], re[2], re[3 + i], re[3 + k + i], re[3 + 2 * k + i] = ch, srv, gh, c, net, own
+                re[0], re[1], re[2], re[3], re[ci], re[ni], re[oi] = ch, srv, self.tally(e[2], info, lost), keys, c, net, own
                 re = tuple(re)
         if self.keys_canonical(re):  # the symmetry reduction would change nothing (the common case)
             nxt = self.states.get(re)
             if nxt is None:
-                nxt = self.states[re] = self.decode(re) if raw is None else raw
+                nxt = self.states[re] = self.decode(re)
             return nxt, re, info
         got = self.canonical.get(re)
         if got is None:  # the symmetry reduction, once per distinct raw successor that needs it
             nxt = canonical_keys(self.decode(re) if raw is None else raw, self.names)
             ne = self.encode(nxt)
-            got = self.canonical[re] = (self.states.setdefault(ne, nxt), ne)
+            got = self.canonical[re] = (self.states.setdefault(ne, self.decode(ne)), ne)
         return got[0], got[1], info
 
 

@@ -16,6 +16,7 @@ import attrs
 
 from . import chain as escrow
 from . import client as cl
+from . import ghosts
 from . import server as sv
 from .base import FrozenMap, Rejected, fm_get, fm_set
 from .chain import Chain
@@ -311,8 +312,8 @@ class _Run:
         if v is None:
             return
         self.signatures.append((i, v.channel_id, v.amount))
-        self.signed = fm_set(self.signed, v.channel_id, max(fm_get(self.signed, v.channel_id, 0), v.amount))
-        self.own[i] = fm_set(self.own[i], v.channel_id, max(fm_get(self.own[i], v.channel_id, 0), v.amount))
+        self.signed = ghosts.note_signed(self.signed, v.channel_id, v.amount)
+        self.own[i] = ghosts.note_signed(self.own[i], v.channel_id, v.amount)
 
     def deliver(self, req: Request, hinted: bool) -> Response:
         """The server handles a request; ghosts record what it charged."""
@@ -336,7 +337,7 @@ class _Run:
                         self.info["recharged_key"] = True
                     self.charged_keys = self.charged_keys | {(cid, req.key)}
                 self.charged.append((cid, d))
-                self.served_value = fm_set(self.served_value, cid, fm_get(self.served_value, cid, 0) + d)
+                self.served_value = ghosts.note_served(self.served_value, cid, d)
             if resp.receipt is not None and resp.receipt.capture is not None:
                 self.closes.append((req.credential.channel_id, resp.receipt.capture,
                                     before.spent if before else 0, settled_before or 0))
