@@ -6,7 +6,9 @@ saying what happened (outcome, round trips, what was signed, what was charged)
 for the transition properties of `model.properties`.
 
 Ghost variables (`signed`, `served_value`, `own_signed`, `lost_requests`) exist
-only to state properties; no party reads them.
+only to state properties; no party reads them (how they grow: `model.ghosts`).
+`transition` is the rules; `step` adds the checker's symmetry reduction
+(`model.symmetry`).
 """
 from __future__ import annotations
 
