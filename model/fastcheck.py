@@ -1,40 +1,55 @@
 """The optimized explorer: the same breadth-first search as `model.check.explore`,
-with the bookkeeping of the hot loop made cheap. It explores exactly the same
-states in the same order, so state counts, transition counts, verdicts and the
+with the work of the hot loop shared between transitions. It explores exactly the
+same states in the same order, so state counts, transition counts, verdicts and the
 shortest counterexample are the plain explorer's (tests/test_fastcheck.py checks
-this against `model.check.explore`, the executable statement of the search).
+this against `model.check.explore`, the executable statement of the search, on
+every scenario at small depths and on planted bugs).
 
 Why a separate module and not a faster `explore`: the plain explorer stays the
 obvious reading of the search, the anchor of `make bench` and of the test; this
-one is what `python -m model.check` runs.
+one is what `python -m model.check` runs. The rules (`model/server.py`,
+`model/client.py`, `model/system.py`) are not touched by any of this.
 
-What the profile showed (cProfile, `rollout mix p=1`, depth 5, 32,358
-transitions in 8.0 s): 70% of the time is `system.step` itself, i.e. the rules
-(`attrs.evolve` alone 23%, `server.handle` twice per delivery for B1 22%,
-`_canonical_keys` 16%); the explorer's own share is hashing and comparing
-`System` on the two `in parent` look-ups (9%), `check_step`/`check_state`
-re-evaluating every property's `applies(cfg)` on every transition (7%), and
-keeping a `StepInfo` per state for traces. This module trims the explorer's
-share (measured 1.04-1.15x on a shared machine); the rules are untouched
-(model/ must read as the spec), so the rules' 70% bounds what any explorer of
-this model can gain in pure Python: 25,000 states/s would need the rules
-themselves compiled to compact tuples, which is not this module's job.
+What the profile showed (cProfile, `rollout mix p=1`, depth 4, 6,309 transitions):
+70% of the time is `system.step`, i.e. the rules (`attrs.evolve` 25%,
+`server.handle` twice per delivery for B1 22%, the symmetry reduction 17%), then
+deep hashing of `System` (151,562 `hash` calls for 6,310 look-ups, 9%) and the
+property checks. Counting inputs (depth 5): 43,520 `server.handle` calls had only
+710 distinct (server, chain, request, hint mode) arguments, and 34,440 transitions
+only 13,563 distinct projections (chain, server, the acting client's state, its
+network slot, its own-signed ghost, the shared ghosts, the action): a client's
+action never reads another client's state. So:
 
-The changes, none of which changes what is explored:
+- **compact canonical encoding**: a state is a tuple of small ints, one per
+  component (chain, server, each client, each network slot, each own-signed
+  ghost, the shared ghosts), each component interned once by value (`_Interner`);
+  the visited set hashes int tuples, not nested records, and a component carried
+  over unchanged from the parent is found by identity, never re-hashed;
+- **transition memo**: a client's action is applied once per distinct projection;
+  other states with the same projection reuse the result (the other clients'
+  components are taken from the state at hand). Actions of no client (settle,
+  time, server restart, the third party's replays) run every time;
+- **server memo**: `server.handle` (including the second call property B1 makes)
+  is answered once per distinct (server, chain, request, hint mode);
 - the properties that apply to the deployment are chosen once, not per transition;
-- one dict look-up per successor (`index.get`) instead of two;
-- states are numbered; a state keeps only its parent's number and the action that
-  reached it, not the `StepInfo` (the trace is rebuilt on a violation by replaying
-  the actions from the initial state: `step` is a pure function);
-- the frontier is processed level by level in plain lists.
+  a state keeps only its parent's number and the action that reached it (the trace
+  is rebuilt on a violation by replaying the actions: `step` is a pure function).
+
+The symmetry reduction (`model.symmetry.canonical_keys`) is applied to every
+successor exactly as `model.system.step` applies it. Partial-order reduction is not
+used: it would change the state and transition counts this module must reproduce.
 """
 from __future__ import annotations
 
 import time
 
+from . import ghosts
+from . import server as sv
 from .check import Counterexample, Result
 from .properties import PROPERTIES
-from .system import Act, Config, System, actions, initial, step
+from . import symmetry as sym
+from .symmetry import canonical_keys
+from .system import Act, Config, System, actions, initial, step, transition
 
 
 def _applicable(cfg: Config, props) -> tuple[list, list]:
@@ -53,12 +68,142 @@ def _replay(cfg: Config, acts: list[Act]) -> tuple:
     return tuple(out)
 
 
+class _Interner:
+    """Numbers values: equal values get one number and one canonical object. Canonical
+    objects are also found by identity (the common case: a component carried over
+    unchanged), so they are hashed once, when first seen."""
+
+    def __init__(self) -> None:
+        self.by_value: dict = {}
+        self.by_id: dict[int, int] = {}
+        self.objects: list = []
+
+    def number(self, obj) -> int:
+        n = self.by_id.get(id(obj))
+        if n is not None:
+            return n
+        n = self.by_value.get(obj)
+        if n is None:
+            n = len(self.objects)
+            self.by_value[obj] = n
+            self.objects.append(obj)  # kept alive, so its id stays its own
+            self.by_id[id(obj)] = n
+        return n
+
+
+class _Space:
+    """The encoding of states as int tuples:
+    (chain, server, tallies, keys, client_0..client_k-1, net_0.., own_0..), where tallies are the ghosts
+    (signed, served_value, lost_requests) and keys (charged_keys, loot)."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.k = len(cfg.clients)
+        self.names = tuple(c.name for c in cfg.clients)
+        self.parts = _Interner()
+        self.memo: dict = {}
+        self.handled: dict = {}
+        self.canonical: dict = {}  # raw successor's encoding -> (canonical successor, its encoding)
+        self.name_set = set(self.names)
+        self.server_keys: dict = {}  # component number -> the clients' keys it holds (model.symmetry)
+        self.ghost_keys: dict = {}
+        self.net_keys: dict = {}
+        self.states: dict = {}  # canonical encoding -> the System it decodes to (built once)
+
+    def encode(self, s: System) -> tuple[int, ...]:
+        n = self.parts.number
+        return ((n(s.chain), n(s.server), n((s.signed, s.served_value, s.lost_requests)), n((s.charged_keys, s.loot)))
+                + tuple(n(c) for c in s.clients) + tuple(n(x) for x in s.net) + tuple(n(o) for o in s.own_signed))
+
+    def decode(self, e: tuple[int, ...]) -> System:
+        o, k = self.parts.objects, self.k
+        signed, served, lost = o[e[2]]
+        charged, loot = o[e[3]]
+        return System(o[e[0]], o[e[1]], tuple(o[x] for x in e[4:4 + k]), tuple(o[x] for x in e[4 + k:4 + 2 * k]),
+                      signed, tuple(o[x] for x in e[4 + 2 * k:]), served, lost, charged, loot)
+
+    def tally(self, t: int, info, lost: int) -> int:
+        """The ghosts `signed`, `served_value`, `lost_requests` (component `t`) after a step that signed
+        `info.signatures`, charged `info.charged` and lost `lost` more requests (model.ghosts)."""
+        signed, served, n = self.parts.objects[t]
+        for _, cid, amount in info.signatures:
+            signed = ghosts.note_signed(signed, cid, amount)
+        for cid, d in info.charged:
+            served = ghosts.note_served(served, cid, d)
+        return self.parts.number((signed, served, n + lost))
+
+    def handle(self, cfg, server, chain, req, hinted):
+        """`server.handle`, answered once per distinct input (it is a pure function)."""
+        n = self.parts.number
+        key = (n(server), n(chain), req, hinted)
+        out = self.handled.get(key)
+        if out is None:
+            new_server, new_chain, resp = sv.handle(cfg, server, chain, req, hinted)
+            out = (self.parts.objects[n(new_server)], self.parts.objects[n(new_chain)], resp)
+            self.handled[key] = out
+        return out
+
+    def _keys(self, table: dict, n: int, of):
+        keys = table.get(n)
+        if keys is None:
+            keys = table[n] = of(self.parts.objects[n], self.name_set)
+        return keys
+
+    def keys_canonical(self, e: tuple[int, ...]) -> bool:
+        """`symmetry.is_canonical` of the state `e`, from the clients' keys of each component (found once
+        per component)."""
+        k, o = self.k, self.parts.objects
+        parts = [self._keys(self.server_keys, e[1], sym.server_keys),
+                 self._keys(self.ghost_keys, e[3], lambda g, names: sym.charged_keys(g[0], names))]
+        parts += [self._keys(self.net_keys, x, sym.net_keys) for x in e[4 + k:4 + 2 * k]]
+        return sym.is_canonical(sym.live_keys(parts), [o[x] for x in e[4:4 + k]], self.names)
+
+    def successor(self, s: System, e: tuple[int, ...], act: Act):
+        """(canonical successor, its encoding, StepInfo): what `model.system.step(cfg, s, act)` gives."""
+        i, k = act.client, self.k
+        raw = None
+        if i < 0 or act.kind.startswith("attack_"):
+            raw, info = transition(self.cfg, s, act, self.handle)
+            re = self.encode(raw)
+        else:
+            ci, ni, oi = 4 + i, 4 + k + i, 4 + 2 * k + i
+            key = (act, e[0], e[1], e[3], e[ci], e[ni], e[oi])
+            hit = self.memo.get(key)
+            if hit is None:
+                raw, info = transition(self.cfg, s, act, self.handle)
+                re = self.encode(raw)
+                lost = raw.lost_requests - s.lost_requests
+                others = [j for j in range(4, 4 + 3 * k) if j not in (ci, ni, oi)]
+                if all(re[j] == e[j] for j in others) and re[2] == self.tally(e[2], info, lost):
+                    # the action changed only its projection and the tallies its StepInfo states: reusable
+                    self.memo[key] = (re[0], re[1], re[3], re[ci], re[ni], re[oi], lost, info)
+            else:
+                ch, srv, keys, c, net, own, lost, info = hit
+                re = list(e)
+                re[0], re[1], re[2], re[3], re[ci], re[ni], re[oi] = ch, srv, self.tally(e[2], info, lost), keys, c, net, own
+                re = tuple(re)
+        if self.keys_canonical(re):  # the symmetry reduction would change nothing (the common case)
+            nxt = self.states.get(re)
+            if nxt is None:
+                nxt = self.states[re] = self.decode(re)
+            return nxt, re, info
+        got = self.canonical.get(re)
+        if got is None:  # the symmetry reduction, once per distinct raw successor that needs it
+            nxt = canonical_keys(self.decode(re) if raw is None else raw, self.names)
+            ne = self.encode(nxt)
+            got = self.canonical[re] = (self.states.setdefault(ne, self.decode(ne)), ne)
+        return got[0], got[1], info
+
+
 def explore(cfg: Config, depth: int, props=PROPERTIES, stop_at_first: bool = True) -> Result:
     """Breadth-first to `depth`; the same answer as `model.check.explore`."""
     start = time.perf_counter()
     state_checks, step_checks = _applicable(cfg, props)
+    space = _Space(cfg)
     s0 = initial(cfg)
-    index: dict[System, int] = {s0: 0}
+    e0 = space.encode(s0)
+    s0 = space.decode(e0)  # built from canonical components
+    index: dict[tuple, int] = {e0: 0}
     parent: list[int] = [-1]
     via: list[Act | None] = [None]
 
@@ -80,12 +225,12 @@ def explore(cfg: Config, depth: int, props=PROPERTIES, stop_at_first: bool = Tru
     if bad:
         return Result(1, 0, time.perf_counter() - start, 0, Counterexample(*bad, ()), 0)
     transitions, max_rt = 0, 0
-    level: list[tuple[System, int]] = [(s0, 0)]
+    level: list[tuple[System, tuple, int]] = [(s0, e0, 0)]
     for d in range(depth):
-        nxt_level: list[tuple[System, int]] = []
-        for s, n in level:
+        nxt_level: list[tuple[System, tuple, int]] = []
+        for s, e, n in level:
             for act in actions(cfg, s):
-                nxt, info = step(cfg, s, act)
+                nxt, ne, info = space.successor(s, e, act)
                 transitions += 1
                 if info.round_trips > max_rt:
                     max_rt = info.round_trips
@@ -95,7 +240,7 @@ def explore(cfg: Config, depth: int, props=PROPERTIES, stop_at_first: bool = Tru
                     if v:
                         bad = (pid, v)
                         break
-                seen = index.get(nxt)
+                seen = index.get(ne)
                 if bad is None and seen is None:
                     bad = first_state_violation(nxt)
                 if bad is not None:
@@ -104,10 +249,10 @@ def explore(cfg: Config, depth: int, props=PROPERTIES, stop_at_first: bool = Tru
                                   Counterexample(bad[0], bad[1], trace), max_rt)
                 if seen is None:
                     m = len(parent)
-                    index[nxt] = m
+                    index[ne] = m
                     parent.append(n)
                     via.append(act)
-                    nxt_level.append((nxt, m))
+                    nxt_level.append((nxt, ne, m))
         if not nxt_level:
             break
         level = nxt_level

@@ -6,7 +6,9 @@ saying what happened (outcome, round trips, what was signed, what was charged)
 for the transition properties of `model.properties`.
 
 Ghost variables (`signed`, `served_value`, `own_signed`, `lost_requests`) exist
-only to state properties; no party reads them.
+only to state properties; no party reads them (how they grow: `model.ghosts`).
+`transition` is the rules; `step` adds the checker's symmetry reduction
+(`model.symmetry`).
 """
 from __future__ import annotations
 
@@ -16,10 +18,12 @@ import attrs
 
 from . import chain as escrow
 from . import client as cl
+from . import ghosts
 from . import server as sv
 from .base import FrozenMap, Rejected, fm_get, fm_set
 from .chain import Chain
 from .messages import Challenge, Credential, Request, Response
+from .symmetry import canonical_keys
 
 Fleet = Literal["hinted", "legacy", "mixed"]
 Fault = Literal["none", "hold_request", "hold_response", "crash_after_broadcast"]
@@ -277,8 +281,9 @@ def _lie_receipt(act: Act, resp: Response) -> Response:
 class _Run:
     """Mutable scratch for one step; the result is frozen into System and StepInfo."""
 
-    def __init__(self, cfg: Config, s: System, act: Act):
+    def __init__(self, cfg: Config, s: System, act: Act, handle=None):
         self.cfg, self.act = cfg, act
+        self.handle = sv.handle if handle is None else handle  # the checker passes a memoized sv.handle
         self.chain, self.server = s.chain, s.server
         self.clients, self.net = list(s.clients), list(s.net)
         self.signed, self.own = s.signed, list(s.own_signed)
@@ -314,8 +319,8 @@ class _Run:
         if v is None:
             return
         self.signatures.append((i, v.channel_id, v.amount))
-        self.signed = fm_set(self.signed, v.channel_id, max(fm_get(self.signed, v.channel_id, 0), v.amount))
-        self.own[i] = fm_set(self.own[i], v.channel_id, max(fm_get(self.own[i], v.channel_id, 0), v.amount))
+        self.signed = ghosts.note_signed(self.signed, v.channel_id, v.amount)
+        self.own[i] = ghosts.note_signed(self.own[i], v.channel_id, v.amount)
 
     def deliver(self, req: Request, hinted: bool) -> Response:
         """The server handles a request; ghosts record what it charged."""
@@ -325,9 +330,9 @@ class _Run:
             ch = self.chain.channel(req.credential.channel_id)
             settled_before = ch.settled if ch else 0
         old_server, old_chain = self.server, self.chain
-        self.server, self.chain, resp = sv.handle(self.cfg.server, self.server, self.chain, req, hinted)
+        self.server, self.chain, resp = self.handle(self.cfg.server, self.server, self.chain, req, hinted)
         # B1: the same request against the other hint mode must give the same verdict.
-        _, _, other = sv.handle(self.cfg.server, old_server, old_chain, req, not hinted)
+        _, _, other = self.handle(self.cfg.server, old_server, old_chain, req, not hinted)
         self.answers.append((req, resp, other) if hinted else (req, other, resp))
         if req.credential is not None:
             after = self.server.record(req.credential.channel_id)
@@ -339,7 +344,7 @@ class _Run:
                         self.info["recharged_key"] = True
                     self.charged_keys = self.charged_keys | {(cid, req.key)}
                 self.charged.append((cid, d))
-                self.served_value = fm_set(self.served_value, cid, fm_get(self.served_value, cid, 0) + d)
+                self.served_value = ghosts.note_served(self.served_value, cid, d)
             if resp.receipt is not None and resp.receipt.capture is not None:
                 self.closes.append((req.credential.channel_id, resp.receipt.capture,
                                     before.spent if before else 0, settled_before or 0))
@@ -354,61 +359,17 @@ class _Run:
             self.clients[i] = cl.on_gone(c, st, self.chain, self.net[i].last.credential.channel_id)
 
 
-def _canonical_keys(s: System, client_names: tuple[str, ...]) -> System:
-    """Symmetry reduction: Idempotency-Keys are opaque names, so renumber each client's
-    live keys 1..k in order of issue. Two states that differ only in key names are one."""
-    live: dict[str, set[int]] = {}
-    names = set(client_names)
-
-    def parse(key):
-        """(client name, number) for the keys the model's clients issue; None for any other key."""
-        if key is None or "#" not in key:
-            return None
-        name, n = key.rsplit("#", 1)
-        return (name, int(n)) if name in names and n.isdigit() else None
-
-    def note(key):
-        p = parse(key)
-        if p is not None:
-            live.setdefault(p[0], set()).add(p[1])
-
-    for (_, key), _ in s.server.idempotency:
-        note(key)
-    for _, key in s.charged_keys:
-        note(key)
-    for n in s.net:
-        for req in (n.last, n.held_request):
-            if req is not None:
-                note(req.key)
-    ren = {name: {old: new for new, old in enumerate(sorted(ns), 1)} for name, ns in live.items()}
-
-    def rk(key):
-        p = parse(key)
-        return key if p is None else f"{p[0]}#{ren[p[0]][p[1]]}"
-
-    def rreq(req):
-        return req if req is None or req.key is None else attrs.evolve(req, key=rk(req.key))
-
-    keys_ok = all(max(ns) == len(ns) for ns in live.values())
-    order = client_names
-    counts = {name: len(ns) for name, ns in live.items()}
-    if keys_ok and all(st.requests == counts.get(name, 0) for st, name in zip(s.clients, order)):
-        return s
-    clients = tuple(st if st.requests == counts.get(name, 0) else attrs.evolve(st, requests=counts.get(name, 0))
-                    for st, name in zip(s.clients, order))
-    server = s.server
-    if not keys_ok:
-        idem = tuple(sorted((((cid, rk(k)), v) for (cid, k), v in server.idempotency), key=lambda kv: kv[0]))
-        server = attrs.evolve(server, idempotency=idem)
-    net = tuple(attrs.evolve(n, last=rreq(n.last) if n.last and n.last.key else n.last,
-                             held_request=rreq(n.held_request) if n.held_request and n.held_request.key
-                             else n.held_request) for n in s.net)
-    charged = frozenset((cid, rk(k)) for cid, k in s.charged_keys)
-    return attrs.evolve(s, server=server, net=net, clients=clients, charged_keys=charged)
-
-
 def step(cfg: Config, s: System, act: Act) -> tuple[System, StepInfo]:
-    r = _Run(cfg, s, act)
+    """One action, then the checker's symmetry reduction (model.symmetry) so that states that differ
+    only in Idempotency-Key names are one state."""
+    nxt, info = transition(cfg, s, act)
+    return canonical_keys(nxt, tuple(c.name for c in cfg.clients)), info
+
+
+def transition(cfg: Config, s: System, act: Act, handle=None) -> tuple[System, StepInfo]:
+    """One action applied to the whole deployment (the rules), before any symmetry reduction.
+    `handle` replaces `model.server.handle` (the checker passes a memoized one; same answers)."""
+    r = _Run(cfg, s, act, handle)
     k = act.kind
     if k in ("request", "head", "lying_request", "lying_price_request"):
         _logical_request(r, act.client, content=(k != "head"), lying=k.startswith("lying"))
@@ -464,7 +425,7 @@ def step(cfg: Config, s: System, act: Act) -> tuple[System, StepInfo]:
                     charged=tuple(r.charged), duplicate_with_key=r.info.get("recharged_key", False),
                     closes=tuple(r.closes), fresh_receipt=r.info.get("fresh", False),
                     server_answers=tuple(r.answers))
-    return _canonical_keys(r.freeze(), tuple(c.name for c in cfg.clients)), info
+    return r.freeze(), info
 
 
 def _attack(r: _Run, act: Act) -> None:

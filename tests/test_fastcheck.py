@@ -52,3 +52,39 @@ def test_cli_runs_either_explorer(capsys):
     plain = capsys.readouterr().out
     counts = lambda out: [line.split("states/s")[0].rsplit("transitions", 1)[0] for line in out.splitlines()[:2]]
     assert counts(fast) == counts(plain)
+
+
+def test_transitions_are_reused(monkeypatch):
+    """The optimized explorer applies the rules fewer times than it explores transitions (the memo is
+    used), and still gives the plain explorer's counts (test_same_answer_on_every_scenario)."""
+    calls = []
+    real = fastcheck.transition
+    monkeypatch.setattr(fastcheck, "transition", lambda *a: calls.append(1) or real(*a))
+    res = fastcheck.explore(SCENARIOS["rollout mix p=1"].config, 4)
+    assert 0 < len(calls) < res.transitions
+
+
+def test_canonical_test_agrees_with_the_reduction():
+    """symmetry.is_canonical (what fastcheck tests per component) says 'nothing to renumber' exactly when
+    canonical_keys leaves a raw successor as it is."""
+    from model import symmetry as sym
+    from model.system import actions, initial, transition
+
+    cfg = SCENARIOS["hinted-v2 faults p=1"].config
+    names = tuple(c.name for c in cfg.clients)
+    level, seen, renumbered = [initial(cfg)], set(), 0
+    for _ in range(3):
+        nxt = []
+        for s in level:
+            for act in actions(cfg, s):
+                raw, _ = transition(cfg, s, act)
+                live = sym.live_keys([sym.server_keys(raw.server, set(names)), sym.charged_keys(raw.charged_keys, set(names))]
+                                     + [sym.net_keys(n, set(names)) for n in raw.net])
+                canon = sym.canonical_keys(raw, names)
+                assert sym.is_canonical(live, raw.clients, names) == (canon is raw)
+                renumbered += canon is not raw
+                if canon not in seen:
+                    seen.add(canon)
+                    nxt.append(canon)
+        level = nxt
+    assert renumbered  # the comparison covers states the reduction changes

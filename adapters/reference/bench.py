@@ -13,9 +13,10 @@
   (adapters/mppx/bench-server.mjs: one payer, a v2 voucher per request signed in the loop, one
   challenge reused), as a ratio;
 - the model checker's states/s (model.fastcheck, what `make check` runs) against the plain
-  explorer's (model.check.explore) on the same scenario and depth, interleaved;
+  explorer's (model.check.explore) on the same scenarios and depth, interleaved (their state and
+  transition counts must agree); with --checker-depth D, also the wall time of every scenario at D;
 - the conformance suite's steps/s per chain (memory, evm): reference client x reference
-  server, machine `pair`, profile quick;
+  server, machine `pair`, profile ci;
 - when Node and adapters/mppx/node_modules are present: the suite's `server` machine against
   mppx's server beside the same machine against the reference server. mppx is driven over
   the bridge's JSON lines, so this ratio includes the bridge's process hop (an in-process
@@ -125,35 +126,52 @@ class _InProcess(httpx.BaseTransport):
         return httpx.Response(reply.status, headers=list(reply.headers), content=reply.body, request=request)
 
 
-CHECKER_SCENARIO, CHECKER_DEPTH = "rollout mix p=1", 4
+CHECKER_SCENARIOS, CHECKER_DEPTH = ("rollout mix p=1", "hinted-v2 faults p=1", "third party, faults p=1"), 5
 
 
-def bench_checker(rounds: int = 2) -> tuple[float, float, int]:
-    """(fast states/s, plain states/s, states per run): the same exploration, alternated
-    so that both explorers see the same machine load."""
+def bench_checker(rounds: int = 1) -> tuple[float, float, int]:
+    """(fast states/s, plain states/s, states per round): the same explorations (CHECKER_SCENARIOS at
+    CHECKER_DEPTH) by model.fastcheck and by the plain model.check.explore, alternated scenario by
+    scenario so that both explorers see the same machine load; the counts must agree."""
     from model import check, fastcheck
     from model.scenarios import default_scenarios
 
-    cfg = next(s for s in default_scenarios() if s.name == CHECKER_SCENARIO).config
+    by_name = {s.name: s for s in default_scenarios()}
     spent = {"fast": 0.0, "plain": 0.0}
     states = 0
     for _ in range(rounds):
-        for name, explore in (("plain", check.explore), ("fast", fastcheck.explore)):
-            res = explore(cfg, CHECKER_DEPTH)
-            spent[name] += res.seconds
-            states = res.states
-    return states * rounds / spent["fast"], states * rounds / spent["plain"], states
+        for name in CHECKER_SCENARIOS:
+            got = {}
+            for which, explore in (("plain", check.explore), ("fast", fastcheck.explore)):
+                res = explore(by_name[name].config, CHECKER_DEPTH)
+                spent[which] += res.seconds
+                got[which] = (res.states, res.transitions)
+            assert got["fast"] == got["plain"], (name, got)
+            states += got["fast"][0]
+    return states / spent["fast"], states / spent["plain"], states // rounds
+
+
+def bench_checker_wall(depth: int, jobs: int = 2) -> tuple[float, int]:
+    """(wall seconds, states) of `python -m model.check --depth D --jobs J --quiet` over every scenario."""
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "model.check", "--depth", str(depth), "--jobs", str(jobs),
+                          "--quiet"], capture_output=True, text=True, timeout=3600).stdout
+    wall = time.perf_counter() - start
+    m = re.search(r"summary: (\d+) states", out)
+    return wall, int(m.group(1)) if m else -1
 
 
 _STEPS = re.compile(r"\((\d+) examples, (\d+) steps, ([\d.]+)s, (\d+) steps/s\)")
+SUITE_PROFILE = "ci"
 
 
-def bench_suite(chain: str, server: str = "reference", machine: str = "pair") -> float | None:
-    """Steps/s of `python -m conformance run` (reference client, profile quick)."""
+def bench_suite(chain: str, server: str = "reference", machine: str = "pair", client: str = "reference",
+                profile: str = SUITE_PROFILE) -> float | None:
+    """Steps/s of `python -m conformance run` (the run's own count of steps over its exploring time)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = subprocess.run(
-            [sys.executable, "-m", "conformance", "run", "--client", "reference", "--server", server,
-             "--machine", machine, "--profile", "quick", "--chain", chain, "--trace-dir", tmp],
+            [sys.executable, "-m", "conformance", "run", "--client", client, "--server", server,
+             "--machine", machine, "--profile", profile, "--chain", chain, "--trace-dir", tmp],
             capture_output=True, text=True, timeout=900).stdout
     m = _STEPS.search(out)
     if m is None:
@@ -205,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m adapters.reference.bench")
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--clients", type=int, default=4, help="clients in parallel for the second server figure")
+    ap.add_argument("--checker-depth", type=int, default=0,
+                    help="also time `model.check` over every scenario at this depth (2 jobs; minutes at 8)")
     a = ap.parse_args(argv)
     ours, raw = bench_crypto(a.seconds)
     print(f"voucher verifications/s: {ours:,.0f}   raw coincurve recoveries/s: {raw:,.0f}   ratio {ours / raw:.2f}")
@@ -226,12 +246,15 @@ def main(argv: list[str] | None = None) -> int:
               f"included, one challenge reused: reference server (memory-v2, SQLite) {v2:,.0f}   mppx {MPPX_LABEL} "
               f"server (Store.memory, fake chain) {mppx:,.0f}   ratio reference/mppx {v2 / mppx:.2f}")
     fast, plain, states = bench_checker()
-    print(f"checker states/s ({CHECKER_SCENARIO}, depth {CHECKER_DEPTH}, {states} states): model.fastcheck "
-          f"{fast:,.0f}   plain model.check.explore {plain:,.0f}   ratio {fast / plain:.2f}")
+    print(f"checker states/s ({', '.join(CHECKER_SCENARIOS)}; depth {CHECKER_DEPTH}; {states} states): "
+          f"model.fastcheck {fast:,.0f}   plain model.check.explore {plain:,.0f}   ratio {fast / plain:.2f}")
+    if a.checker_depth:
+        wall, total = bench_checker_wall(a.checker_depth)
+        print(f"checker, every scenario at depth {a.checker_depth} with 2 jobs: {total:,} states in {wall:.0f} s wall")
     mem, evm = bench_suite("memory"), bench_suite("evm")
     if mem and evm:
-        print(f"suite steps/s (reference x reference, pair, quick): memory chain {mem:,.0f}   evm chain {evm:,.0f}   "
-              f"ratio evm/memory {evm / mem:.2f}")
+        print(f"suite steps/s (reference x reference, pair, {SUITE_PROFILE}): memory chain {mem:,.0f}   "
+              f"evm chain {evm:,.0f}   ratio evm/memory {evm / mem:.2f}")
     else:
         print(f"suite steps/s: memory {mem}   evm {evm} (a run printed no steps/s)")
     why = mppx_unavailable()
@@ -240,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         ours, theirs = bench_suite("memory", machine="server"), bench_suite("memory", "mppx", machine="server")
         if theirs and ours:
-            print(f"suite steps/s (machine server, quick, memory chain): reference server {ours:,.0f}   "
+            print(f"suite steps/s (machine server, {SUITE_PROFILE}, memory chain): reference server {ours:,.0f}   "
                   f"mppx server (over the bridge) {theirs:,.0f}   ratio reference/mppx {ours / theirs:.2f}")
         else:
             print(f"mppx server: the suite run printed no steps/s ({theirs})")

@@ -1,0 +1,83 @@
+"""The checker's symmetry reduction (not a rule: no party runs it).
+
+Idempotency-Keys are opaque names, so two states that differ only in the names of
+the live keys are one state: `canonical_keys` renumbers each client's live keys
+1..k in order of issue (and its request counter to k). `model.system.step` applies
+it after every transition (`model.system.transition`), so the plain explorer, the
+optimized one and the harness's model twin all see the same canonical states.
+"""
+from __future__ import annotations
+
+import attrs
+
+
+def parse_key(key, names) -> tuple[str, int] | None:
+    """(client name, number) for the keys the model's clients issue (`name#n`); None for any other key."""
+    if key is None or "#" not in key:
+        return None
+    name, n = key.rsplit("#", 1)
+    return (name, int(n)) if name in names and n.isdigit() else None
+
+
+def server_keys(server, names) -> tuple[tuple[str, int], ...]:
+    """The clients' keys the server's idempotency table holds."""
+    return tuple(p for (_, key), _ in server.idempotency if (p := parse_key(key, names)) is not None)
+
+
+def charged_keys(charged, names) -> tuple[tuple[str, int], ...]:
+    """The clients' keys of the ghost `charged_keys`."""
+    return tuple(p for _, key in charged if (p := parse_key(key, names)) is not None)
+
+
+def net_keys(net, names) -> tuple[tuple[str, int], ...]:
+    """The clients' keys of the requests a network slot holds (the last one sent, one held back)."""
+    return tuple(p for req in (net.last, net.held_request)
+                 if req is not None and (p := parse_key(req.key, names)) is not None)
+
+
+def live_keys(parts) -> dict[str, set[int]]:
+    """name -> the numbers of its live keys, from the keys of each part (server, ghost, network slots)."""
+    live: dict[str, set[int]] = {}
+    for keys in parts:
+        for name, n in keys:
+            live.setdefault(name, set()).add(n)
+    return live
+
+
+def is_canonical(live: dict[str, set[int]], clients, client_names) -> bool:
+    """Each client's live keys are 1..k and its request counter is k: nothing to renumber."""
+    return (all(max(ns) == len(ns) for ns in live.values())
+            and all(st.requests == len(live.get(name, ())) for st, name in zip(clients, client_names)))
+
+
+def canonical_keys(s, client_names: tuple[str, ...]):
+    """Symmetry reduction: Idempotency-Keys are opaque names, so renumber each client's
+    live keys 1..k in order of issue. Two states that differ only in key names are one."""
+    names = set(client_names)
+    live = live_keys([server_keys(s.server, names), charged_keys(s.charged_keys, names)]
+                     + [net_keys(n, names) for n in s.net])
+    if is_canonical(live, s.clients, client_names):
+        return s
+    ren = {name: {old: new for new, old in enumerate(sorted(ns), 1)} for name, ns in live.items()}
+
+    def rk(key):
+        p = parse_key(key, names)
+        return key if p is None else f"{p[0]}#{ren[p[0]][p[1]]}"
+
+    def rreq(req):
+        return req if req is None or req.key is None else attrs.evolve(req, key=rk(req.key))
+
+    keys_ok = all(max(ns) == len(ns) for ns in live.values())
+    order = client_names
+    counts = {name: len(ns) for name, ns in live.items()}
+    clients = tuple(st if st.requests == counts.get(name, 0) else attrs.evolve(st, requests=counts.get(name, 0))
+                    for st, name in zip(s.clients, order))
+    server = s.server
+    if not keys_ok:
+        idem = tuple(sorted((((cid, rk(k)), v) for (cid, k), v in server.idempotency), key=lambda kv: kv[0]))
+        server = attrs.evolve(server, idempotency=idem)
+    net = tuple(attrs.evolve(n, last=rreq(n.last) if n.last and n.last.key else n.last,
+                             held_request=rreq(n.held_request) if n.held_request and n.held_request.key
+                             else n.held_request) for n in s.net)
+    charged = frozenset((cid, rk(k)) for cid, k in s.charged_keys)
+    return attrs.evolve(s, server=server, net=net, clients=clients, charged_keys=charged)
