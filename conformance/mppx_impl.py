@@ -188,7 +188,7 @@ def on_harness_chain(manifest: Any, chain: Any) -> bool:
     return proto in sessions_of(manifest) and (proto == "v2" or hasattr(chain, "apply_foreign"))
 
 
-def rpc_for(env: Env):
+def rpc_for(env: Env, manifest: Any = None):
     """The session's HarnessRpc (conformance/chain_rpc.py) over env.chain: mppx's client and server of one
     session answer their JSON-RPC from it, so what one broadcasts the other reads."""
     from .chain_rpc import HarnessRpc
@@ -196,6 +196,10 @@ def rpc_for(env: Env):
     held = _RPCS.get(id(env.chain))
     if held is None or held[0] is not env:
         held = _RPCS[id(env.chain)] = (env, HarnessRpc(env.chain, (env.payee_key,)))
+    if manifest is not None:  # the v1 getChannel struct order this release's ABI decodes (FINDINGS.md F18)
+        fields = (get_adapter(Path(manifest).resolve()).hello or {}).get("v1ChannelFields")
+        if isinstance(fields, list) and sorted(fields) == sorted(HarnessRpc.DEPLOYED_V1_FIELDS):
+            held[1].v1_fields = tuple(fields)
     return held[1]
 
 
@@ -255,7 +259,7 @@ class MppxServer:
         self.channels: dict = {}  # payer -> the channel it last opened here (resolveChannelId's fallback)
         # On a v2 harness chain (memory-v2, evm-v2) mppx's server reads and writes that chain over the rpc
         # callback; otherwise the adapter's fake chain answers it (the dedicated machines seed it).
-        self.rpc = rpc_for(env) if on_harness_chain(self.manifest, env.chain) else None
+        self.rpc = rpc_for(env, self.manifest) if on_harness_chain(self.manifest, env.chain) else None
         chain_id, escrow, token = ((env.chain.chain_id, env.chain.escrow, env.chain.token) if self.rpc is not None
                                    else (CHAIN_ID, ESCROW, TOKEN))
         self.config = self.a.call(
@@ -264,6 +268,7 @@ class MppxServer:
             escrowContract=escrow, currency=token,
             **({"suggestedDeposit": str(env.suggested_deposit)} if env.suggested_deposit and self.rpc else {}))
         self.payee = self.config["recipient"].lower()
+        self.can_restart = "server.restart" in capabilities(self.manifest)
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         method = request.method.upper()
@@ -434,7 +439,7 @@ class MppxClient:
         self.fresh = True  # the next client.fetch starts mppx's client with `self.store`
         self.uses_fetch = "client.fetch" in capabilities(self.manifest)
         if on_harness_chain(self.manifest, env.chain):  # mppx's chain is the harness's: it opens, tops up there
-            self.rpc = rpc_for(env)
+            self.rpc = rpc_for(env, self.manifest)
             self.rpc.add_key(params.key)
 
     def close_resources(self) -> None:

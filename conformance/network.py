@@ -30,6 +30,7 @@ from model import wire
 from model.profiles import hints_from_request
 
 from .interface import PAYER_HEADER, IDEMPOTENCY_HEADER
+from .wire_form import wire_form
 
 
 @attrs.define
@@ -56,6 +57,7 @@ class Wire:
     t0: int = 0  # invocation and completion order (one counter for the whole run)
     t1: int = 0
     echoed: Optional[tuple] = None  # (escrowContract, chainId) of the challenge the credential echoes
+    form: list = attrs.Factory(list)  # wire-form deviations of the response (conformance/wire_form.py, strict)
 
     def to_json(self) -> dict:
         return attrs.asdict(self)
@@ -136,6 +138,7 @@ class Network(httpx.BaseTransport):
         self.clock = 0
         self.concurrent = False
         self.requests: dict[int, httpx.Request] = {}  # while concurrent: id(wire) -> the request (for the check)
+        self.check_form, self.price = False, 0  # strict: read each response's wire form (WF1-WF3)
 
     def _tick(self) -> int:
         with self.lock:
@@ -205,6 +208,8 @@ class Network(httpx.BaseTransport):
             w.hints = _hints(resp)
         if LIE_HEADER in resp.headers:
             w.note = f"lie:{resp.headers[LIE_HEADER]}"
+        elif self.check_form:
+            w.form = wire_form(resp, w.charged, self.price)
         if fault == "drop_response":
             w.fate = "response-dropped"
             return w, None
