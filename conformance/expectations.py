@@ -125,16 +125,23 @@ MPPX_FINDINGS = {
     "F24": ("MUST violation (payee side)", "the open's request is served without being charged: the receipt says "
             "acceptedCumulative 1 price, spent 0, and the channel's spent stays 0 (old v1 releases)",
             "draft 'Per-Request Processing' (deduct the request's cost); property S6"),
+    "F25": ("against the draft's definition (no MUST)", "the snapshot's acceptedCumulative is above the highest voucher "
+            "the server holds (spent + amount after the open; 0.7.0 - 0.8.12, formerly N1): a client trusting it "
+            "without proof signs more than was accepted", "draft 'Session Snapshot' (acceptedCumulative: the highest "
+            "voucher accepted); SPEC_NOTES S-H2"),
+    "F26": ("project property DM (no draft MUST)", "the client answers a challenge naming another escrow contract "
+            "(signs an open for it): 0.7.0 has no escrow pin", "draft 'Session Snapshot' (check escrow, chainId); "
+            "SPEC_NOTES DM"),
     "F13": ("strict deviation", "snapshot deposit/settled are the server's cached copies, stale after on-chain "
                                 "top-ups or settlements until the next voucher", "draft 'Session Snapshot' table"),
 }
 
 _MPPX_SERVER_MUST = {"TP1": ("F19",), "TP2": ("F19",), "SV": ("F1", "F2", "F5", "F21", "F8"), "S4": ("F1",), "D3": ("F8",), "S6": ("F8",),
-                     "SH": ("F11", "F13", "F20", "F19"), "LV": ("F20", "F2"), "R2": ("F20", "F2")}
+                     "SH": ("F11", "F13", "F20", "F19", "F25"), "LV": ("F20", "F2"), "R2": ("F20", "F2")}
 _MPPX_SERVER_STRICT = dict(_MPPX_SERVER_MUST, SV=("F1", "F2", "F5", "F7", "F8", "F12", "F21"), WF1=("F6",),
                            WF2=("F9",), WF3=("F10",), EQ=("F20",))
 # mppx's client (the generic client machine: mppx against the model server and its liar)
-_MPPX_CLIENT = {"H1": ("F3", "F22"), "XP": ("F22",), "LL": ("F23",), "H5": ("F14",), "H3": ("F15",), "HF": ("F14", "F15"),
+_MPPX_CLIENT = {"DM": ("F26",), "H1": ("F3", "F22"), "XP": ("F22",), "LL": ("F14", "F16", "F17", "F15", "F23"), "H5": ("F14",), "H3": ("F15",), "HF": ("F14", "F15"),
                 "R2": ("F14", "F16", "F17", "F15", "F23"), "LV": ("F14", "F16", "F17", "F15", "F23"), "D1": ("F14", "F15"),
                 "D2": ("F14", "F15")}
 # mppx's client and our reference server in the pair machine, and the reverse (memory-v2: the harness signs and

@@ -287,6 +287,12 @@ def _which_finding(session, candidates: tuple) -> Optional[str]:
             m = re.search(r"server \('0x[0-9a-f]+', (\d+), (\d+), (\d+)\)", msg) if p == "SH" else None
             if m and int(m.group(3)) == int(m.group(2)) + session.rc.price < int(m.group(1)):
                 seen.add("F11")
+            n = re.search(r"model \('0x[0-9a-f]+', (\d+), (\d+), (\d+)\)", msg) if m else None
+            if n and int(m.group(2)) == int(n.group(2)) and int(m.group(1)) > int(n.group(1)) \
+                    and int(m.group(1)) == int(m.group(2)) + session.rc.price:
+                seen.add("F25")  # the hinted acceptedCumulative is spent + price, above what was accepted
+        if "DM" in props and r.step.get("lie") == "other_escrow":
+            seen.add("F26")
     for i, w in enumerate(wires):  # F19: a challenge to a request without a credential discloses the highest
         # voucher (rule UA1), and the client pays on it at once: the twin's server discloses nothing there, so its
         # client authenticates first (UA3) and the records part (a later SH compares hints of different states)
@@ -380,6 +386,11 @@ def generic_v2_gap(rc: RunConfig, machine: str) -> Optional[str]:
     if not (is_bridge(rc.client) or is_bridge(rc.server)):
         return None
     mc = machine_config(rc, machine)
+    if rc.chain == "evm-v2":
+        return ("evm-v2 cannot apply a bridge adapter's open: its TIP20ChannelEscrow.sol derives expiringNonceHash "
+                "from a per-payer open count (a stand-in), mppx derives it from its Tempo 0x76 transaction as the "
+                "precompile does, and py-evm cannot execute a Tempo 0x76 transaction, so the channel mppx opens "
+                "never exists there (FINDINGS.md 'evm-v2'); run it on --chain memory-v2")
     if is_bridge(mc.client) and is_bridge(mc.server):
         return None
     if rc.chain == "memory-v2":

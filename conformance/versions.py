@@ -48,13 +48,13 @@ PINNED = ("0.6.31", "0.7.0", "0.8.6", "0.8.12", "0.8.14", "0.8.19", "0.9.3", "0.
 # itself). v1-only releases replay the pair's only (the harness's own sides meet no v1 release).
 CLIENT_FINDING_TRACES = {"F3": "F3-unproven-snapshot.json", "F14": "F14-above-deposit.json",
                          "F15": "F15-stored-channel-ignores-snapshot.json", "F22": "F22-pays-any-price.json",
-                         "F23": "F23-lost-store-no-top-up.json"}
+                         "F23": "F23-lost-store-no-top-up.json", "F26": "F26-other-escrow.json"}
 SERVER_FINDING_TRACES = {"F1": "F1-high-s.json", "F2": "F2-settled-resubmission.json", "F5": "F5-compact.json",
                          "F6": "F6-units.json", "F7": "F7-signer-mismatch.json", "F8": "F8-idempotency-key.json",
                          "F9": "F9-required-top-up.json", "F10": "F10-lowercase-hex.json",
                          "F11": "F11-required-cumulative.json", "F12": "F12-check-order.json",
                          "F13": "F13-pending-close-hinted.json", "F20": "F20-open-on-head.json",
-                         "F21": "F21-source-bound.json"}
+                         "F21": "F21-source-bound.json", "F25": "F25-accepted-above-highest.json"}
 PAIR_FINDING_TRACES = {"F16": "F16-lost-open-response.json", "F17": "F17-forced-close.json"}
 
 # Test vectors computed by mppx@0.11.0 (mppx-0.11-notes.md).
