@@ -238,6 +238,16 @@ def _which_finding(session, candidates: tuple) -> Optional[str]:
                 seen.add("F2")
             if w.status == 402 and w.hints and "accepted" in w.hints:
                 hint = w.hints
+    if settled_at is not None:  # F2 too, with no hint (mppx hints no channel it does not resolve): the voucher refused
+        top: dict = {}  # is the highest one the client had sent on that channel before the settle
+        for r in session.results[:settled_at]:
+            for w in r.wires:
+                if w.origin == "client" and w.amount is not None and w.channel_id:
+                    top[w.channel_id] = max(top.get(w.channel_id, 0), w.amount)
+        if any(w.origin == "client" and w.action == "voucher" and w.problem == "verification-failed"
+               and w.amount is not None and w.amount == top.get(w.channel_id)
+               for r in session.results[settled_at + 1:] for w in r.wires):
+            seen.add("F2")
     lost = set()  # F23: after losing its store, refused for the deposit on a hint of its channel above the deposit
     for r in session.results:
         if r.step.get("op") == "restart_client" and r.step.get("keep") is False:
