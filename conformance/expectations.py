@@ -161,6 +161,9 @@ MPPX_KNOWN: dict = {
     ("mppx", "reference", "pair", "must"): _MPPX_CLIENT_PAIR,
     ("reference", "mppx", "pair", "must"): {"D3": ("F8",), "S6": ("F8",), "S4": ("F1",), "LV": ("F20", "F2"),
                                             "R2": ("F20", "F2")},
+    # the model client against mppx's server in the pair machine (its server's findings, as with the reference client)
+    ("model", "mppx", "pair", "must"): {"D3": ("F8",), "S6": ("F8",), "S4": ("F1",), "LV": ("F20", "F2"),
+                                        "R2": ("F20", "F2")},
 }
 
 MPPX_MATRIX = [
