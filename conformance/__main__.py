@@ -83,8 +83,20 @@ def _print_report(r: PairReport, verbose: bool = True) -> None:
             print(f"\n  replay: python -m conformance replay {r.trace_file}")
 
 
+def _chain(args, client: str, server: str) -> str:
+    """--chain, or by default: the deployment a bridge adapter's release speaks (mppx 0.7+: memory-v2; a v1-only
+    release: memory), else the v1 memory escrow."""
+    from .bridge_spec import is_bridge
+    from .runner import spoken_chain
+
+    if args.chain:
+        return args.chain
+    bridge = next((s for s in (server, client) if is_bridge(s)), None)
+    return spoken_chain(bridge) if bridge else "memory"
+
+
 def _rc(args, client: str, server: str, strength: str | None = None) -> RunConfig:
-    return RunConfig(client=client, server=server, chain=args.chain, seed=args.seed,
+    return RunConfig(client=client, server=server, chain=_chain(args, client, server), seed=args.seed,
                      profile=getattr(args, "hint_profile", "v2"),
                      strength=strength or getattr(args, "strength", "must"),
                      faults=not getattr(args, "no_faults", False))
@@ -108,7 +120,7 @@ def _whole_run_skipped(client: str, server: str) -> str | None:
 
     if is_bridge(client) == is_bridge(server):
         return None
-    from .mppx_machines import essential_missing
+    from .runner import essential_missing
 
     spec, side = (server, "server") if is_bridge(server) else (client, "client")
     return essential_missing(spec, side)
@@ -236,14 +248,21 @@ def deployment_chains(chain: str, deployments: str) -> list[str]:
 def _matrix_runs(args, matrix) -> list:
     """(chain, matrix row) for every deployment: each bundled pair on every deployment; the mppx rows (whose
     adapter picks its own deployment, conformance/mppx_impl.py) once, on the first."""
-    chains = deployment_chains(args.chain, getattr(args, "deployments", "v1"))
+    from .bridge_spec import is_bridge
+    from .runner import spoken_chain
+
+    family = args.chain or "memory"
+    chains = deployment_chains(family, getattr(args, "deployments", "v1"))
     runs = []
     for n, chain in enumerate(chains):
         for row in matrix:
             client, server = row[:2]
             if args.include and args.include not in (client, server):
                 continue
-            if n > 0 and ("mppx" in (client, server) or client.startswith("bridge:") or server.startswith("bridge:")):
+            bridge = next((x for x in (server, client) if is_bridge(x)), None)
+            if bridge is not None:  # once, on the deployment its release speaks in the backend family
+                if n == 0:
+                    runs.append((spoken_chain(bridge, V1_OF[family]), row))
                 continue
             runs.append((chain, row))
     return runs
@@ -301,8 +320,9 @@ def main(argv=None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     def common(p):
-        p.add_argument("--chain", default="memory", choices=["memory", "evm", "memory-v2", "evm-v2"],
-                       help="the deployment: v1 escrow (memory, evm) or v2 precompile (memory-v2, evm-v2)")
+        p.add_argument("--chain", default=None, choices=["memory", "evm", "memory-v2", "evm-v2"],
+                       help="the deployment: v1 escrow (memory, evm) or v2 precompile (memory-v2, evm-v2); default "
+                            "memory, or for a bridge adapter (mppx) the memory deployment its release speaks")
         p.add_argument("--profile", default="ci", choices=["quick", "ci", "deep"])
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--hint-profile", default="v2", choices=["v1", "v2"])

@@ -26,9 +26,10 @@ from model.system import LIE_PRICE_FACTOR, LIES, OTHER_CHANNEL, Act, Exchange, S
 from model import wire
 from model.profiles import method_details_with_hints
 
-from .harness import RunConfig, Session, StepResult
+from .harness import RunConfig, Session, StepResult, wire_form_violations
 from .interface import BASE_URL, IDEMPOTENCY_HEADER, PAID_PATH, PAYER_HEADER
 from .network import LIE_HEADER, decode_credential
+from .wire_form import WF_PROPERTIES
 from .model_impl import ModelServer, challenge_from_response, wire_descriptor
 
 THIRD_PARTY_KINDS = ("thirdparty_replay", "thirdparty_close")
@@ -78,6 +79,7 @@ EXTRA_PROPERTIES = {
     "ST": "every channel a client opened that the chain still escrows stays known to it (no stranded deposit)",
     "CR": "after a crash between an open's broadcast and its record's commit, an authentic credential naming the "
           "channel leaves the server holding its record (no orphaned deposit; conformance/crash.py)",
+    **WF_PROPERTIES,  # strict: the server's wire form (conformance/wire_form.py)
 }
 
 
@@ -129,6 +131,7 @@ class AdversarySession(Session):
         twin_info = self._twin_info
         twin_v = self._check(prev_twin, twin_info, self.twin)
         tids = {p for p, _ in twin_v}
+        extra += wire_form_violations(wires)  # WF1-WF3 (strict only; conformance/wire_form.py)
         res = StepResult(n, step, outcome, outcome, [(p, m) for p, m in real_v if p not in tids] + extra + self.b1_take(),
                          [(p, m) for p, m in real_v if p in tids], [], wires)
         self.results.append(res)

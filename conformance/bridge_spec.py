@@ -1,7 +1,7 @@
 """Subprocess adapters named on the command line: `bridge:PATH/TO/manifest.json`, or a bundled short name.
 
-Any adapter that speaks adapters/bridge/PROTOCOL.md is driven through the v2 machines of
-conformance/mppx_machines.py, exactly as mppx is (`mppx` is the bundled short name for
+Any adapter that speaks adapters/bridge/PROTOCOL.md is driven through the generic machines (conformance/machines.py)
+on the harness's chain and network, exactly as mppx is (`mppx` is the bundled short name for
 `bridge:adapters/mppx/manifest.json`). This module resolves such a spec to its manifest (checked, with a clear
 error for a missing path or an invalid manifest), names it for the expectations (the manifest's `name`: expected
 findings are keyed by it, never by path) and states which adapter ops each machine needs
@@ -22,29 +22,11 @@ BUNDLED = {"mppx": REPO / "adapters" / "mppx" / "manifest.json",
            # the newest v1-only release (<= 0.6.x speak the v1 escrow), same adapter: runs on our v1 escrow
            "mppx-v1": REPO / "adapters" / "mppx-v1" / "manifest.json"}
 
-# The ops without which no run of that side makes sense: missing any -> the whole run is SKIPPED.
-SERVER_ESSENTIAL = ("server.configure", "server.seed_channel", "server.handle", "server.record")
+# The ops without which no run of that side makes sense (the generic machines, conformance/machines.py, on the
+# harness's chain): missing any -> the whole run is SKIPPED. A client answers `client.fetch` (its application entry
+# point) or the low-level `client.next_credential` loop.
+SERVER_ESSENTIAL = ("server.configure", "server.challenge", "server.handle", "server.record")
 CLIENT_ESSENTIAL = ("client.next_credential",)
-
-# v2 machine -> (side of the adapter, ops it needs, {optional op: (steps dropped without it, what is not checked)})
-MACHINE_OPS: dict = {
-    "mppx-server": ("server",
-                    ("server.configure", "server.seed_channel", "server.challenge", "server.handle", "server.record",
-                     "chain.get_channel", "credential.format"),
-                    {"server.restart": (("restart_server",), "durability of the store (S1, SV) across a server "
-                                                             "restart is not checked"),
-                     "chain.set_channel": (("settle", "top_up_chain"), "settlements and on-chain top-ups are not "
-                                                                       "driven (S3/S7 after a settle, SH staleness "
-                                                                       "after on-chain changes, the client's top-up)")}),
-    "mppx-client": ("client",
-                    ("client.next_credential", "server.configure", "server.seed_channel", "challenge.format",
-                     "challenge.parse", "credential.parse"),
-                    {}),
-    "mppx-pair": ("client",
-                  ("client.next_credential", "server.configure", "server.seed_channel", "challenge.format",
-                   "challenge.parse", "credential.parse"),
-                  {}),
-}
 
 
 class BridgeSpecError(Exception):

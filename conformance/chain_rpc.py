@@ -158,14 +158,25 @@ class HarnessRpc:
     def _m_eth_getTransactionReceipt(self, params):
         return self.receipts.get(str(params[0]).lower())
 
+    # The v1 escrow's getChannel struct, by field, in the deployed TempoStreamChannel's order (mppx 0.4.12 and later);
+    # the draft's reference interface (and adapters/chain's TempoStreamChannel.sol, and mppx up to 0.4.8) order the
+    # same fields payer first and finalized last (FINDINGS.md F18). `v1_fields` is the order the caller's ABI
+    # decodes (the adapter's hello `v1ChannelFields`), set by conformance/mppx_impl.py.
+    DEPLOYED_V1_FIELDS = ("finalized", "closeRequestedAt", "payer", "payee", "token", "authorizedSigner", "deposit",
+                          "settled")
+    v1_fields: tuple = DEPLOYED_V1_FIELDS
+
     def _v1_view(self, cid: str) -> tuple:
-        """The v1 escrow's getChannel in the deployed TempoStreamChannel's struct order, which is mppx's escrow ABI
-        (every release): (finalized, closeRequestedAt, payer, payee, token, authorizedSigner, deposit, settled).
-        The draft's reference interface (and adapters/chain's TempoStreamChannel.sol) order the same fields
-        payer first and finalized last (FINDINGS.md F18); an unknown channel is all zero."""
+        """getChannel's struct in `v1_fields` order; an unknown channel is all zero."""
         st = self.chain.get_channel(cid)
-        return (st.finalized, st.close_requested_at, st.payer, st.payee, st.token, st.authorized_signer, st.deposit,
-                st.settled)
+        by = {"finalized": st.finalized, "closeRequestedAt": st.close_requested_at, "payer": st.payer,
+              "payee": st.payee, "token": st.token, "authorizedSigner": st.authorized_signer, "deposit": st.deposit,
+              "settled": st.settled}
+        return tuple(by[f] for f in self.v1_fields)
+
+    def _v1_types(self) -> str:
+        t = {"finalized": "bool", "closeRequestedAt": "uint64", "deposit": "uint128", "settled": "uint128"}
+        return "(" + ",".join(t.get(f, "address") for f in self.v1_fields) + ")"
 
     def _state(self, cid: str) -> tuple:
         """The precompile's view: (settled, deposit, closeRequestedAt); finalized or unknown read as zero."""
@@ -186,7 +197,7 @@ class HarnessRpc:
         out_types = [_type_of(o) for o in item["outputs"]]
         name = item["name"]
         if self.protocol == "v1":
-            view = "(bool,uint64,address,address,address,address,uint128,uint128)"
+            view = self._v1_types()
             if name == "getChannel":
                 out_types, value = [view], [self._v1_view("0x" + args[0].hex())]
             else:

@@ -60,8 +60,8 @@ def expected_for(client: str, server: str, machine: str, strength: str = "must")
 
 # ---------------------------------------------------------------------------------------------- mppx@0.11.0
 # Findings of the real mppx (FINDINGS.md has each with its classification, the rule it breaks and a replayable
-# trace). The v2 machines (conformance/mppx_machines.py) classify every violation; a violation that is not one
-# of the findings listed for its pair fails the run.
+# trace). The generic machines classify every violation by the pattern its trace shows (runner._which_finding); a
+# violation that is not one of the findings listed for its pair fails the run.
 
 MPPX_FINDINGS = {
     "F1": ("MUST violation", "high-s voucher signatures accepted and stored as the highest voucher",
@@ -114,28 +114,46 @@ MPPX_FINDINGS = {
             "voucher covers the route's price (verification-failed, 'voucher amount is less than request amount'): "
             "a client that opens on a free HEAD with cumulative 0 never gets a channel",
             "SPEC_NOTES C1; draft 'Voucher Submission Transport'"),
+    "F22": ("project property XP (per-request exposure), no draft MUST", "the client pays a challenge's price "
+            "whatever it is: after a challenge asking a multiple of the agreed price it tops up and signs it (mppx's "
+            "session client has no price bound; maxDeposit caps only the deposit)",
+            "SPEC_NOTES XP (PRICES_PER_REQUEST); httpauth 'Challenge' (the client decides whether to pay)"),
+    "F23": ("project property LV / R2 (liveness), no draft MUST", "after a restart that lost its channel store, "
+            "a challenge hinting the payer's channel with requiredCumulative above its deposit ends the request "
+            "(deposit-exhausted): the client neither tops up the hinted channel nor opens another",
+            "SPEC_NOTES LV, R2; draft 'Session Snapshot' (a client MAY use it), 'payment-need-voucher' (top up)"),
+    "F24": ("MUST violation (payee side)", "the open's request is served without being charged: the receipt says "
+            "acceptedCumulative 1 price, spent 0, and the channel's spent stays 0 (old v1 releases)",
+            "draft 'Per-Request Processing' (deduct the request's cost); property S6"),
+    "F25": ("against the draft's definition (no MUST)", "the snapshot's acceptedCumulative is above the highest voucher "
+            "the server holds (spent + amount after the open; 0.7.0 - 0.8.12, formerly N1): a client trusting it "
+            "without proof signs more than was accepted", "draft 'Session Snapshot' (acceptedCumulative: the highest "
+            "voucher accepted); SPEC_NOTES S-H2"),
+    "F26": ("project property DM (no draft MUST)", "the client answers a challenge naming another escrow contract "
+            "(signs an open for it): 0.7.0 has no escrow pin", "draft 'Session Snapshot' (check escrow, chainId); "
+            "SPEC_NOTES DM"),
     "F13": ("strict deviation", "snapshot deposit/settled are the server's cached copies, stale after on-chain "
                                 "top-ups or settlements until the next voucher", "draft 'Session Snapshot' table"),
 }
 
 _MPPX_SERVER_MUST = {"TP1": ("F19",), "TP2": ("F19",), "SV": ("F1", "F2", "F5", "F21", "F8"), "S4": ("F1",), "D3": ("F8",), "S6": ("F8",),
-                     "SH": ("F11", "F13", "F20"), "LV": ("F20", "F2"), "R2": ("F20", "F2")}
-_MPPX_SERVER_STRICT = dict(_MPPX_SERVER_MUST, SV=("F1", "F2", "F5", "F7", "F8", "F9", "F12", "F21"), SR=("F6",), HX=("F10",),
-                           EQ=("F20",))
+                     "SH": ("F11", "F13", "F20", "F19", "F25"), "LV": ("F20", "F2"), "R2": ("F20", "F2")}
+_MPPX_SERVER_STRICT = dict(_MPPX_SERVER_MUST, SV=("F1", "F2", "F5", "F7", "F8", "F12", "F21"), WF1=("F6",),
+                           WF2=("F9",), WF3=("F10",), EQ=("F20",))
 # mppx's client (the generic client machine: mppx against the model server and its liar)
-_MPPX_CLIENT = {"H1": ("F3",), "H5": ("F14",), "H3": ("F15",), "HF": ("F14", "F15"),
-                "R2": ("F14", "F16", "F17", "F15"), "LV": ("F14", "F16", "F17", "F15"), "D1": ("F14", "F15"),
+_MPPX_CLIENT = {"DM": ("F26",), "H1": ("F3", "F22"), "XP": ("F22",), "LL": ("F14", "F16", "F17", "F15", "F23"), "H5": ("F14",), "H3": ("F15",), "HF": ("F14", "F15"),
+                "R2": ("F14", "F16", "F17", "F15", "F23"), "LV": ("F14", "F16", "F17", "F15", "F23"), "D1": ("F14", "F15"),
                 "D2": ("F14", "F15")}
 # mppx's client and our reference server in the pair machine, and the reverse (memory-v2: the harness signs and
 # decodes Tempo 0x76 transactions); each side's findings
-_MPPX_CLIENT_PAIR = {"R2": ("F14", "F16", "F17", "F15"), "LV": ("F14", "F16", "F17", "F15"), "HF": ("F14", "F15"),
+_MPPX_CLIENT_PAIR = {"S6": ("F24",), "R2": ("F14", "F16", "F17", "F15", "F23"), "LV": ("F14", "F16", "F17", "F15", "F23"), "HF": ("F14", "F15"),
                      "D1": ("F14", "F15"), "D2": ("F14", "F15")}
 MPPX_KNOWN: dict = {
     ("model", "mppx", "server", "must"): _MPPX_SERVER_MUST,
     ("model", "mppx", "server", "strict"): _MPPX_SERVER_STRICT,
     ("mppx", "model", "client", "must"): _MPPX_CLIENT,
     ("mppx", "model", "client", "strict"): _MPPX_CLIENT,
-    ("mppx", "model", "pair", "must"): {"H5": ("F14",), "B2": ("F14",), "H3": ("F15",)},
+    ("mppx", "model", "pair", "must"): dict(_MPPX_CLIENT, H1=()),  # the client machine's, without lies (no F3)
     # the generic pair machine on a v2 harness chain (memory-v2): mppx's client and server, mppx opening and
     # topping up its own channels (python -m conformance run --client mppx --server mppx --chain memory-v2)
     # and on the v1 escrow (memory) for the v1-only releases (<= 0.6.x), whose client climbs above the deposit (F14)
@@ -143,6 +161,9 @@ MPPX_KNOWN: dict = {
     ("mppx", "reference", "pair", "must"): _MPPX_CLIENT_PAIR,
     ("reference", "mppx", "pair", "must"): {"D3": ("F8",), "S6": ("F8",), "S4": ("F1",), "LV": ("F20", "F2"),
                                             "R2": ("F20", "F2")},
+    # the model client against mppx's server in the pair machine (its server's findings, as with the reference client)
+    ("model", "mppx", "pair", "must"): {"D3": ("F8",), "S6": ("F8",), "S4": ("F1",), "LV": ("F20", "F2"),
+                                        "R2": ("F20", "F2")},
 }
 
 MPPX_MATRIX = [

@@ -37,6 +37,7 @@ from adapters.chain.deployment import deployment_of
 
 from .model_impl import escrow_channel, recover_or_none
 from .network import Network
+from .wire_form import WF_PROPERTIES
 
 ALL_FAULTS = ("none", "hold_request", "hold_response")
 FAULT_NAMES = {"none": "none", "lose_request": "hold_request", "drop_response": "hold_response",
@@ -178,6 +179,7 @@ class Session:
         self.server.reset(self.env)
         self.net = Network(self.server, self.server.record, getattr(chain, "nonce_of", lambda a: 0))
         self.net.on_crash = self.server.restart  # a crash inside a request: restart on the durable store
+        self.net.check_form, self.net.price = rc.strength == "strict", rc.price  # WF1-WF3 (conformance/wire_form.py)
         self.clients = []
         names = NAMES if rc.shared else ("alice", "bob", "carol")
         self.params = []
@@ -220,6 +222,9 @@ class Session:
             for pid in ("R1", "RM"):
                 self.skipped[pid] = f"client {rc.client} keeps no view of the server's accounting (reads no receipts)"
         self.request_no = 0
+        if getattr(self.server, "can_restart", True) is False:
+            self.skipped["op server.restart"] = ("the adapter lacks server.restart: durability of its store across a "
+                                                 "server restart is not checked (restart_server steps are skipped)")
         self.views: list = [dict() for _ in self.clients]  # RM: highest view seen per channel
         from .concurrency import supported
 
@@ -317,7 +322,8 @@ class Session:
                       + self._liveness(step, synced, outcome, twin_info.outcome)
                       + self._exposure(step, wires, signed_before, prev_real) + self._domain(wires)
                       + self._after_lie(step, synced, outcome, twin_info.outcome, len(mine)) + self._stranded(wires)
-                      + lz + self.crash_watch.check(self, wires) + self.b1_take())
+                      + lz + self.crash_watch.check(self, wires) + self.b1_take()
+                      + wire_form_violations(wires))
         expected = [(p, m) for p, m in real_v if p in twin_ids]
         self._map_channels(wires, twin_info)
         mismatches = self._compare(step, outcome, twin_info.outcome) if self.rc.strength == "strict" else []
@@ -388,6 +394,8 @@ class Session:
             self.views[i] = {}
             return "done"
         if op == "restart_server":
+            if getattr(self.server, "can_restart", True) is False:
+                return "skipped"  # a bridge adapter without server.restart (reported: "op server.restart")
             self.server.restart()
             if self.b1 is not None:
                 self.b1.restart()
@@ -758,7 +766,9 @@ class Session:
         return {"H3": hinted, "RM": hinted, "WM": True, "HF": hinted, "CX": True, "LV": True, "XP": True, "DM": True,
                 "LL": self.cfg.lying_server, "ST": "ST" not in self.skipped,
                 "CR": "CR" not in self.skipped and self.crash_watch.crashes.get("broadcast", 0) > 0,
-                "LZ": any(r.step["op"] == "concurrent" and r.outcome not in ("noop", "skipped") for r in self.results)}
+                "LZ": any(r.step["op"] == "concurrent" and r.outcome not in ("noop", "skipped") for r in self.results),
+                **dict.fromkeys(WF_PROPERTIES, self.rc.strength == "strict"),
+                **{k: False for k in self.skipped if k.startswith("op ")}}
 
     def failures(self) -> list:
         out = []
@@ -766,6 +776,11 @@ class Session:
             out += [(r.n, p, m) for p, m in r.violations]
             out += [(r.n, "EQ", f"{what}: implementation {real} != model {model}") for what, real, model in r.mismatches]
         return out
+
+
+def wire_form_violations(wires) -> list:
+    """WF1-WF3 (strict; conformance/wire_form.py): the wire-form deviations the network read off each response."""
+    return [v for w in wires for v in w.form]
 
 
 def property_table(sessions_results: list, rc: RunConfig, cfg: Config, skipped: dict, extra: dict = {}) -> dict:

@@ -274,16 +274,19 @@ class ModelServer:
         ch = after.channel(cid)
         if voucher is not None and ch is not None and voucher.signer == ch.signer:
             self.sigs.setdefault((cid, voucher.amount), sig)  # only the channel signer's voucher proves
+        before = self.state.record(cid)
         self.state = server
-        return self._render(resp, cred, tx_hash)
+        return self._render(resp, cred, tx_hash, before)
 
     def _descriptor_ok(self, p) -> bool:
         return descriptor_ok(p, self.payee, self.chain.token, self.chain.escrow, self.chain.chain_id)
 
-    def _render(self, resp, cred, tx_hash) -> httpx.Response:
+    def _render(self, resp, cred, tx_hash, before=None) -> httpx.Response:
         if resp.status == 200:
             r = resp.receipt
             rec = self.state.record(r.channel_id)
+            if rec is not None:  # units consumed by this request (draft "Receipt Generation"), not the running count
+                rec = attrs.evolve(rec, units=rec.units - (before.units if before is not None else 0))
             receipt = wire.Receipt(timestamp=TIMESTAMP, reference=r.channel_id,
                                    challenge_id=cred.challenge.id if cred else "none", channel_id=r.channel_id,
                                    accepted_cumulative=r.accepted, spent=r.spent,

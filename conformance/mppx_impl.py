@@ -1,7 +1,7 @@
 """mppx@0.11.0 behind the conformance Protocols, over the JSON-lines bridge (adapters/mppx).
 
 `MppxServer` is a `ServerUnderTest`: mppx's `tempo.session` server (`Mppx.create(...)` route handlers) with its
-in-memory store and the adapter's fake chain. `MppxClient` is a `ClientUnderTest`: mppx's client as applications
+in-memory store, on the harness's chain. `MppxClient` is a `ClientUnderTest`: mppx's client as applications
 run it, `Mppx.create({methods: [sessionMethod(...)]}).fetch`, one `client.fetch` per logical request whose HTTP
 requests come back as http callbacks through the harness transport (PROTOCOL.md section 8).
 
@@ -10,16 +10,11 @@ On a v2 harness chain (Env.chain a memory-v2/evm-v2 backend) both classes answer
 up and its server broadcasts there; nothing is seeded, and `settle` is the payee's settle of the stored highest
 voucher on that chain. The generic machines drive mppx x mppx that way (runner.run_pair on `--chain memory-v2`).
 
-On a v1 chain (memory/evm, our v1 escrow) the mppx runs use the dedicated v2 machines of
-conformance/mppx_machines.py:
+The runs happen only on a harness chain the release speaks (conformance/runner.py `bridge_gap`: memory-v2 for
+v2 releases, the memory v1 escrow for v1-only releases); off one the adapter's fake chain answers (unit tests only).
 
-* mppx 0.7+ speaks v2 (voucher domain "TIP20 Channel Reserve", uint96, channel ids derived from a
-  descriptor). mppx's chain is then the adapter's fake chain, so channels are seeded (`server.seed_channel` +
-  `chain.set_channel`).
-* `settle` is simulated on the fake chain (the payee's settle transaction of the stored highest voucher,
-  applied only if that voucher would pass the escrow's check); the adapter has no settle op.
 * `restart` re-creates mppx's server on the same store (`server.restart`, Store.memory() standing for the
-  durable database).
+  durable database); an adapter without it has its restart_server steps skipped ("op server.restart").
 * mppx's client keeps no view of the server (it reads no receipts): `view()` reports only its channel and
   local cumulative (`signed_max`); accepted/spent are 0 and properties about the view (R1, RM) are SKIPPED
   (`sees_receipts = False`, harness.Session.blind).
@@ -45,7 +40,7 @@ import httpx
 from adapters.bridge import AdapterError, AdapterProcess, CallbackRefused
 from adapters.bridge.process import build_adapter, load_manifest
 from adapters.chain._common import PRECOMPILE_ESCROW
-from model.crypto import CryptoError, VoucherDomain, address_of, recover_voucher_signer
+from model.crypto import address_of
 
 from .bridge_spec import effective_capabilities, is_bridge, manifest_path
 from .interface import (BASE_URL, IDEMPOTENCY_HEADER, PAYER_HEADER, ChannelRecord, ClientParams, ClientView, Env,
@@ -146,18 +141,6 @@ def unavailable(manifest_path: Any = None) -> Optional[str]:
     return None
 
 
-def domain() -> VoucherDomain:
-    return VoucherDomain("v2", CHAIN_ID, ESCROW)
-
-
-def recover_v2(channel_id: str, amount: int, signature: str) -> Optional[str]:
-    """The model's view of a v2 voucher: its recovered signer, None if it does not verify (incl. high-s)."""
-    try:
-        return recover_voucher_signer(domain(), channel_id, amount, signature)
-    except (CryptoError, ValueError):
-        return None
-
-
 _RPCS: dict = {}  # id(chain) -> (env, HarnessRpc): one per session, shared by its server and clients
 
 
@@ -188,7 +171,7 @@ def on_harness_chain(manifest: Any, chain: Any) -> bool:
     return proto in sessions_of(manifest) and (proto == "v2" or hasattr(chain, "apply_foreign"))
 
 
-def rpc_for(env: Env):
+def rpc_for(env: Env, manifest: Any = None):
     """The session's HarnessRpc (conformance/chain_rpc.py) over env.chain: mppx's client and server of one
     session answer their JSON-RPC from it, so what one broadcasts the other reads."""
     from .chain_rpc import HarnessRpc
@@ -196,6 +179,10 @@ def rpc_for(env: Env):
     held = _RPCS.get(id(env.chain))
     if held is None or held[0] is not env:
         held = _RPCS[id(env.chain)] = (env, HarnessRpc(env.chain, (env.payee_key,)))
+    if manifest is not None:  # the v1 getChannel struct order this release's ABI decodes (FINDINGS.md F18)
+        fields = (get_adapter(Path(manifest).resolve()).hello or {}).get("v1ChannelFields")
+        if isinstance(fields, list) and sorted(fields) == sorted(HarnessRpc.DEPLOYED_V1_FIELDS):
+            held[1].v1_fields = tuple(fields)
     return held[1]
 
 
@@ -255,7 +242,7 @@ class MppxServer:
         self.channels: dict = {}  # payer -> the channel it last opened here (resolveChannelId's fallback)
         # On a v2 harness chain (memory-v2, evm-v2) mppx's server reads and writes that chain over the rpc
         # callback; otherwise the adapter's fake chain answers it (the dedicated machines seed it).
-        self.rpc = rpc_for(env) if on_harness_chain(self.manifest, env.chain) else None
+        self.rpc = rpc_for(env, self.manifest) if on_harness_chain(self.manifest, env.chain) else None
         chain_id, escrow, token = ((env.chain.chain_id, env.chain.escrow, env.chain.token) if self.rpc is not None
                                    else (CHAIN_ID, ESCROW, TOKEN))
         self.config = self.a.call(
@@ -264,6 +251,7 @@ class MppxServer:
             escrowContract=escrow, currency=token,
             **({"suggestedDeposit": str(env.suggested_deposit)} if env.suggested_deposit and self.rpc else {}))
         self.payee = self.config["recipient"].lower()
+        self.can_restart = "server.restart" in capabilities(self.manifest)
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         method = request.method.upper()
@@ -306,74 +294,29 @@ class MppxServer:
                              hv.get("signature"))
 
     def settle(self, channel_id: str) -> None:
-        """On a harness chain: the payee's settle of the stored highest voucher (a no-op when the escrow refuses
-        it, e.g. a stored high-s voucher). On the fake chain: simulated, settled := the stored highest voucher if
-        the escrow would take it (signature of the channel's signer, low-s, above settled, within the deposit)."""
-        r = self.raw_record(channel_id)
-        if self.rpc is not None:
-            from adapters.chain.base import ChainError
+        """The payee's settle of the stored highest voucher on the harness's chain (a no-op when the escrow refuses
+        it, e.g. a stored high-s voucher; and off a harness chain, where nothing runs: runner.bridge_gap)."""
+        from adapters.chain.base import ChainError
 
-            st = self.env.chain.get_channel(channel_id)
-            hv = (r or {}).get("highestVoucher")
-            if r is None or not hv or not st.exists or st.finalized:
-                return
-            ref = st.descriptor if is_v2_chain(self.env.chain) else channel_id  # v2 names a channel by descriptor
-            try:
-                self.env.chain.settle(self.env.payee_key, ref, int(hv["cumulativeAmount"]),
-                                      bytes.fromhex(hv["signature"][2:]))
-            except ChainError:
-                pass
+        r = self.raw_record(channel_id)
+        hv = (r or {}).get("highestVoucher")
+        if self.rpc is None or r is None or not hv:
             return
-        ch = self.chain_state(channel_id)
-        if r is None or ch is None or ch.get("finalized") or not r.get("highestVoucher"):
+        st = self.env.chain.get_channel(channel_id)
+        if not st.exists or st.finalized:
             return
-        hv = r["highestVoucher"]
-        amount = int(hv["cumulativeAmount"])
-        signer = (r.get("authorizedSigner") or r.get("payer") or "").lower()
-        if recover_v2(channel_id, amount, hv["signature"]) != signer:
-            return  # the escrow would revert (e.g. a stored high-s voucher)
-        if not int(ch["settled"]) < amount <= int(ch["deposit"]):
-            return
-        self.set_chain(channel_id, dict(ch, settled=str(amount)))
+        ref = st.descriptor if is_v2_chain(self.env.chain) else channel_id  # v2 names a channel by descriptor
+        try:
+            self.env.chain.settle(self.env.payee_key, ref, int(hv["cumulativeAmount"]), bytes.fromhex(hv["signature"][2:]))
+        except ChainError:
+            pass
 
     def restart(self) -> None:
         with _Offer(self.a, self.rpc):
             self.a.call("server.restart")
 
-    # -- mppx-specific helpers (the v2 machines use these)
-
     def raw_record(self, channel_id: str) -> Optional[dict]:
         return self.a.call("server.record", channelId=channel_id)
-
-    def chain_state(self, channel_id: str) -> Optional[dict]:
-        return self.a.call("chain.get_channel", channelId=channel_id)
-
-    def set_chain(self, channel_id: str, state: dict) -> None:
-        clean = {k: v for k, v in state.items() if v is not None}
-        self.a.call("chain.set_channel", channelId=channel_id, state=clean)
-
-    def seed_channel(self, **fields: Any) -> dict:
-        return self.a.call("server.seed_channel", **fields)
-
-    def challenge(self, method: str = "GET", channel_id: Optional[str] = None) -> dict:
-        fields = {"method": method, "path": "/resource"}
-        if channel_id:
-            fields["channelId"] = channel_id
-        self.last = self.a.call("server.challenge", **fields)
-        return self.last
-
-    def handle_raw(self, method: str, authorization: str, key: Optional[str] = None,
-                   channel_id: Optional[str] = None) -> dict:
-        fields: dict = {"method": method, "path": "/resource", "authorization": authorization}
-        if key:
-            fields["idempotencyKey"] = key
-        if channel_id:
-            fields["channelId"] = channel_id
-        self.last = self.a.call("server.handle", **fields)
-        return self.last
-
-    def format_credential(self, credential: dict) -> str:
-        return self.a.call("credential.format", credential=credential)["header"]
 
     def close_resources(self) -> None:
         pass  # the adapter process is shared by every session of this Python process
@@ -434,7 +377,7 @@ class MppxClient:
         self.fresh = True  # the next client.fetch starts mppx's client with `self.store`
         self.uses_fetch = "client.fetch" in capabilities(self.manifest)
         if on_harness_chain(self.manifest, env.chain):  # mppx's chain is the harness's: it opens, tops up there
-            self.rpc = rpc_for(env)
+            self.rpc = rpc_for(env, self.manifest)
             self.rpc.add_key(params.key)
 
     def close_resources(self) -> None:

@@ -32,6 +32,7 @@ from model import wire
 from model.profiles import hints_from_request
 
 from .interface import PAYER_HEADER, IDEMPOTENCY_HEADER, ServerCrash
+from .wire_form import wire_form
 
 
 @attrs.define
@@ -58,6 +59,7 @@ class Wire:
     t0: int = 0  # invocation and completion order (one counter for the whole run)
     t1: int = 0
     echoed: Optional[tuple] = None  # (escrowContract, chainId) of the challenge the credential echoes
+    form: list = attrs.Factory(list)  # wire-form deviations of the response (conformance/wire_form.py, strict)
 
     def to_json(self) -> dict:
         return attrs.asdict(self)
@@ -141,6 +143,7 @@ class Network(httpx.BaseTransport):
         self.crashing: Optional[str] = None  # the crash point armed for the request the server is handling now
         self.on_crash: Callable[[], None] = lambda: None  # restarts the server after a crash
         self.mirror: Optional[Callable] = None  # B1 (conformance/b1.py): mirror(request, wire, crashed point)
+        self.check_form, self.price = False, 0  # strict: read each response's wire form (WF1-WF3)
 
     def _tick(self) -> int:
         with self.lock:
@@ -228,6 +231,8 @@ class Network(httpx.BaseTransport):
             w.hints = _hints(resp)
         if LIE_HEADER in resp.headers:
             w.note = f"lie:{resp.headers[LIE_HEADER]}"
+        elif self.check_form:
+            w.form = wire_form(resp, w.charged, self.price)
         if self.mirror is not None and not concurrent:
             self.mirror(request, w, None)
         if fault == "drop_response":

@@ -5,10 +5,10 @@ Bundled servers and clients:
   legacy     adapters/reference with hints off (server: channelId only; client: ignores hint values)
   model      model/ rules over the real wire (conformance/model_impl.py), hinted
   model-legacy  the same, legacy
-  mppx       the real mppx@0.11.0 over the Node bridge (conformance/mppx_impl.py; v2 only: on --chain memory-v2
-             mppx runs the generic machines on the harness's chain, against itself, the reference and the model
-             sides (memory-v2 decodes and signs Tempo 0x76); on a v1 chain its pairs run the dedicated v2
-             machines of conformance/mppx_machines.py, or are reported SKIPPED with the reason)
+  mppx       the real mppx@0.11.0 over the Node bridge (conformance/mppx_impl.py; v2 only: on --chain memory-v2,
+             its default, mppx runs the generic machines on the harness's chain, against itself, the reference and
+             the model sides (memory-v2 decodes and signs Tempo 0x76); on another chain its pairs are reported
+             SKIPPED with the reason)
   mppx-v1    mppx@0.6.31 (adapters/mppx-v1, the same adapter), the newest v1-only release: mppx-v1 x mppx-v1 runs
              the generic machines on our v1 escrow (--chain memory)
   bridge:PATH  any adapter speaking adapters/bridge/PROTOCOL.md, started from its manifest (PATH, relative to the

@@ -84,13 +84,20 @@ def run_pair(rc: RunConfig, profile: str = "ci", machine: str = "pair", progress
     rep = PairReport(rc.client, rc.server, machine, rc.strength, profile, rc.chain, rc.seed)
     rep.drives = drives(rc, machine)
 
-    # mppx (or any bridge:PATH adapter) on the deployment its release speaks (v2 on memory-v2, v1-only releases on
-    # memory): the generic machines, on the harness's own chain and network. A v2 release on a v1 chain: the
-    # dedicated v2 machines of mppx_machines (fake chain, seeded channels).
-    if (is_bridge(rc.client) or is_bridge(rc.server)) and not _speaks_chain(rc):
-        from .mppx_machines import run_pair_mppx
-
-        return run_pair_mppx(rc, profile, machine, rep, progress, trace_dir, shrink, shrink_budget)
+    # mppx (or any bridge:PATH adapter): the generic machines, on the harness's own chain and network, on a
+    # deployment its release speaks (v2 releases on memory-v2, v1-only releases on memory); anything else is
+    # SKIPPED with the reason, never passed
+    if is_bridge(rc.client) or is_bridge(rc.server):
+        try:
+            why = bridge_gap(rc, machine)
+        except Exception as exc:  # a built adapter that does not start: a failure, never a pass
+            rep.ok = False
+            rep.error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            rep.failure = traceback.format_exc()
+            return rep
+        if why is not None:
+            rep.skipped = why
+            return rep
     why = generic_v2_gap(rc, machine)
     if why is not None:
         rep.skipped = why
@@ -211,15 +218,15 @@ def _which_finding(session, candidates: tuple) -> Optional[str]:
         if w.action == "open" and w.fate == "response-dropped" and any(
                 v.action == "open" and v.client == w.client for v in wires[i + 1:]):
             seen.add("F16")
+        if w.method == "HEAD" and w.action in ("open", "voucher") and w.status != 402:
+            seen.add("F15")  # a HEAD (free) carrying a voucher that advanced: local + amount, not the hint
+        if w.method == "HEAD" and w.action == "open" and w.problem == "verification-failed":
+            seen.add("F20")
     for j, r in enumerate(session.results):  # F16 too: the client lost its store, then opened another channel
         if r.step.get("op") == "restart_client" and r.step.get("keep") is False and any(
                 w.action == "open" and w.origin == "client" and w.client == r.step.get("client")
                 for later in session.results[j + 1:] for w in later.wires):
             seen.add("F16")
-        if w.method == "HEAD" and w.action in ("open", "voucher") and w.origin == "client" and w.status != 402:
-            seen.add("F15")
-        if w.method == "HEAD" and w.action == "open" and w.problem == "verification-failed":
-            seen.add("F20")
     if "request_close" in ops and any(w.problem == "channel-finalized" for w in wires):
         seen.add("F17")
     settled_at = next((j for j, r in enumerate(session.results) if r.step.get("op") == "settle"), None)
@@ -231,6 +238,25 @@ def _which_finding(session, candidates: tuple) -> Optional[str]:
                 seen.add("F2")
             if w.status == 402 and w.hints and "accepted" in w.hints:
                 hint = w.hints
+    if settled_at is not None:  # F2 too, with no hint (mppx hints no channel it does not resolve): the voucher refused
+        top: dict = {}  # is the highest one the client had sent on that channel before the settle
+        for r in session.results[:settled_at]:
+            for w in r.wires:
+                if w.origin == "client" and w.amount is not None and w.channel_id:
+                    top[w.channel_id] = max(top.get(w.channel_id, 0), w.amount)
+        if any(w.origin == "client" and w.action == "voucher" and w.problem == "verification-failed"
+               and w.amount is not None and w.amount == top.get(w.channel_id)
+               for r in session.results[settled_at + 1:] for w in r.wires):
+            seen.add("F2")
+    lost = set()  # F23: after losing its store, refused for the deposit on a hint of its channel above the deposit
+    for r in session.results:
+        if r.step.get("op") == "restart_client" and r.step.get("keep") is False:
+            lost.add(r.step.get("client"))
+        hints = [w.hints for w in r.wires if w.origin == "client" and w.status == 402 and w.hints
+                 and "required" in w.hints and "deposit" in w.hints]
+        if r.step.get("client") in lost and str(r.outcome).startswith("refused:deposit") and hints \
+                and hints[-1]["required"] > hints[-1]["deposit"]:
+            seen.add("F23")
     for r in session.results:  # F15 too: refused for the deposit although the hint's requiredCumulative fits it
         hints = [w.hints for w in r.wires if w.origin == "client" and w.status == 402 and w.hints
                  and "required" in w.hints and "deposit" in w.hints]
@@ -252,6 +278,13 @@ def _which_finding(session, candidates: tuple) -> Optional[str]:
             seen.add("F12")
         if "D3" in props:
             seen.add("F8")
+        if props & {"XP", "H1"} and r.step.get("lie") == "price":
+            seen.add("F22")  # it paid a lied price above the agreed one (mppx's client has no price bound)
+        if "H1" in props and r.step.get("lie") == "inflate":
+            seen.add("F3")  # it signed an unproven inflated snapshot (H1's bound: what the payer had authorized)
+        for pid, fid in (("WF1", "F6"), ("WF2", "F9"), ("WF3", "F10")):  # the wire form (strict)
+            if pid in props:
+                seen.add(fid)
         for p, msg in r.violations:
             if p == "SV" and "answered 402 invalid-signature, model 402 signer-mismatch" in msg:
                 seen.add("F7")
@@ -264,24 +297,91 @@ def _which_finding(session, candidates: tuple) -> Optional[str]:
             m = re.search(r"server \('0x[0-9a-f]+', (\d+), (\d+), (\d+)\)", msg) if p == "SH" else None
             if m and int(m.group(3)) == int(m.group(2)) + session.rc.price < int(m.group(1)):
                 seen.add("F11")
+            n = re.search(r"model \('0x[0-9a-f]+', (\d+), (\d+), (\d+)\)", msg) if m else None
+            if n and int(m.group(2)) == int(n.group(2)) and int(m.group(1)) > int(n.group(1)) \
+                    and int(m.group(1)) == int(m.group(2)) + session.rc.price:
+                seen.add("F25")  # the hinted acceptedCumulative is spent + price, above what was accepted
+        if "DM" in props and r.step.get("lie") == "other_escrow":
+            seen.add("F26")
+    for i, w in enumerate(wires):  # F19: a challenge to a request without a credential discloses the highest
+        # voucher (rule UA1), and the client pays on it at once: the twin's server discloses nothing there, so its
+        # client authenticates first (UA3) and the records part (a later SH compares hints of different states)
+        if w.action is None and w.status == 402 and w.hints and w.hints.get("proof") is not None:
+            nxt = next((v for v in wires[i + 1:] if v.client == w.client), None)
+            if nxt is not None and nxt.action == "voucher" and (nxt.amount or 0) > w.hints["proof"]:
+                seen.add("F19")
+    for r in session.results:  # F24: an open's content request served and not charged (S6 on that step)
+        if any(p == "S6" for p, _ in r.violations) and any(
+                w.action == "open" and w.method == "GET" and w.status == 200 and not w.charged for w in r.wires):
+            seen.add("F24")
     keyed = [(w.channel_id, w.key) for r in session.results for w in r.wires if w.charged and w.key]
     if len(keyed) != len(set(keyed)):  # one Idempotency-Key charged twice (S6 and D3 follow from it)
         seen.add("F8")
     return next((f for f in candidates if f in seen), None)
 
 
-def _speaks_chain(rc: RunConfig) -> bool:
-    """Whether every bridge side's release speaks the chain's protocol on the harness's chain (hello `sessions`)."""
-    from .bridge_spec import is_bridge, manifest_path
+def spoken_chain(spec: str, family: str = "memory") -> str:
+    """The chain backend of `family` (memory or evm) whose deployment a bridge adapter's release speaks (its
+    hello `sessions`): v2 -> memory-v2/evm-v2, a v1-only release (mppx <= 0.6.x) -> memory/evm."""
+    from .mppx_impl import MppxUnavailable, sessions_of
+    from .bridge_spec import manifest_path
+
+    v2 = family.replace("-v2", "") + "-v2"
+    try:
+        return v2 if "v2" in sessions_of(manifest_path(spec)) else family.replace("-v2", "")
+    except MppxUnavailable:
+        return v2  # the run reports SKIPPED with the reason either way
+
+
+def essential_missing(spec: str, side: str) -> Optional[str]:
+    """Why every run of a bridge adapter on `side` is SKIPPED (it lacks an essential op, per its hello), or None
+    (also None when it is unavailable here: each machine reports that). Starts the adapter."""
+    from .bridge_spec import CLIENT_ESSENTIAL, SERVER_ESSENTIAL, impl_name, manifest_path, missing
+    from .mppx_impl import MppxUnavailable, capabilities
+
+    try:
+        caps = capabilities(manifest_path(spec))
+    except MppxUnavailable:
+        return None
+    gone = missing(caps, SERVER_ESSENTIAL if side == "server" else CLIENT_ESSENTIAL)
+    if side == "client" and "client.fetch" in caps and gone == ["client.next_credential"]:
+        gone = []  # fetch is the application entry point; either op drives the client
+    if not gone:
+        return None
+    return (f"adapter {impl_name(spec)} ({spec}) lacks the essential {side} op{'s' if len(gone) > 1 else ''} "
+            f"{', '.join(gone)} (its hello capabilities): nothing of its {side} can be tested "
+            "(adapters/bridge/PROTOCOL.md, 'What the conformance machines need')")
+
+
+def bridge_gap(rc: RunConfig, machine: str) -> Optional[str]:
+    """Why a pair with a bridge adapter cannot run here (None: it runs): the adapter is unavailable (no node),
+    lacks an op the machine needs, or its release does not speak the chain's deployment. Starts the adapter."""
+    from .bridge_spec import impl_name, is_bridge, manifest_path
+    from .harness import machine_config
     from .mppx_impl import MppxUnavailable, is_v2_chain_name, sessions_of
 
+    for spec, side in ((rc.server, "server"), (rc.client, "client")):  # the whole run: an essential op missing
+        if is_bridge(spec):
+            why = essential_missing(spec, side)
+            if why is not None:
+                return why
+    mc = machine_config(rc, machine)
+    driven = [(s, side) for s, side in ((mc.server, "server"), (mc.client, "client")) if is_bridge(s)]
+    if not driven:  # the machine drives only the harness's own sides (machine client of --client reference)
+        return None
     proto = "v2" if is_v2_chain_name(rc.chain) else "v1"
-    if proto == "v1" and rc.chain != "memory":
-        return False  # only the memory backend applies foreign (Tempo 0x76) transactions on v1
-    try:
-        return all(proto in sessions_of(manifest_path(spec)) for spec in (rc.client, rc.server) if is_bridge(spec))
-    except MppxUnavailable:
-        return proto == "v2"  # the runs report SKIPPED with the reason either way
+    for spec, side in driven:
+        try:
+            speaks = sessions_of(manifest_path(spec))
+        except MppxUnavailable as exc:
+            return str(exc)
+        if proto not in speaks:
+            return (f"adapter {impl_name(spec)} ({spec}) speaks the {'/'.join(speaks)} session protocol and "
+                    f"--chain {rc.chain} is a {proto} deployment: run it on --chain {spoken_chain(spec)}")
+        if proto == "v1" and rc.chain != "memory":
+            return (f"--chain {rc.chain}: only the memory v1 escrow applies a v1 release's own (Tempo 0x76) "
+                    "transactions; run it on --chain memory")
+    return None
 
 
 def generic_v2_gap(rc: RunConfig, machine: str) -> Optional[str]:
@@ -296,6 +396,11 @@ def generic_v2_gap(rc: RunConfig, machine: str) -> Optional[str]:
     if not (is_bridge(rc.client) or is_bridge(rc.server)):
         return None
     mc = machine_config(rc, machine)
+    if rc.chain == "evm-v2":
+        return ("evm-v2 cannot apply a bridge adapter's open: its TIP20ChannelEscrow.sol derives expiringNonceHash "
+                "from a per-payer open count (a stand-in), mppx derives it from its Tempo 0x76 transaction as the "
+                "precompile does, and py-evm cannot execute a Tempo 0x76 transaction, so the channel mppx opens "
+                "never exists there (FINDINGS.md 'evm-v2'); run it on --chain memory-v2")
     if is_bridge(mc.client) and is_bridge(mc.server):
         return None
     if rc.chain == "memory-v2":
@@ -348,10 +453,6 @@ def replay(path: str, quiet: bool = False) -> tuple[bool, str]:
     """Run a JSON steps file again; (ok, rendered trace)."""
     with open(path) as f:
         data = json.load(f)
-    if str(data.get("machine", "")).startswith("mppx-"):
-        from .mppx_machines import replay as replay_mppx
-
-        return replay_mppx(data)
     rc = RunConfig(**data["config"])
     machine = data.get("machine", "pair")
     s = _session(rc, machine)

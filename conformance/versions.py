@@ -9,14 +9,13 @@ per release the checks that exist for the deployment it speaks:
 * start: the adapter starts against the release (hello answers);
 * hello: the capabilities it lists for that release (v1-only releases list no v2 ops);
 * vectors v1 / v2: sign and verify the voucher test vectors of mppx-0.11-notes.md (v2 SKIPPED on v1-only releases);
-* machines (v2 releases): `run` of the mppx machines (server, client, pair) with the release as the side under test,
-  and `run pair memory-v2`: the generic pair machine, the release's client against its own server on the harness's
-  memory-v2 chain (mppx opens and tops up its channels there itself; conformance/chain_rpc.py);
+* machines (v2 releases): the generic machines (conformance/machines.py) on the harness's memory-v2 chain with the
+  release as the side under test: `run server` (model clients + adversary x its route handler), `run client` (its
+  fetch client x the model server + liar), `run pair memory-v2` (the release x itself; mppx opens and tops up its
+  channels there itself, conformance/chain_rpc.py);
 * `run pair memory` (v1-only releases, <= 0.6.x): the same generic pair machine on our v1 escrow (memory);
-* F3 / F14 / F15 (v2 releases): the committed traces replayed with the release's client (`client.fetch`, the
-  application entry point), "shows" or "absent";
-* F16 / F17 (every release): the generic pair's committed traces replayed with the release as client and server on
-  the harness's chain (memory-v2, or the v1 escrow for v1-only releases), "shows" or "absent".
+* Fn (v2 releases: every committed trace; v1-only: F16, F17): the committed traces of conformance/traces/mppx/
+  replayed with the release as their bridge side(s) ("shows" or "absent").
 
 `--all` runs every release with sessions that npm lists (`npm view mppx versions --json`): the full sweep. The table
 is its own command; CI (`make test`) runs the newest release (adapters/mppx, 0.11.0) and one v1-era release
@@ -43,9 +42,20 @@ TRACES = REPO / "conformance" / "traces" / "mppx"
 VIEM = "2.57.20"
 # One release per API row of /work/shared/reference/mppx-releases-notes.md (and the newest of each minor).
 PINNED = ("0.6.31", "0.7.0", "0.8.6", "0.8.12", "0.8.14", "0.8.19", "0.9.3", "0.10.1", "0.11.0")
-# Findings that depend on the client's credential path, re-verified per release through client.fetch.
+# The committed finding traces (conformance/traces/mppx/, the generic machines' one format), replayed per release:
+# client findings (the release's fetch client against the model server and its liar), server findings (the
+# release's route handler against the model client and the adversary), the generic pair's (the release against
+# itself). v1-only releases replay the pair's only (the harness's own sides meet no v1 release).
 CLIENT_FINDING_TRACES = {"F3": "F3-unproven-snapshot.json", "F14": "F14-above-deposit.json",
-                         "F15": "F15-stored-channel-ignores-snapshot.json"}
+                         "F15": "F15-stored-channel-ignores-snapshot.json", "F22": "F22-pays-any-price.json",
+                         "F23": "F23-lost-store-no-top-up.json", "F26": "F26-other-escrow.json"}
+SERVER_FINDING_TRACES = {"F1": "F1-high-s.json", "F2": "F2-settled-resubmission.json", "F5": "F5-compact.json",
+                         "F6": "F6-units.json", "F7": "F7-signer-mismatch.json", "F8": "F8-idempotency-key.json",
+                         "F9": "F9-required-top-up.json", "F10": "F10-lowercase-hex.json",
+                         "F11": "F11-required-cumulative.json", "F12": "F12-check-order.json",
+                         "F13": "F13-pending-close-hinted.json", "F20": "F20-open-on-head.json",
+                         "F21": "F21-source-bound.json", "F25": "F25-accepted-above-highest.json"}
+PAIR_FINDING_TRACES = {"F16": "F16-lost-open-response.json", "F17": "F17-forced-close.json"}
 
 # Test vectors computed by mppx@0.11.0 (mppx-0.11-notes.md).
 VECTOR_KEY = "0x0123456789012345678901234567890123456789012345678901234567890123"
@@ -162,35 +172,24 @@ def check_vectors(adapter: AdapterProcess, version: str) -> dict:
     return out
 
 
-def check_machines(spec: str, seed: int = 1) -> dict:
-    """`run` of the v2 machines with the release as the side under test (quick profile, unshrunk)."""
-    from .harness import RunConfig
-    from .runner import run_pair
-
+def check_machines(spec: str, chain: str, seed: int = 1) -> dict:
+    """The generic machines (conformance/machines.py) with the release as the side under test, on the harness's
+    `chain` (the deployment it speaks): server (model clients + adversary x the release's route handler), client
+    (the release's fetch client x the model server + liar), pair (the release x itself); quick, unshrunk."""
     out = {}
-    trace_dir = str(cache_root() / "traces")
-    for client, server, machine in (("model", spec, "server"), (spec, "model", "client"), (spec, "model", "pair")):
-        r = run_pair(RunConfig(client=client, server=server, seed=seed), profile="quick", machine=machine,
-                     trace_dir=trace_dir, shrink=False)
-        label = f"run {machine}"
-        if r.skipped:
-            out[label] = Verdict("SKIPPED", r.skipped[:120])
-            continue
-        findings = ",".join(sorted(r.findings)) or "-"
-        unexpected = "; ".join(r.unexpected)[:160]
-        out[label] = Verdict("FAIL" if unexpected or r.failure else "PASS",
-                             f"findings {findings}" + (f"; unexpected {unexpected}" if unexpected else ""))
-    # the generic pair machine on the harness's v2 chain: the release opens and tops up its own channels there
-    out["run pair memory-v2"] = _generic_pair(spec, "memory-v2", seed)
+    for client, server, machine in (("model", spec, "server"), (spec, "model", "client")):
+        out[f"run {machine}"] = _generic(client, server, machine, chain, seed)
+    out[f"run pair {chain}"] = _generic(spec, spec, "pair", chain, seed)
     return out
 
 
-def _generic_pair(spec: str, chain: str, seed: int = 1) -> Verdict:
-    """The generic pair machine, the release's client against its own server on the harness's `chain`."""
+def _generic(client: str, server: str, machine: str, chain: str, seed: int = 1) -> Verdict:
+    """One generic machine run on the harness's `chain`: PASS when every violation is one of the pair's known
+    findings (named), FAIL on anything unexpected or an adapter error."""
     from .harness import RunConfig
     from .runner import run_pair
 
-    r = run_pair(RunConfig(client=spec, server=spec, seed=seed, chain=chain), profile="quick", machine="pair",
+    r = run_pair(RunConfig(client=client, server=server, seed=seed, chain=chain), profile="quick", machine=machine,
                  trace_dir=str(cache_root() / "traces"), shrink=False)
     if r.skipped:
         return Verdict("SKIPPED", r.skipped[:120])
@@ -200,38 +199,18 @@ def _generic_pair(spec: str, chain: str, seed: int = 1) -> Verdict:
                    f"{r.steps} steps; findings {findings}" + (f"; unexpected {unexpected}" if unexpected else ""))
 
 
-def check_client_findings(spec: str) -> dict:
-    """Replay each client finding's committed trace with this release's client: does it show the finding?"""
-    from .mppx_machines import replay
-
-    out = {}
-    for fid, name in CLIENT_FINDING_TRACES.items():
-        data = json.loads((TRACES / name).read_text())
-        data["config"] = dict(data["config"], client=spec)
-        try:
-            _ok, text = replay(data)
-        except AdapterError as exc:
-            out[fid] = Verdict("FAIL", str(exc)[:200])
-            continue
-        shows = f"finding {fid}: reproduces" in text
-        out[fid] = Verdict("shows" if shows else "absent", _last_outcome(text))
-    return out
-
-
-# Findings of the generic pair machine (mppx x mppx on the harness's chain), replayed per release: on memory-v2 for
-# v2 releases, on the v1 escrow (memory) for v1-only ones.
-PAIR_FINDING_TRACES = {"F16": "F16-lost-open-response.json", "F17": "F17-forced-close.json"}
-
-
-def check_pair_findings(spec: str, version: str) -> dict:
-    """Replay each generic-pair finding's committed trace with this release as client and server."""
+def check_trace_findings(spec: str, version: str, names: dict) -> dict:
+    """Replay each committed finding trace with this release as the trace's bridge side(s), on the deployment it
+    speaks: "shows" (the finding's pattern reproduces, runner._which_finding) or "absent"."""
+    from .bridge_spec import is_bridge
     from .runner import replay as replay_generic
 
     out = {}
-    for fid, name in PAIR_FINDING_TRACES.items():
+    chain = "memory-v2" if speaks_v2(version) else "memory"
+    for fid, name in names.items():
         data = json.loads((TRACES / name).read_text())
-        data["config"] = dict(data["config"], client=spec, server=spec,
-                              chain="memory-v2" if speaks_v2(version) else "memory")
+        cfg = data["config"]
+        data["config"] = dict(cfg, chain=chain, **{side: spec for side in ("client", "server") if is_bridge(cfg[side])})
         tmp = cache_root() / "traces" / f"{version}-{name}"
         tmp.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(json.dumps(data))
@@ -279,18 +258,19 @@ def check_release(version: str, *, machines: bool = True, root: Optional[Path] =
     finally:
         adapter.close()
     spec = f"bridge:{path}"
-    if not speaks_v2(version):
-        why = f"mppx {version} is v1 only: no v2 vouchers, snapshots, client or server"
-        for c in ("run server", "run client", "run pair memory-v2", *CLIENT_FINDING_TRACES):
+    chain = "memory-v2" if speaks_v2(version) else "memory"
+    if not speaks_v2(version):  # v1 only: the generic pair machine on our v1 escrow (memory), release x itself
+        why = f"mppx {version} is v1 only: the harness's own v1 sides do not meet a v1 release (memory backend)"
+        for c in ("run server", "run client", *CLIENT_FINDING_TRACES, *SERVER_FINDING_TRACES):
             out[c] = Verdict("SKIPPED", why)
-        if machines:  # the generic pair machine on our v1 escrow (memory), the deployment v1 releases speak
-            out["run pair memory"] = _generic_pair(spec, "memory")
-        out.update(check_pair_findings(spec, version))
+        if machines:
+            out[f"run pair {chain}"] = _generic(spec, spec, "pair", chain)
+        out.update(check_trace_findings(spec, version, PAIR_FINDING_TRACES))
         return out
     if machines:
-        out.update(check_machines(spec))
-    out.update(check_client_findings(spec))
-    out.update(check_pair_findings(spec, version))
+        out.update(check_machines(spec, chain))
+    for names in (CLIENT_FINDING_TRACES, SERVER_FINDING_TRACES, PAIR_FINDING_TRACES):
+        out.update(check_trace_findings(spec, version, names))
     return out
 
 

@@ -57,7 +57,7 @@ def test_the_run_step_leaves_junit_and_html_for_the_mppx_adapter(tmp_path):
         pytest.skip("node/npm are not on PATH: the mppx adapter cannot run here")
     step = next(s for s in _steps() if s.get("name") == "Run the suite")
     env = dict(os.environ, GITHUB_WORKSPACE=str(tmp_path), MANIFEST=str(ROOT / "adapters/mppx/manifest.json"),
-               SIDE="server", PROFILE="quick", CHAIN="memory", STRENGTH="must",
+               SIDE="server", PROFILE="quick", CHAIN="memory-v2", STRENGTH="must",
                PATH=f"{Path(os.sys.executable).parent}:{os.environ['PATH']}")  # `python` = this interpreter
     proc = subprocess.run(["bash", "-e", "-c", step["run"]], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=900)

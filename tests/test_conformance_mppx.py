@@ -1,4 +1,6 @@
-"""The conformance suite against the real mppx@0.11.0 (v2 machines of conformance/mppx_machines.py).
+"""The conformance suite against the real mppx@0.11.0 through the generic machines (conformance/machines.py) on
+the harness's memory-v2 chain: its server through `Mppx.create(...)` route handlers, its client through
+`Mppx.create(...).fetch`, mppx opening and topping up its own channels there.
 
 Needs Node >= 20 (+ npm for the first install); skipped only when node is missing. The divergences mppx shows
 are expected outcomes (conformance/expectations.py, FINDINGS.md): the runs exit 0 and report them.
@@ -19,11 +21,12 @@ from conformance.harness import RunConfig
 from conformance.runner import replay, run_pair
 
 ROOT = Path(__file__).resolve().parents[1]
-# F14 is WITHDRAWN for the pinned 0.11.0 (FINDINGS.md): driven through its fetch client it tops up first. Its
-# trace stays as the evidence of the releases that show it (0.8.12 and earlier; `python -m conformance versions`).
-WITHDRAWN_ON_PINNED = {"F14-above-deposit"}
-TRACES = sorted(p for p in (ROOT / "conformance" / "traces" / "mppx").glob("F*.json")
-                if p.stem not in WITHDRAWN_ON_PINNED)
+TRACE_DIR = ROOT / "conformance" / "traces" / "mppx"
+# Traces kept as the evidence of releases other than the pinned 0.11.0 (FINDINGS.md, "Releases"): F14 is WITHDRAWN
+# for 0.8.14 and later (its fetch client tops up first); F3 needs a lie the model's liar does not tell; F25 and F26
+# are shown by 0.7.0 - 0.8.12 and 0.7.0 only.
+NOT_ON_PINNED = {"F14-above-deposit", "F3-unproven-snapshot", "F25-accepted-above-highest", "F26-other-escrow"}
+TRACES = sorted(p for p in TRACE_DIR.glob("F*.json") if p.stem not in NOT_ON_PINNED)
 
 
 @pytest.fixture(scope="module")
@@ -36,19 +39,25 @@ def _reports(path: Path) -> dict:
     return {r["machine"]: r for r in json.loads(path.read_text())}
 
 
-def test_run_client_mppx_server_model(node, tmp_path, capsys):
+def test_every_committed_trace_is_of_the_one_format():
+    for p in TRACE_DIR.glob("*.json"):
+        data = json.loads(p.read_text())
+        assert data["format"] == "tempo-conformance-trace/1", p.name
+        assert data["machine"] in ("pair", "server", "client"), p.name  # the generic machines, nothing else
+        assert data["finding"] in MPPX_FINDINGS and p.name.startswith(data["finding"] + "-"), p.name
+
+
+def test_run_client_mppx_server_model_defaults_to_the_deployment_mppx_speaks(node, tmp_path, capsys):
     report = tmp_path / "r.json"
     code = main(["run", "--client", "mppx", "--server", "model", "--profile", "quick", "--no-shrink",
                  "--trace-dir", str(tmp_path), "--report", str(report)])
     out = capsys.readouterr().out
     assert code == 0, out
     reps = _reports(report)
-    client, pair, server = reps["client"], reps["pair"], reps["server"]
-    assert client["skipped"] is None and client["steps"] > 0 and not client["unexpected"]
-    assert pair["skipped"] is None and pair["steps"] > 0 and not pair["unexpected"]
-    assert server["skipped"]  # the server machine tests the model server: reported skipped, never passed
-    assert "SKIPPED" in out and "PASS  server" not in out
+    client, pair = reps["client"], reps["pair"]
     for rep in (client, pair):
+        assert rep["chain"] == "memory-v2"  # no --chain: the deployment mppx 0.11.0 speaks
+        assert rep["skipped"] is None and rep["steps"] > 0 and not rep["unexpected"] and not rep["error"]
         assert set(rep["findings"]) <= expected_findings("mppx", "model", rep["machine"])
         assert rep["properties"]["RM"].startswith("skipped")  # mppx reads no receipts
         for d in rep["findings"].values():
@@ -57,16 +66,15 @@ def test_run_client_mppx_server_model(node, tmp_path, capsys):
 
 def test_run_server_mppx_client_model(node, tmp_path, capsys):
     report = tmp_path / "r.json"
-    code = main(["run", "--server", "mppx", "--client", "model", "--profile", "quick", "--no-shrink",
-                 "--trace-dir", str(tmp_path), "--report", str(report)])
+    code = main(["run", "--server", "mppx", "--client", "model", "--machine", "server", "--profile", "quick",
+                 "--no-shrink", "--trace-dir", str(tmp_path), "--report", str(report)])
     out = capsys.readouterr().out
     assert code == 0, out
     server = _reports(report)["server"]
     assert server["skipped"] is None and server["steps"] > 0 and not server["unexpected"] and not server["error"]
     assert set(server["findings"]) <= expected_findings("model", "mppx", "server")
-    assert server["findings"], "mppx 0.11.0 diverges (F1 high-s at least); a clean run means the machine is blind"
+    assert server["findings"], "mppx 0.11.0 diverges (F8, F21 at least); a clean run means the machine is blind"
     assert server["properties"]["S1"] == "held"
-    assert server["properties"]["S5"].startswith("skipped")
 
 
 def test_matrix_includes_mppx_rows(node, tmp_path, capsys):
@@ -78,14 +86,14 @@ def test_matrix_includes_mppx_rows(node, tmp_path, capsys):
     rows = [line.split() for line in out.splitlines() if line.split()[:1] in (["server"], ["client"], ["pair"])]
     assert {(r[0], r[1], r[2]) for r in rows} >= {("server", "model", "mppx"), ("client", "mppx", "model"),
                                                  ("pair", "mppx", "reference")}
-    ref = next(r for r in rows if r[1:3] == ["mppx", "reference"])
-    assert ref[4] == "SKIPPED"  # the wire does not allow it: reported skipped, never passed
+    for r in rows:  # every mppx row runs on the deployment its release speaks, none SKIPPED
+        assert r[4] != "SKIPPED", r
+        assert r[-2] == ("memory" if "mppx-v1" in r[1:3] else "memory-v2"), r
 
 
 @pytest.mark.parametrize("path", TRACES, ids=[p.stem for p in TRACES])
 def test_saved_mppx_trace_reproduces(node, path):
     data = json.loads(path.read_text())
-    assert data["finding"] in MPPX_FINDINGS
     ok, text = replay(str(path))
     assert not ok
     assert f"finding {data['finding']}: reproduces" in text, text
@@ -93,16 +101,23 @@ def test_saved_mppx_trace_reproduces(node, path):
 
 
 def test_withdrawn_f14_does_not_reproduce_through_mppx_fetch(node):
-    # mppx 0.11.0's fetch (the application entry point) sends a topUp before a voucher above the deposit:
-    # no voucher above the on-chain deposit (H5 holds), unlike the createCredential-only path F14 was found on.
-    ok, text = replay(str(ROOT / "conformance" / "traces" / "mppx" / "F14-above-deposit.json"))
+    # mppx 0.11.0's fetch (the application entry point) tops up before a voucher above the deposit: no voucher
+    # above the on-chain deposit (H5 holds), unlike the createCredential-only path F14 was found on.
+    ok, text = replay(str(TRACE_DIR / "F14-above-deposit.json"))
     assert "finding F14: did NOT reproduce" in text, text
-    last = text.split("8. client 0: request")[1].split("sequenceDiagram")[0]
-    assert "POST topUp" in last and "cumulative=9" not in last, last
+    assert "topUp" in text and "amount-exceeds-deposit" not in text, text
+
+
+def test_f3_needs_a_lie_the_liar_does_not_tell(node):
+    # the model's inflate lie hints spent = deposit: mppx's empty store signs max(accepted, required, spent + amount)
+    # = deposit + price, above the deposit, and refuses instead (FINDINGS.md F3)
+    ok, text = replay(str(TRACE_DIR / "F3-unproven-snapshot.json"))
+    assert "finding F3: did NOT reproduce" in text, text
+    assert "(lie: inflate) -> refused:deposit-exhausted" in text, text
 
 
 def test_replay_cli_on_a_saved_mppx_trace(node):
-    path = ROOT / "conformance" / "traces" / "mppx" / "F1-high-s.json"
+    path = TRACE_DIR / "F1-high-s.json"
     proc = subprocess.run([sys.executable, "-m", "conformance", "replay", str(path)], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1, proc.stderr
@@ -110,18 +125,17 @@ def test_replay_cli_on_a_saved_mppx_trace(node):
 
 
 def test_missing_node_is_reported_skipped_never_passed(monkeypatch):
-    from conformance import mppx_machines
-    from conformance.mppx_impl import MppxUnavailable
+    from conformance import mppx_impl
 
     def missing(*_args):
-        raise MppxUnavailable("node is not on PATH: the mppx adapter needs Node >= 20")
+        raise mppx_impl.MppxUnavailable("node is not on PATH: the mppx adapter needs Node >= 20")
 
-    monkeypatch.setattr(mppx_machines, "get_adapter", missing)
-    r = run_pair(RunConfig(client="model", server="mppx"), "quick", "server")
+    monkeypatch.setattr(mppx_impl, "get_adapter", missing)
+    r = run_pair(RunConfig(client="model", server="mppx", chain="memory-v2"), "quick", "server")
     assert r.skipped and "node" in r.skipped
     assert r.steps == 0 and not r.findings
 
 
-def test_mppx_client_against_reference_server_is_skipped_with_the_reason():
-    r = run_pair(RunConfig(client="mppx", server="reference"), "quick", "pair")
-    assert r.skipped and "v1" in r.skipped and "TIP20 Channel Reserve" in r.skipped
+def test_mppx_on_a_deployment_it_does_not_speak_is_skipped_with_the_reason(node):
+    r = run_pair(RunConfig(client="mppx", server="reference", chain="memory"), "quick", "pair")
+    assert r.skipped and "v2" in r.skipped and "memory-v2" in r.skipped and r.steps == 0

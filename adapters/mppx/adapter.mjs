@@ -85,6 +85,11 @@ const HAS_V2 = Boolean(Session?.Precompile?.Voucher)
 const escrowAbi = Session?.Precompile?.escrowAbi
 const VoucherV2 = Session?.Precompile?.Voucher
 const VoucherV1 = SessionLegacy?.Session?.Voucher ?? (HAS_V2 ? undefined : Session?.Voucher)
+// The v1 escrow's getChannel struct as this release's ABI orders it (FINDINGS.md F18): up to 0.4.8 the draft's order
+// (payer ... finalized), from 0.4.12 the deployed TempoStreamChannel's (finalized, closeRequestedAt, payer ...).
+// (0.1.x - 0.2.x name the v1 module `Stream`.)
+const V1_CHANNEL_FIELDS = (SessionLegacy?.Session ?? (HAS_V2 ? undefined : (Session ?? MppxTempo.Stream)))?.Chain?.escrowAbi
+  ?.find((x) => x.type === 'function' && x.name === 'getChannel')?.outputs?.[0]?.components?.map((c) => c.name)
 const HAS_SIGNER_RESOLVER = typeof Session?.Precompile?.Channel?.resolveAuthorizedSigner === 'function'
 const HAS_V2_SERVER = HAS_V2 && typeof tempoServer?.session === 'function' && typeof MppxServer?.create === 'function'
 const HAS_FETCH_CLIENT = HAS_V2 && typeof sessionMethod === 'function' && typeof MppxFetchClient?.create === 'function'
@@ -1220,7 +1225,7 @@ const adapter = createAdapter({
   callbacks: ['http', 'rpc'],
   notes: UNSUPPORTED,
   capabilities: listed,
-  helloExtra: { sessions: SESSIONS },
+  helloExtra: { sessions: SESSIONS, ...(V1_CHANNEL_FIELDS ? { v1ChannelFields: V1_CHANNEL_FIELDS } : {}) },
 })
 adapter.onReset(() => {
   server = null
