@@ -25,6 +25,11 @@ class Rejected:
     detail: str = ""
 
 
+UINT96_MAX = 2**96 - 1
+"""The v2 escrow's amount bound (draft, "Precompile-Backed Channel State": uint96)."""
+UINT128_MAX = 2**128 - 1
+"""The v1 escrow's amount bound (draft: uint128); also the wire's largest amount."""
+
 FrozenMap = tuple  # tuple[tuple[K, V], ...] sorted by key
 
 
