@@ -2,7 +2,7 @@
 
 Server mutants subclass the reference server (adapters/reference/server.py) and change one
 rule; client mutants plant one of the first draft's bugs through the model client's
-swappable rules (model/client.py ClientConfig). Each names the property it breaks.
+swappable rules (model/client.py ClientRules). Each names the property it breaks.
 `python -m conformance mutants` must kill every one of them.
 """
 from __future__ import annotations
