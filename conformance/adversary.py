@@ -62,7 +62,7 @@ PAYER_SIGNED_KINDS = ("lower", "replay", "above_deposit", "advance_nokey", "head
 EXTRA_PROPERTIES = {
     "SV": "the server's verdict on any credential equals model.server.handle's (voucher rule V1-V7, charge C1-C3)",
     "SH": "the server's hints equal model.server.author_challenge's (S-H1..S-H3)",
-    "H3": "a hinted client signs at least the requiredCumulative hinted for its channel (seed: sign the server target)",
+    "HT": "a hinted client signs at least the requiredCumulative hinted for its channel (seed: sign the server target)",
     "RM": "a hinted client's view (accepted, spent) of a channel never decreases (receipts reconcile by max)",
     "WM": "a client's highest voucher per channel, read from the wire, never decreases while it keeps its memory",
     "HF": "following an honest hint a client signs at most max(requiredCumulative, its proven floor) + allowance",
@@ -554,7 +554,7 @@ class LyingServerSession(Session):
         finally:
             self.liar.arm(None)
         if step.get("lie") == "backwards_receipt":  # R1 (view == record after a receipt) is about honest receipts
-            res.violations = [(p, m) for p, m in res.violations if p != "R1"]
+            res.violations = [(p, m) for p, m in res.violations if p != "RV"]
         return res
 
     def _ghosts(self, wires, prev_real):

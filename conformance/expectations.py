@@ -69,7 +69,7 @@ MPPX_FINDINGS = {
     "F2": ("MUST violation", "a settled highest voucher is refused even on a cost-free request (HEAD), and hinted as requiredCumulative",
            "draft 'Idempotency'"),
     "F3": ("project rule (H4), no draft MUST", "the client signs an unproven snapshot's amounts (up to the deposit)",
-           "SPEC_NOTES H4 / property H1; seed security review"),
+           "SPEC_NOTES H4 / property HB; seed security review"),
     "F4": ("strict deviation (MUST in the draft's encoding section)", "Payment-Session-Snapshot in padded base64",
            "draft 'Session Snapshot'"),
     "F5": ("strict deviation (draft lists the format as accepted)", "EIP-2098 compact signatures refused",
@@ -123,7 +123,7 @@ _MPPX_SERVER_MUST = {"TP1": ("F19",), "TP2": ("F19",), "SV": ("F1", "F2", "F5", 
 _MPPX_SERVER_STRICT = dict(_MPPX_SERVER_MUST, SV=("F1", "F2", "F5", "F7", "F8", "F9", "F12", "F21"), SR=("F6",), HX=("F10",),
                            EQ=("F20",))
 # mppx's client (the generic client machine: mppx against the model server and its liar)
-_MPPX_CLIENT = {"H1": ("F3",), "H5": ("F14",), "H3": ("F15",), "HF": ("F14", "F15"),
+_MPPX_CLIENT = {"HB": ("F3",), "HD": ("F14",), "HT": ("F15",), "HF": ("F14", "F15"),
                 "R2": ("F14", "F16", "F17", "F15"), "LV": ("F14", "F16", "F17", "F15"), "D1": ("F14", "F15"),
                 "D2": ("F14", "F15")}
 # mppx's client and our reference server in the pair machine, and the reverse (memory-v2: the harness signs and
@@ -135,7 +135,7 @@ MPPX_KNOWN: dict = {
     ("model", "mppx", "server", "strict"): _MPPX_SERVER_STRICT,
     ("mppx", "model", "client", "must"): _MPPX_CLIENT,
     ("mppx", "model", "client", "strict"): _MPPX_CLIENT,
-    ("mppx", "model", "pair", "must"): {"H5": ("F14",), "B2": ("F14",), "H3": ("F15",)},
+    ("mppx", "model", "pair", "must"): {"HD": ("F14",), "B2": ("F14",), "HT": ("F15",)},
     # the generic pair machine on a v2 harness chain (memory-v2): mppx's client and server, mppx opening and
     # topping up its own channels (python -m conformance run --client mppx --server mppx --chain memory-v2)
     # and on the v1 escrow (memory) for the v1-only releases (<= 0.6.x), whose client climbs above the deposit (F14)

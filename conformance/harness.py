@@ -213,7 +213,7 @@ class Session:
         # the properties about that view; its (channel, signed_max) is still compared.
         self.blind = [not getattr(c, "sees_receipts", True) for c in self.clients]
         if any(self.blind):
-            for pid in ("R1", "RM"):
+            for pid in ("RV", "RM"):
                 self.skipped[pid] = f"client {rc.client} keeps no view of the server's accounting (reads no receipts)"
         self.request_no = 0
         self.views: list = [dict() for _ in self.clients]  # RM: highest view seen per channel
@@ -312,9 +312,9 @@ class Session:
         return res
 
     def _check(self, prev, info, nxt):
-        props = [p for p in PROPERTIES if p.id not in self.skipped and p.id != "H1"]
+        props = [p for p in PROPERTIES if p.id not in self.skipped and p.id != "HB"]
         out = check_step(self.cfg, prev, info, nxt, props) + check_state(self.cfg, nxt, props)
-        if "H1" not in self.skipped:
+        if "HB" not in self.skipped:
             out += self._h1_sequential(prev, info, nxt)
         return out
 
@@ -328,7 +328,7 @@ class Session:
             p = attrs.evolve(prev, signed=tuple(sorted(signed.items())))
             v = h1_hint_bound(self.cfg, p, attrs.evolve(info, signatures=(sig,)), nxt)
             if v:
-                return [("H1", v)]
+                return [("HB", v)]
             _, cid, amount = sig
             signed[cid] = max(signed.get(cid, 0), amount)
         return []
@@ -691,7 +691,7 @@ class Session:
                 above = min(h.get("settled", 0) + self.rc.price, h.get("deposit", 0))  # model/client.py above_settled
                 authentication = "proof" not in h and w.amount in (own, above)
                 if h.get("channel") == w.channel_id and w.amount < h["required"] and not authentication:
-                    out.append(("H3", f"client {w.client} signed {w.amount} on {w.channel_id[:10]} after a hint "
+                    out.append(("HT", f"client {w.client} signed {w.amount} on {w.channel_id[:10]} after a hint "
                                       f"requiredCumulative={h['required']}"))
         # RM: views never decrease
         for i, c in enumerate(self.clients):
@@ -724,7 +724,7 @@ class Session:
     def extra_claims(self) -> dict:
         """Harness-level properties (conformance/adversary.py EXTRA_PROPERTIES) -> claimed here?"""
         hinted = self.client_hinted and (self.server_hinted or self.cfg.lying_server)
-        return {"H3": hinted, "RM": hinted, "WM": True, "HF": hinted, "CX": True, "LV": True, "XP": True, "DM": True,
+        return {"HT": hinted, "RM": hinted, "WM": True, "HF": hinted, "CX": True, "LV": True, "XP": True, "DM": True,
                 "LL": self.cfg.lying_server, "ST": "ST" not in self.skipped,
                 "LZ": any(r.step["op"] == "concurrent" and r.outcome not in ("noop", "skipped") for r in self.results)}
 

@@ -78,9 +78,9 @@ EXTRA = {
     "SR": "a receipt carries the record's (acceptedCumulative, spent) after the request (S-R1); strict: units "
           "consumed by this request",
     "HX": "strict: lowercase hex on the wire (draft 'Hexadecimal Values')",
-    "H3": "a hinted client signs at least the requiredCumulative hinted for its channel (honest hints)",
+    "HT": "a hinted client signs at least the requiredCumulative hinted for its channel (honest hints)",
     "RM": "a hinted client's view never decreases",
-    "H5": "a client never sends a voucher above the on-chain deposit: it tops up first or refuses (rule H5)",
+    "HD": "a client never sends a voucher above the on-chain deposit: it tops up first or refuses (rule H5)",
 }
 
 
@@ -150,12 +150,12 @@ def classify(prop: str, ctx: dict) -> Optional[str]:
         if ctx.get("stale_chain"):
             return "F13"
         return "F11" if ctx.get("only_required") and ctx.get("real_required") == ctx.get("spent_plus_price") else None
-    if prop == "H1":
+    if prop == "HB":
         return "F3" if ctx.get("unproven") else None
-    if prop == "H3":
+    if prop == "HT":
         return "F15" if ctx.get("had_store") else None
-    if prop in ("B2", "H5"):
-        return "F14" if prop == "H5" or ctx.get("over_deposit") else None
+    if prop in ("B2", "HD"):
+        return "F14" if prop == "HD" or ctx.get("over_deposit") else None
     return None
 
 
@@ -300,9 +300,9 @@ class ServerV2Session(V2Session):
             "D2": "not claimed here: the adversary signs with the payer's key",
             "B1": "mppx 0.11.0 has no legacy (hint-less) server mode; SV compares each verdict with the model's",
             "B2": "not claimed here: adversarial steps (the pair machine of the mppx client claims it)",
-            "H1": "a client property: machine mppx-client", "C1": "a client property: machine mppx-client",
-            "H3": "a client property: machine mppx-client", "RM": "a client property: machine mppx-client",
-            "R1": "a client property: machine mppx-client", "R2": "a client property",
+            "HB": "a client property: machine mppx-client", "CM": "a client property: machine mppx-client",
+            "HT": "a client property: machine mppx-client", "RM": "a client property: machine mppx-client",
+            "RV": "a client property: machine mppx-client", "R2": "a client property",
             "L1": "a client property",
         }
 
@@ -847,7 +847,7 @@ class ClientV2Session(V2Session):
         self.skipped = {
             "RM": "mppx's sessionMethod keeps no view of the server (it reads no receipts: client.next_credential "
                   "lists `history` as ignored)",
-            "R1": "mppx's sessionMethod keeps no view of the server (receipts are not read)",
+            "RV": "mppx's sessionMethod keeps no view of the server (receipts are not read)",
             "S5": "the server is the model (server properties: machine mppx-server)",
             "D1": "not claimed: another device of the payer advances the channel (other_device steps)",
             "D2": "not claimed: another device of the payer advances the channel",
@@ -930,7 +930,7 @@ class ClientV2Session(V2Session):
                     floor, proven = max(floor, pa), True
             limit = floor + PRICE
             if amount > limit:
-                self._violation(viols, "H1", f"mppx signed {amount} on {_short(cid)}; what the payer had authorized "
+                self._violation(viols, "HB", f"mppx signed {amount} on {_short(cid)}; what the payer had authorized "
                                              f"({floor}) + price is {limit}; the challenge's snapshot said "
                                              f"accepted={snap and snap.get('acceptedCumulative')}, "
                                              f"required={snap and snap.get('requiredCumulative')}, "
@@ -938,15 +938,15 @@ class ClientV2Session(V2Session):
                                 {"unproven": not (snap and snap.get("highestVoucher"))})
             if action == "voucher" and ch is not None and amount > ch.deposit:
                 over_deposit = True
-                self._violation(viols, "H5", f"mppx sent a voucher of {amount} on {_short(cid)} above the on-chain "
+                self._violation(viols, "HD", f"mppx sent a voucher of {amount} on {_short(cid)} above the on-chain "
                                              f"deposit {ch.deposit} (rule H5: top up first, or refuse)", {})
             if amount < self.own.get(cid, 0):
-                self._violation(viols, "C1", f"mppx signed {amount} on {_short(cid)} after signing {self.own[cid]}")
+                self._violation(viols, "CM", f"mppx signed {amount} on {_short(cid)} after signing {self.own[cid]}")
             cid_id = (echoed or {}).get("id")
             if snap and cid_id not in self.liar.lied and snap["channelId"].lower() == cid and action == "voucher":
                 req = int(snap["requiredCumulative"])
                 if amount < req:
-                    self._violation(viols, "H3", f"mppx signed {amount} on {_short(cid)} after an honest hint "
+                    self._violation(viols, "HT", f"mppx signed {amount} on {_short(cid)} after an honest hint "
                                                  f"requiredCumulative={req}", {"had_store": had_store})
             self.signed[cid] = max(self.signed.get(cid, 0), amount)
             self.own[cid] = max(self.own.get(cid, 0), amount)
@@ -957,7 +957,7 @@ class ClientV2Session(V2Session):
                             {"over_deposit": over_deposit})
 
     def property_table(self) -> dict:
-        table = _table(self, ("H1", "C1", "H3", "H5") + (("B2",) if not self.lies else ()))
+        table = _table(self, ("HB", "CM", "HT", "HD") + (("B2",) if not self.lies else ()))
         if self.b2_unchecked and table.get("B2") == "held":
             table["B2"] = (f"held where checked; not checked on {self.b2_unchecked} request(s) that ended at mppx's "
                            "topUp, which the v2 model server cannot process (no Tempo transaction decoder)")

@@ -35,13 +35,13 @@ def with_clients(name, **kw):
 
 def test_first_draft_sign_exactly_required_breaks_C1():
     res = explore(with_clients("rollout mix p=1", rules=ClientRules(amount=fd.sign_exactly_required)), 6)
-    assert res.counterexample.property_id == "C1"
+    assert res.counterexample.property_id == "CM"
     assert len(res.counterexample.trace) <= 6
 
 
 def test_first_draft_overwrite_from_stale_receipt_breaks_C1():
     res = explore(with_clients("rollout mix p=1", rules=ClientRules(reconcile=fd.overwrite_from_receipt)), 6)
-    assert res.counterexample.property_id == "C1"
+    assert res.counterexample.property_id == "CM"
 
 
 def test_first_draft_chain_recovery_despite_hints_breaks_D1_or_R2():
@@ -53,7 +53,7 @@ def test_first_draft_chain_recovery_despite_hints_breaks_D1_or_R2():
 
 def test_deposit_drain_without_trust_bound_breaks_H1():
     res = explore(with_clients("lying server p=1", rules=ClientRules(bound=fd.no_trust_bound)), 4)
-    assert res.counterexample.property_id == "H1"
+    assert res.counterexample.property_id == "HB"
 
 
 def test_counterexample_is_shortest():
