@@ -319,7 +319,7 @@ class Session:
         return out
 
     def _h1_sequential(self, prev, info, nxt):
-        """H1 with the floor raised by the signatures made earlier in the same step (a logical
+        """HB with the floor raised by the signatures made earlier in the same step (a logical
         request may sign more than once: what the payer signed a moment ago is authorized)."""
         from model.properties import h1_hint_bound
 
@@ -630,7 +630,7 @@ class Session:
         out = []
         if step["op"] == "restart_client" and not (self.rc.persist and step.get("keep", True)
                                                     and getattr(self.clients[step.get("client", 0)], "persists", True)):
-            self.wire_signed[step.get("client", 0)] = {}  # it lost its memory: a lower voucher is C1's business
+            self.wire_signed[step.get("client", 0)] = {}  # it lost its memory: a lower voucher is CM's business
         last_hint: dict = {}
         for w in wires:
             if w.origin != "client":
@@ -671,7 +671,7 @@ class Session:
         out = []
         if not self.client_hinted or not (self.server_hinted or self.cfg.lying_server):
             return out
-        # H3: a voucher after a 402 hinting its channel is at least the hinted requiredCumulative, except the
+        # HT: a voucher after a 402 hinting its channel is at least the hinted requiredCumulative, except the
         # authentication voucher of rule UA3 (the hint carries no proof; the voucher is at the client's own
         # highest or at settled + price, and asks for the proof rather than for content)
         last_hint: dict = {}
@@ -679,7 +679,7 @@ class Session:
         for w in wires:
             if w.origin != "client":
                 continue
-            if w.note.startswith("lie:"):  # H3 is a rule about honest hints (a lie is bounded by H1)
+            if w.note.startswith("lie:"):  # HT is a claim about honest hints (a lie is bounded by HB)
                 last_hint.pop(w.client, None)
                 continue
             if w.status == 402 and w.hints and "required" in w.hints:

@@ -12,7 +12,7 @@ mppx-server  (a) mppx's server against a model-driven v2 client (model/client.py
 mppx-client  (b) mppx's client against the model server over v2 (model/server.py rules, sessionSnapshot
                  challenges with the highest voucher as proof) that also lies: inflated hints without
                  proof, stale hints, hints for another payer's channel, receipts going backwards.
-                 H1, C1 and H3 are checked on every voucher mppx signs.
+                 HB, CM and HT are checked on every voucher mppx signs.
 mppx-pair        (b) without lies: mppx's client against the honest model server, plus B2 (every
                  affordable request completes).
 
