@@ -22,7 +22,7 @@ from model.crypto import address_of, sign_voucher, to_high_s
 from model.messages import Credential as MCredential
 from model.messages import Request as MRequest
 from model.records import Voucher
-from model.system import LIE_PRICE_FACTOR, LIES, OTHER_CHANNEL, Act, Exchange, StepInfo, _Run
+from model.system import LIE_PRICE_FACTOR, LIES, OTHER_CHANNEL, Act, Exchange, StepInfo, StepRun
 from model import wire
 from model.profiles import method_details_with_hints
 
@@ -334,7 +334,7 @@ class AdversarySession(Session):
         if strict_only and self.rc.strength != "strict" and not _ok(real_status):
             return []  # refusing a SHOULD-accept form is a strict deviation; the twin does not advance either
         # the twin: model.server.handle on the same input
-        r = _Run(self.cfg, self.twin, act)
+        r = StepRun(self.cfg, self.twin, act)
         mreq = MRequest(self.addrs[i], method != "HEAD", MCredential("voucher", tcid, Voucher(tcid, amount, signer)), key)
         if signer == self.addrs[i]:
             r.note_signature(i, mreq.credential)

@@ -28,7 +28,7 @@ from model.base import Rejected, fm_set
 from model.crypto import address_of
 from model.properties import PROPERTIES, check_state, check_step
 from model.records import Voucher
-from model.system import MAX_ROUND_TRIPS, PRICES_PER_REQUEST, Act, Config, Exchange, StepInfo, System, _Run, initial
+from model.system import MAX_ROUND_TRIPS, PRICES_PER_REQUEST, Act, Config, Exchange, StepInfo, System, StepRun, initial
 from model.system import step as model_step
 
 from . import registry
@@ -417,7 +417,7 @@ class Session:
             return info
         if op == "restart_server":
             return StepInfo(act=act, outcome="done")
-        r = _Run(cfg, s, act)
+        r = StepRun(cfg, s, act)
         outcome = "done"
         if op in ("duplicate", "deliver_held"):
             if op == "duplicate":
