@@ -34,7 +34,7 @@ from model.records import Voucher
 from model.system import round_trip_limit
 from model import wire
 
-from .interface import (BASE_URL, IDEMPOTENCY_HEADER, PAYER_HEADER, ChannelRecord, ClientParams, ClientView, Env,
+from .interface import (BASE_URL, IDEMPOTENCY_HEADER, PAYER_HEADER, AccountingRecord, ClientParams, ClientView, Env,
                         Outcome)
 
 REALM = "model.tempo.local"
@@ -138,12 +138,12 @@ class ModelServer:
     def restart(self) -> None:
         pass  # every field is durable (draft, "Crash Safety")
 
-    def record(self, channel_id: str) -> Optional[ChannelRecord]:
+    def record(self, channel_id: str) -> Optional[AccountingRecord]:
         rec = self.state.record(channel_id)
         if rec is None:
             return None
         rec = msv.refresh(rec, self._snap([channel_id]))
-        return ChannelRecord(rec.channel_id, rec.accepted, rec.spent, rec.deposit, rec.settled, rec.finalized,
+        return AccountingRecord(rec.channel_id, rec.accepted, rec.spent, rec.deposit, rec.settled, rec.finalized,
                              rec.payer, self.sigs.get((rec.channel_id, rec.highest.amount)))
 
     def settle(self, channel_id: str) -> None:
