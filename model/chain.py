@@ -17,8 +17,7 @@ from __future__ import annotations
 import attrs
 
 from .base import FrozenMap, Rejected, fm_get, fm_set, fm_values
-from .base import UINT96_MAX, UINT128_MAX
-from .crypto import keccak
+from .base import UINT96_MAX, UINT128_MAX, keccak
 from .records import Voucher
 
 CLOSE_GRACE_PERIOD = 15 * 60  # draft, "requestClose": at least 15 minutes

@@ -17,19 +17,7 @@ import coincurve
 from eth_keys import KeyAPI
 from eth_keys.backends import CoinCurveECCBackend
 
-try:  # safe-pysha3 is several times faster than the pycryptodome backend
-    from sha3 import keccak_256 as _keccak_256
-
-    def keccak(data: bytes) -> bytes:
-        """keccak256 (the pre-standard SHA-3 used by Ethereum)."""
-        return _keccak_256(data).digest()
-
-except ImportError:  # pragma: no cover - depends on the environment
-    from eth_hash.auto import keccak as _eth_keccak
-
-    def keccak(data: bytes) -> bytes:
-        """keccak256 (the pre-standard SHA-3 used by Ethereum)."""
-        return _eth_keccak(data)
+from model.base import keccak  # a pure hash: the escrow model (rule E1b) needs it too
 
 
 __all__ = [
