@@ -18,13 +18,13 @@ import attrs
 import httpx
 
 from model import server as msv
-from model.crypto import address_of, sign_voucher, to_high_s
+from wire.crypto import address_of, sign_voucher, to_high_s
 from model.messages import Credential as MCredential
 from model.messages import Request as MRequest
 from model.records import Voucher
 from model.system import LIE_PRICE_FACTOR, LIES, OTHER_CHANNEL, Act, Exchange, StepInfo, StepRun
-from model import wire
-from model.profiles import method_details_with_hints
+from wire import codec as wire
+from wire.profiles import method_details_with_hints
 
 from .harness import RunConfig, Session, StepResult
 from .interface import BASE_URL, IDEMPOTENCY_HEADER, PAID_PATH, PAYER_HEADER
@@ -164,7 +164,7 @@ class AdversarySession(Session):
         import base64
         import json
 
-        from model.crypto import parse_signature, to_compact
+        from wire.crypto import parse_signature, to_compact
 
         obj = cred.to_wire()
         pl = obj["payload"]

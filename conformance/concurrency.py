@@ -37,11 +37,11 @@ import httpx
 
 from model import server as msv
 from model.messages import Request as MRequest
-from model.crypto import sign_voucher
+from wire.crypto import sign_voucher
 from model.records import Voucher
 from model.system import Act, Exchange, StepInfo, StepRun
 from model.system import step as model_step
-from model import wire
+from wire import codec as wire
 
 from .interface import BASE_URL, IDEMPOTENCY_HEADER, PAID_PATH, PAYER_HEADER
 from .model_impl import challenge_from_response, escrow_channel, model_credential, wire_descriptor

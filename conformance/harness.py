@@ -25,7 +25,7 @@ from model import chain as escrow
 from model import client as mcl
 from model import server as msv
 from model.base import Rejected, fm_set
-from model.crypto import address_of
+from wire.crypto import address_of
 from model.properties import PROPERTIES, check_state, check_step
 from model.records import Voucher
 from model.system import MAX_ROUND_TRIPS, PRICES_PER_REQUEST, Act, Config, Exchange, StepInfo, System, StepRun, initial

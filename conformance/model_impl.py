@@ -1,7 +1,7 @@
 """The `model` adapters: model/ rules speaking the real wire.
 
-`ModelServer` answers real HTTP (model/wire.py headers, model/crypto.py
-signatures, model/profiles.py hints) by translating each request into a
+`ModelServer` answers real HTTP (wire/codec.py headers, wire/crypto.py
+signatures, wire/profiles.py hints) by translating each request into a
 `model.messages.Request`, running `model.server.handle` on a model snapshot of
 the real chain, then applying to the real chain what the model's chain did
 (broadcast the open/topUp transaction, close). `ModelClient` follows
@@ -24,15 +24,15 @@ from model import chain as mchain
 from model import client as mcl
 from model import server as msv
 from model.base import fm_set
-from model.crypto import VoucherDomain, address_of, keccak, recover_voucher_signer, sign_voucher, CryptoError
+from wire.crypto import VoucherDomain, address_of, keccak, recover_voucher_signer, sign_voucher, CryptoError
 from model.messages import Challenge as MChallenge
 from model.messages import Credential as MCredential
 from model.messages import Receipt as MReceipt
 from model.messages import Request as MRequest
-from model.profiles import hints_from_request, method_details_with_hints, recoverer
+from wire.profiles import hints_from_request, method_details_with_hints, recoverer
 from model.records import Voucher
 from model.system import round_trip_limit
-from model import wire
+from wire import codec as wire
 
 from .interface import (BASE_URL, IDEMPOTENCY_HEADER, PAYER_HEADER, AccountingRecord, ClientParams, ClientView, Env,
                         Outcome)

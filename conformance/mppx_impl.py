@@ -45,7 +45,7 @@ import httpx
 from adapters.bridge import AdapterError, AdapterProcess, CallbackRefused
 from adapters.bridge.process import build_adapter, load_manifest
 from adapters.chain._common import PRECOMPILE_ESCROW
-from model.crypto import CryptoError, VoucherDomain, address_of, recover_voucher_signer
+from wire.crypto import CryptoError, VoucherDomain, address_of, recover_voucher_signer
 
 from .bridge_spec import effective_capabilities, is_bridge, manifest_path
 from .interface import (BASE_URL, IDEMPOTENCY_HEADER, PAYER_HEADER, AccountingRecord, ClientParams, ClientView, Env,

@@ -42,9 +42,9 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, rule, run_sta
 from model import chain as mchain
 from model import client as mcl
 from model import server as msv
-from model import wire
+from wire import codec as wire
 from model.base import Rejected, fm_set
-from model.crypto import address_of, sign_voucher, to_compact, to_high_s
+from wire.crypto import address_of, sign_voucher, to_compact, to_high_s
 from model.messages import Challenge as MChallenge
 from model.messages import Credential as MCredential
 from model.messages import Receipt as MReceipt

@@ -3,8 +3,8 @@
 `export(dir)` writes three sets (format: vectors/README.md), one JSON file per
 case plus `index.json`; expectations are never written by hand:
 - v1 (`CASES`): played against the model over the real wire
-  (conformance.model_impl.ModelServer: model.server.handle behind model/wire.py
-  headers and model/crypto.py v1 signatures) on a fresh memory chain with fixed keys;
+  (conformance.model_impl.ModelServer: model.server.handle behind wire/codec.py
+  headers and wire/crypto.py v1 signatures) on a fresh memory chain with fixed keys;
 - v2 (`V2_CASES`): seeded channels, v2 voucher domain, run on model.server.handle
   directly, for mppx (vectors/run-vectors.mjs);
 - client (`CLIENT_CASES`): one challenge and what the model client signs in answer.
@@ -34,9 +34,9 @@ import httpx
 from adapters.chain import make_chain
 from model import chain as mchain
 from model import server as msv
-from model import wire
+from wire import codec as wire
 from model.base import fm_set
-from model.crypto import (CryptoError, VoucherDomain, address_of, keccak, recover_voucher_signer, sign_voucher,
+from wire.crypto import (CryptoError, VoucherDomain, address_of, keccak, recover_voucher_signer, sign_voucher,
                           to_high_s)
 from model.messages import Challenge as MChallenge
 from model.messages import Credential as MCredential

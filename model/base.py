@@ -1,5 +1,5 @@
 """Small shared pieces of the model: rejections, frozen maps, the escrow's amount bounds and keccak256
-(a pure hash: the escrow derives v2 channel ids with it, rule E1b; `model/crypto.py` re-exports it).
+(a pure hash: the escrow derives v2 channel ids with it, rule E1b; `wire/crypto.py` re-exports it).
 
 Every transition in the model is a pure function that returns either a new
 state or a `Rejected` value naming the rule that refused it. Maps are tuples of

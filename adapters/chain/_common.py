@@ -11,7 +11,7 @@ import re
 import coincurve
 
 from model.base import UINT96_MAX, UINT128_MAX
-from model.crypto import SECP256K1_HALF_N, SECP256K1_N, keccak
+from wire.crypto import SECP256K1_HALF_N, SECP256K1_N, keccak
 
 from .base import ChainError
 

@@ -2,7 +2,7 @@
 
     python -m adapters.reference.bench [--seconds S]
 
-- voucher verifications/s (model.crypto.recover_voucher_signer: digest + canonical checks +
+- voucher verifications/s (wire.crypto.recover_voucher_signer: digest + canonical checks +
   recovery + address) against raw coincurve recoveries/s of the same signature;
 - paid requests/s of the reference server on loopback (memory chain), one hinted client;
 - paid requests/s through the in-process ASGI transport (no sockets), for the ratio of
@@ -32,7 +32,7 @@ import coincurve
 import httpx
 
 from adapters.chain import make_chain
-from model.crypto import VoucherDomain, parse_signature, recover_voucher_signer, sign_voucher, voucher_digest
+from wire.crypto import VoucherDomain, parse_signature, recover_voucher_signer, sign_voucher, voucher_digest
 
 from .client import SessionClient
 from .server import ServerConfig, SessionServer, serve

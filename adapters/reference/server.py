@@ -38,11 +38,11 @@ from starlette.routing import Route
 
 from adapters.chain.base import ZERO_ADDRESS, Chain, ChainError, ChannelDescriptor, ChannelState
 from adapters.chain.deployment import deployment_of
-from model.crypto import CryptoError, address_of, recover_voucher_signer
-from model.crypto import keccak
-from model.profiles import method_details_with_hints
+from wire.crypto import CryptoError, address_of, recover_voucher_signer
+from wire.crypto import keccak
+from wire.profiles import method_details_with_hints
 from model.records import Hints, Voucher
-from model.wire import (
+from wire.codec import (
     PROBLEM_BASE,
     PROBLEMS,
     Challenge,
@@ -79,7 +79,7 @@ IDEMPOTENCY_HEADER = "idempotency-key"
 _ADDRESS_RE = re.compile(r"0x[0-9a-fA-F]{40}")
 _CONTENT_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
-# Problem types of this server that are not payment failures (so not in model.wire's
+# Problem types of this server that are not payment failures (so not in wire.codec's
 # registry of the drafts' types): both answer without a challenge.
 _SERVER_PROBLEMS = {
     # draft "Request Idempotency": a stored response is given only to the request it answered

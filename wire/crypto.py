@@ -45,7 +45,7 @@ SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 SECP256K1_HALF_N = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0
 """The draft's half order (section "Signature Malleability"): s MUST be <= this."""
 
-from .base import UINT96_MAX, UINT128_MAX  # noqa: E402 (re-exported: defined once, in model/base.py)
+from model.base import UINT96_MAX, UINT128_MAX  # noqa: E402 (re-exported: defined once, in model/base.py)
 
 _EIP712_DOMAIN_TYPEHASH = keccak(
     b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
