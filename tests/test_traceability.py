@@ -9,7 +9,6 @@ import re
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SPEC = ROOT / "model"
-WIRE_SIDE = {"wire.py", "crypto.py", "profiles.py"}  # the wire boundary: cites wire rules, not the spec's
 RULE_ID = r"(?:S-H\d+|S-R\d+|UA\d+|[A-Z]\d+b?|RS|L)"
 RANGE = re.compile(r"(S-H|S-R|UA|[A-Z])(\d+)(?:-|\.\.)(?:S-H|S-R|UA|[A-Z])?(\d+)")
 CITE = re.compile(r"\b[Rr]ules?\s+(" + RULE_ID + r"(?:(?:\s*(?:,|and|or|/|-|\.\.)\s*)" + RULE_ID
@@ -68,8 +67,6 @@ def cited_rules() -> dict[str, set[str]]:
     """Rule id -> the spec modules citing it ("rule X", "rules X-Y, Z", or a `Rejected`'s rule)."""
     cited: dict[str, set[str]] = {}
     for f in sorted(SPEC.glob("*.py")):
-        if f.name in WIRE_SIDE:
-            continue
         src = f.read_text()
         for m in CITE.finditer(src):
             for part in re.split(r"\s*(?:,|and|or|/)\s*", m.group(1)):
