@@ -244,18 +244,19 @@ class ModelServer:
         mcred, txid = model_credential(self.domain, p, tx)
         voucher, sig = mcred.voucher, getattr(p, "signature", None)
         snap = self._snap([cid], [payer, tx.sender if tx else ""])
-        server, after, resp = msv.handle(self.cfg, self.state, snap, MRequest(payer, content, mcred, key))
+        t = msv.transition(self.cfg, self.state, snap, MRequest(payer, content, mcred, key))
+        server, after, resp = t.server, t.chain, t.response
         tx_hash = None
-        # Apply to the real chain what the model's chain did.
+        # Carry out on the real chain the transition's effects (the model's chain already applied them).
         try:
-            if snap.channel(cid) is None and after.channel(cid) is not None:
-                tx_hash = self.chain.broadcast(raw)
-            elif (cid, txid) in after.used_txs and (cid, txid) not in snap.used_txs:
-                tx_hash = self.chain.broadcast(raw)
-                self.used.add((cid, txid))
-            b, a = snap.channel(cid), after.channel(cid)
-            if b is not None and a is not None and a.finalized and not b.finalized:
-                tx_hash = self.dep.close(self.env.payee_key, cid, voucher.amount, a.settled, bytes.fromhex(sig[2:]))
+            for effect in t.effects:
+                if effect.kind == "close":
+                    tx_hash = self.dep.close(self.env.payee_key, cid, voucher.amount, effect.capture,
+                                             bytes.fromhex(sig[2:]))
+                else:
+                    tx_hash = self.chain.broadcast(raw)
+                    if effect.kind == "top_up":
+                        self.used.add((cid, txid))
         except ChainError:
             ch = msv.author_challenge(self.cfg, self.state, self._snap([cid], [payer]), payer, content)
             return self._problem(402, "verification-failed", ch, channel_id=cid)

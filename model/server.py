@@ -1,10 +1,12 @@
 """The server's channel records and the rules it applies to each request.
 
-One place per rule (read `handle` first: it dispatches each request to one `process_*`):
-- `handle`: one request, end to end, atomically (the draft's "linearizable per channel"): an unpaid
-  request gets a challenge, a paid one goes to `process_open` (O1-O2), `process_voucher` (V1-V7 via
-  `accept_voucher`, O3, UA2), `process_top_up` (T1-T2) or `process_close` (X1-X3, UA2), then to
-  `process_request` (charging C1-C3, receipt S-R1, idempotency I1; `idempotent_replay` answers a replay).
+One place per rule (read `transition` first: it dispatches each request to one `process_*`):
+- `transition` (and `handle`, the same without effects): one request, end to end, atomically (the draft's
+  "linearizable per channel"): an unpaid request gets a challenge, a paid one goes to `process_open`
+  (O1-O2), `process_voucher` (V1-V7 via `accept_voucher`, O3, UA2), `process_top_up` (T1-T2) or
+  `process_close` (X1-X3, UA2), then to `process_request` (charging C1-C3, receipt S-R1, idempotency I1;
+  `idempotent_replay` answers a replay). It returns the effects on the chain (`Effect`: broadcast an
+  open or a topUp, submit a close) that the adapters carry out.
 - `verify_voucher` / `within_deposit`: the signature and deposit checks every voucher-carrying action
   shares (O2, V2, V4, X1, and I1/UA1 through `signed_by_channel_signer`).
 - `charge`: what a request costs and when it is served (C1-C3; `request_cost`).
@@ -16,7 +18,7 @@ One place per rule (read `handle` first: it dispatches each request to one `proc
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Literal
 
 import attrs
 
@@ -250,14 +252,36 @@ def make_receipt(rec: ServerChannel, capture: int | None = None) -> Receipt:
 
 
 @attrs.frozen
+class Effect:
+    """What an accepted operation asks of the chain; the system and the adapters carry it out, so no one has
+    to compare chain states to learn what happened. `open` / `top_up`: broadcast the client's signed
+    transaction (rules O1, T1); `close`: submit the close voucher, capturing `capture` (rule X3)."""
+
+    kind: Literal["open", "top_up", "close"]
+    channel_id: str
+    capture: int | None = None
+
+
+@attrs.frozen
 class Applied:
     """What an accepted operation did: the new server and chain, the channel's record after it, and on
-    a cooperative close what the payee captured."""
+    a cooperative close what the payee captured; `effects` what it asks of the chain."""
 
     server: Server
     chain: Chain
     rec: ServerChannel
     capture: int | None = None
+    effects: tuple[Effect, ...] = ()
+
+
+@attrs.frozen
+class Transition:
+    """One request's transition: the new server and chain, the response, and the effects on the chain."""
+
+    server: Server
+    chain: Chain
+    response: Response
+    effects: tuple[Effect, ...] = ()
 
 
 def process_open(cfg: ServerConfig, server: Server, chain: Chain, cred: Credential) -> Applied | Rejected:
@@ -274,7 +298,8 @@ def process_open(cfg: ServerConfig, server: Server, chain: Chain, cred: Credenti
         return Rejected("verification-failed", "O1", opened.code)
     ch = opened.channel(cred.channel_id)
     rec = ServerChannel(cred.channel_id, ch.payer, v.amount, v, deposit=ch.deposit, seq=server.opened + 1)
-    return Applied(attrs.evolve(server, opened=server.opened + 1), opened, rec)
+    return Applied(attrs.evolve(server, opened=server.opened + 1), opened, rec,
+                   effects=(Effect("open", cred.channel_id),))
 
 
 def process_voucher(cfg: ServerConfig, server: Server, chain: Chain, cred: Credential,
@@ -297,13 +322,14 @@ def process_top_up(cfg: ServerConfig, server: Server, chain: Chain, cred: Creden
     T2 a replayed signed transaction does nothing more."""
     if rec is None:
         return Rejected("channel-not-found", "T1")
-    if (cred.channel_id, cred.tx_nonce) not in chain.used_txs:
-        topped = escrow.top_up(chain, cred.payer, cred.channel_id, cred.amount)
-        if isinstance(topped, Rejected):
-            code = "channel-finalized" if topped.code == "ChannelFinalized" else "verification-failed"
-            return Rejected(code, "T1", topped.code)
-        chain = attrs.evolve(topped, used_txs=topped.used_txs | {(cred.channel_id, cred.tx_nonce)})
-    return Applied(server, chain, refresh(rec, chain))
+    if (cred.channel_id, cred.tx_nonce) in chain.used_txs:
+        return Applied(server, chain, refresh(rec, chain))
+    topped = escrow.top_up(chain, cred.payer, cred.channel_id, cred.amount)
+    if isinstance(topped, Rejected):
+        code = "channel-finalized" if topped.code == "ChannelFinalized" else "verification-failed"
+        return Rejected(code, "T1", topped.code)
+    chain = attrs.evolve(topped, used_txs=topped.used_txs | {(cred.channel_id, cred.tx_nonce)})
+    return Applied(server, chain, refresh(rec, chain), effects=(Effect("top_up", cred.channel_id),))
 
 
 def process_close(cfg: ServerConfig, server: Server, chain: Chain, cred: Credential,
@@ -333,7 +359,8 @@ def process_close(cfg: ServerConfig, server: Server, chain: Chain, cred: Credent
     if isinstance(closed, Rejected):
         return Rejected("verification-failed", "X3", closed.code)
     accepted, highest = (voucher.amount, voucher) if voucher.amount > rec.accepted else (rec.accepted, rec.highest)
-    return Applied(server, closed, attrs.evolve(refresh(rec, closed), accepted=accepted, highest=highest), capture)
+    return Applied(server, closed, attrs.evolve(refresh(rec, closed), accepted=accepted, highest=highest), capture,
+                   effects=(Effect("close", rec.channel_id, capture),))
 
 
 def request_cost(cfg: ServerConfig, req: Request) -> int:
@@ -355,7 +382,7 @@ def idempotent_replay(server: Server, chain: Chain, req: Request, cost: int) -> 
 
 
 def process_request(cfg: ServerConfig, done: Applied, req: Request, cost: int,
-                    hinted: bool | None) -> tuple[Server, Chain, Response]:
+                    hinted: bool | None) -> Transition:
     """Rules C1-C3, S-R1 and I1 after an accepted operation: charge the request's cost (on
     insufficient-balance the accepted voucher stands, draft step 1 before step 2, and the 402 says the
     top-up it needs), answer with the receipt, and store a charged answer under its Idempotency-Key."""
@@ -364,14 +391,14 @@ def process_request(cfg: ServerConfig, done: Applied, req: Request, cost: int,
         charged = charge(rec, cost)
         if isinstance(charged, Rejected):
             server = server.put(rec)
-            return server, chain, _reject(cfg, server, chain, req, charged, hinted,
-                                          required_top_up=cost - rec.available)
+            return Transition(server, chain, _reject(cfg, server, chain, req, charged, hinted,
+                                                     required_top_up=cost - rec.available), done.effects)
         rec = charged
     server = server.put(rec)
     resp = Response(status=200, receipt=make_receipt(rec, done.capture))
     if req.key is not None and cost:
         server = attrs.evolve(server, idempotency=fm_set(server.idempotency, (rec.channel_id, req.key), resp))
-    return server, chain, resp
+    return Transition(server, chain, resp, done.effects)
 
 
 _STATUS = {"channel-not-found": 410, "channel-finalized": 410}
@@ -387,21 +414,28 @@ def _reject(cfg, server, chain, req, rej: Rejected, hinted, required_top_up=None
 
 def handle(cfg: ServerConfig, server: Server, chain: Chain, req: Request,
            hinted: bool | None = None) -> tuple[Server, Chain, Response]:
-    """One request, applied atomically (draft, "Per-Request Processing"): an unpaid request gets a
-    challenge; a paid one is an idempotent replay (I1) or goes to the `process_*` of its action, then
-    to `process_request` (charging, receipt, idempotency).
+    """One request, applied atomically (draft, "Per-Request Processing"): `transition` without its effects.
 
     Returns the new server and chain and the response. On any rejection the server's records are
     unchanged (the chain may have applied a client-signed transaction, which is the client's own act).
     """
+    t = transition(cfg, server, chain, req, hinted)
+    return t.server, t.chain, t.response
+
+
+def transition(cfg: ServerConfig, server: Server, chain: Chain, req: Request,
+               hinted: bool | None = None) -> Transition:
+    """One request: an unpaid request gets a challenge; a paid one is an idempotent replay (I1) or goes to
+    the `process_*` of its action, then to `process_request` (charging, receipt, idempotency). The effects
+    say what the chain must carry out (an adapter broadcasts or submits them; the model's chain already did)."""
     cred = req.credential
     if cred is None:
         ch = author_challenge(cfg, server, chain, req.payer, req.content, hinted)
-        return server, chain, Response(status=402, problem="payment-required", challenge=ch)
+        return Transition(server, chain, Response(status=402, problem="payment-required", challenge=ch))
     cost = request_cost(cfg, req)
     cached = idempotent_replay(server, chain, req, cost)
     if cached is not None:
-        return server, chain, cached
+        return Transition(server, chain, cached)
     rec = server.record(cred.channel_id)
     rec = refresh(rec, chain) if rec is not None else None
     if cred.action == "open" and rec is None:
@@ -415,7 +449,7 @@ def handle(cfg: ServerConfig, server: Server, chain: Chain, req: Request,
     else:
         raise ValueError(f"unknown credential action {cred.action!r}")
     if isinstance(done, Rejected):
-        return server, chain, _reject(cfg, server, chain, req, done, hinted)
+        return Transition(server, chain, _reject(cfg, server, chain, req, done, hinted))
     return process_request(cfg, done, req, cost, hinted)
 
 
