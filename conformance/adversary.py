@@ -18,13 +18,13 @@ import attrs
 import httpx
 
 from model import server as msv
-from model.crypto import address_of, sign_voucher, to_high_s
+from wire.crypto import address_of, sign_voucher, to_high_s
 from model.messages import Credential as MCredential
 from model.messages import Request as MRequest
 from model.records import Voucher
-from model.system import LIE_PRICE_FACTOR, LIES, OTHER_CHANNEL, Act, Exchange, StepInfo, _Run
-from model import wire
-from model.profiles import method_details_with_hints
+from model.system import LIE_PRICE_FACTOR, LIES, OTHER_CHANNEL, Act, Exchange, StepInfo, StepRun
+from wire import codec as wire
+from wire.profiles import method_details_with_hints
 
 from .harness import RunConfig, Session, StepResult, wire_form_violations
 from .interface import BASE_URL, IDEMPOTENCY_HEADER, PAID_PATH, PAYER_HEADER
@@ -63,7 +63,7 @@ PAYER_SIGNED_KINDS = ("lower", "replay", "above_deposit", "advance_nokey", "head
 EXTRA_PROPERTIES = {
     "SV": "the server's verdict on any credential equals model.server.handle's (voucher rule V1-V7, charge C1-C3)",
     "SH": "the server's hints equal model.server.author_challenge's (S-H1..S-H3)",
-    "H3": "a hinted client signs at least the requiredCumulative hinted for its channel (seed: sign the server target)",
+    "HT": "a hinted client signs at least the requiredCumulative hinted for its channel (seed: sign the server target)",
     "RM": "a hinted client's view (accepted, spent) of a channel never decreases (receipts reconcile by max)",
     "WM": "a client's highest voucher per channel, read from the wire, never decreases while it keeps its memory",
     "HF": "following an honest hint a client signs at most max(requiredCumulative, its proven floor) + allowance",
@@ -171,7 +171,7 @@ class AdversarySession(Session):
         import base64
         import json
 
-        from model.crypto import parse_signature, to_compact
+        from wire.crypto import parse_signature, to_compact
 
         obj = cred.to_wire()
         pl = obj["payload"]
@@ -341,7 +341,7 @@ class AdversarySession(Session):
         if strict_only and self.rc.strength != "strict" and not _ok(real_status):
             return []  # refusing a SHOULD-accept form is a strict deviation; the twin does not advance either
         # the twin: model.server.handle on the same input
-        r = _Run(self.cfg, self.twin, act)
+        r = StepRun(self.cfg, self.twin, act)
         mreq = MRequest(self.addrs[i], method != "HEAD", MCredential("voucher", tcid, Voucher(tcid, amount, signer)), key)
         if signer == self.addrs[i]:
             r.note_signature(i, mreq.credential)
@@ -561,7 +561,7 @@ class LyingServerSession(Session):
         finally:
             self.liar.arm(None)
         if step.get("lie") == "backwards_receipt":  # R1 (view == record after a receipt) is about honest receipts
-            res.violations = [(p, m) for p, m in res.violations if p != "R1"]
+            res.violations = [(p, m) for p, m in res.violations if p != "RV"]
         return res
 
     def _ghosts(self, wires, prev_real):

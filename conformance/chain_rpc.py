@@ -31,7 +31,7 @@ from eth_abi import decode as abi_decode, encode as abi_encode
 
 from adapters.bridge import CallbackRefused
 from adapters.chain.base import ZERO_ADDRESS, ChainError, ChannelDescriptor
-from model.crypto import address_of, keccak
+from wire.crypto import address_of, keccak
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "adapters" / "chain" / "artifacts"
 # the escrow ABI of each protocol: v1 TempoStreamChannel (mppx <= 0.6.x's escrow interface), v2 the precompile's

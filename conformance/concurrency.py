@@ -37,11 +37,11 @@ import httpx
 
 from model import server as msv
 from model.messages import Request as MRequest
-from model.crypto import sign_voucher
+from wire.crypto import sign_voucher
 from model.records import Voucher
-from model.system import Act, Exchange, StepInfo, _Run
+from model.system import Act, Exchange, StepInfo, StepRun
 from model.system import step as model_step
-from model import wire
+from wire import codec as wire
 
 from .interface import BASE_URL, IDEMPOTENCY_HEADER, PAID_PATH, PAYER_HEADER
 from .model_impl import challenge_from_response, escrow_channel, model_credential, wire_descriptor
@@ -448,7 +448,7 @@ def run_step(session, step: dict, prev_real):
 def _twin_raw(session, act: Act, mreqs: list, outcome: str) -> StepInfo:
     """The twin applies the linearized requests (channel ids mapped to the twin's names), like the adversary."""
     back = {r: t for t, r in session.map.items()}
-    r = _Run(session.cfg, session.twin, act)
+    r = StepRun(session.cfg, session.twin, act)
     hinted = session.cfg.fleet == "hinted"
     for m in mreqs:
         c = m.credential

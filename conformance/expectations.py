@@ -69,7 +69,7 @@ MPPX_FINDINGS = {
     "F2": ("MUST violation", "a settled highest voucher is refused even on a cost-free request (HEAD), and hinted as requiredCumulative",
            "draft 'Idempotency'"),
     "F3": ("project rule (H4), no draft MUST", "the client signs an unproven snapshot's amounts (up to the deposit)",
-           "SPEC_NOTES H4 / property H1; seed security review"),
+           "SPEC_NOTES H4 / property HB; seed security review"),
     "F4": ("strict deviation (MUST in the draft's encoding section)", "Payment-Session-Snapshot in padded base64",
            "draft 'Session Snapshot'"),
     "F5": ("strict deviation (draft lists the format as accepted)", "EIP-2098 compact signatures refused",
@@ -141,7 +141,7 @@ _MPPX_SERVER_MUST = {"TP1": ("F19",), "TP2": ("F19",), "SV": ("F1", "F2", "F5", 
 _MPPX_SERVER_STRICT = dict(_MPPX_SERVER_MUST, SV=("F1", "F2", "F5", "F7", "F8", "F12", "F21"), WF1=("F6",),
                            WF2=("F9",), WF3=("F10",), EQ=("F20",))
 # mppx's client (the generic client machine: mppx against the model server and its liar)
-_MPPX_CLIENT = {"DM": ("F26",), "H1": ("F3", "F22"), "XP": ("F22",), "LL": ("F14", "F16", "F17", "F15", "F23"), "H5": ("F14",), "H3": ("F15",), "HF": ("F14", "F15"),
+_MPPX_CLIENT = {"DM": ("F26",), "HB": ("F3", "F22"), "XP": ("F22",), "LL": ("F14", "F16", "F17", "F15", "F23"), "HD": ("F14",), "HT": ("F15",), "HF": ("F14", "F15"),
                 "R2": ("F14", "F16", "F17", "F15", "F23"), "LV": ("F14", "F16", "F17", "F15", "F23"), "D1": ("F14", "F15"),
                 "D2": ("F14", "F15")}
 # mppx's client and our reference server in the pair machine, and the reverse (memory-v2: the harness signs and

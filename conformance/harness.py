@@ -25,10 +25,10 @@ from model import chain as escrow
 from model import client as mcl
 from model import server as msv
 from model.base import Rejected, fm_set
-from model.crypto import address_of
+from wire.crypto import address_of
 from model.properties import PROPERTIES, check_state, check_step
 from model.records import Voucher
-from model.system import MAX_ROUND_TRIPS, PRICES_PER_REQUEST, Act, Config, Exchange, StepInfo, System, _Run, initial
+from model.system import MAX_ROUND_TRIPS, PRICES_PER_REQUEST, Act, Config, Exchange, StepInfo, System, StepRun, initial
 from model.system import step as model_step
 
 from . import b1, crash, registry
@@ -219,7 +219,7 @@ class Session:
         # the properties about that view; its (channel, signed_max) is still compared.
         self.blind = [not getattr(c, "sees_receipts", True) for c in self.clients]
         if any(self.blind):
-            for pid in ("R1", "RM"):
+            for pid in ("RV", "RM"):
                 self.skipped[pid] = f"client {rc.client} keeps no view of the server's accounting (reads no receipts)"
         self.request_no = 0
         if getattr(self.server, "can_restart", True) is False:
@@ -336,14 +336,14 @@ class Session:
         return self.b1.take() if self.b1 is not None else []
 
     def _check(self, prev, info, nxt):
-        props = [p for p in PROPERTIES if p.id not in self.skipped and p.id != "H1"]
+        props = [p for p in PROPERTIES if p.id not in self.skipped and p.id != "HB"]
         out = check_step(self.cfg, prev, info, nxt, props) + check_state(self.cfg, nxt, props)
-        if "H1" not in self.skipped:
+        if "HB" not in self.skipped:
             out += self._h1_sequential(prev, info, nxt)
         return out
 
     def _h1_sequential(self, prev, info, nxt):
-        """H1 with the floor raised by the signatures made earlier in the same step (a logical
+        """HB with the floor raised by the signatures made earlier in the same step (a logical
         request may sign more than once: what the payer signed a moment ago is authorized)."""
         from model.properties import h1_hint_bound
 
@@ -352,7 +352,7 @@ class Session:
             p = attrs.evolve(prev, signed=tuple(sorted(signed.items())))
             v = h1_hint_bound(self.cfg, p, attrs.evolve(info, signatures=(sig,)), nxt)
             if v:
-                return [("H1", v)]
+                return [("HB", v)]
             _, cid, amount = sig
             signed[cid] = max(signed.get(cid, 0), amount)
         return []
@@ -454,7 +454,7 @@ class Session:
             return info
         if op == "restart_server":
             return StepInfo(act=act, outcome="done")
-        r = _Run(cfg, s, act)
+        r = StepRun(cfg, s, act)
         outcome = "done"
         if op in ("duplicate", "deliver_held"):
             if op == "duplicate":
@@ -667,7 +667,7 @@ class Session:
         out = []
         if step["op"] == "restart_client" and not (self.rc.persist and step.get("keep", True)
                                                     and getattr(self.clients[step.get("client", 0)], "persists", True)):
-            self.wire_signed[step.get("client", 0)] = {}  # it lost its memory: a lower voucher is C1's business
+            self.wire_signed[step.get("client", 0)] = {}  # it lost its memory: a lower voucher is CM's business
         last_hint: dict = {}
         for w in wires:
             if w.origin != "client":
@@ -708,7 +708,7 @@ class Session:
         out = []
         if not self.client_hinted or not (self.server_hinted or self.cfg.lying_server):
             return out
-        # H3: a voucher after a 402 hinting its channel is at least the hinted requiredCumulative, except the
+        # HT: a voucher after a 402 hinting its channel is at least the hinted requiredCumulative, except the
         # authentication voucher of rule UA3 (the hint carries no proof; the voucher is at the client's own
         # highest or at settled + price, and asks for the proof rather than for content)
         last_hint: dict = {}
@@ -716,7 +716,7 @@ class Session:
         for w in wires:
             if w.origin != "client":
                 continue
-            if w.note.startswith("lie:"):  # H3 is a rule about honest hints (a lie is bounded by H1)
+            if w.note.startswith("lie:"):  # HT is a claim about honest hints (a lie is bounded by HB)
                 last_hint.pop(w.client, None)
                 continue
             if w.status == 402 and w.hints and "required" in w.hints:
@@ -728,7 +728,7 @@ class Session:
                 above = min(h.get("settled", 0) + self.rc.price, h.get("deposit", 0))  # model/client.py above_settled
                 authentication = "proof" not in h and w.amount in (own, above)
                 if h.get("channel") == w.channel_id and w.amount < h["required"] and not authentication:
-                    out.append(("H3", f"client {w.client} signed {w.amount} on {w.channel_id[:10]} after a hint "
+                    out.append(("HT", f"client {w.client} signed {w.amount} on {w.channel_id[:10]} after a hint "
                                       f"requiredCumulative={h['required']}"))
         # RM: views never decrease
         for i, c in enumerate(self.clients):
@@ -763,7 +763,7 @@ class Session:
     def extra_claims(self) -> dict:
         """Harness-level properties (conformance/adversary.py EXTRA_PROPERTIES) -> claimed here?"""
         hinted = self.client_hinted and (self.server_hinted or self.cfg.lying_server)
-        return {"H3": hinted, "RM": hinted, "WM": True, "HF": hinted, "CX": True, "LV": True, "XP": True, "DM": True,
+        return {"HT": hinted, "RM": hinted, "WM": True, "HF": hinted, "CX": True, "LV": True, "XP": True, "DM": True,
                 "LL": self.cfg.lying_server, "ST": "ST" not in self.skipped,
                 "CR": "CR" not in self.skipped and self.crash_watch.crashes.get("broadcast", 0) > 0,
                 "LZ": any(r.step["op"] == "concurrent" and r.outcome not in ("noop", "skipped") for r in self.results),

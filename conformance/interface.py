@@ -24,7 +24,7 @@ that satisfies one of them; the harness never reaches past them.
 * Everything is deterministic: keys, salts and secrets derive from the run's
   seed; adapters must not use randomness of their own (they get `seed`).
 
-Observables: the server's per-channel accounting record (`ChannelRecord`), the
+Observables: the server's per-channel accounting record (`AccountingRecord`), the
 client's view of its channel (`ClientView`) and each logical request's
 `Outcome`. The harness reads the wire itself (conformance/network.py), so
 what a client signed and what a server answered are never taken on trust.
@@ -138,7 +138,7 @@ class ClientParams:
 
 
 @attrs.frozen
-class ChannelRecord:
+class AccountingRecord:
     """A server's durable accounting of one channel (draft, "Accounting State").
 
     `highest_signature` is the signature of the voucher proving `accepted`
@@ -208,7 +208,7 @@ class ServerUnderTest(Protocol):
 
     def handle(self, request: httpx.Request) -> httpx.Response: ...
 
-    def record(self, channel_id: str) -> Optional[ChannelRecord]: ...
+    def record(self, channel_id: str) -> Optional[AccountingRecord]: ...
 
     def settle(self, channel_id: str) -> None: ...
 

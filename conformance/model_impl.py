@@ -1,7 +1,7 @@
 """The `model` adapters: model/ rules speaking the real wire.
 
-`ModelServer` answers real HTTP (model/wire.py headers, model/crypto.py
-signatures, model/profiles.py hints) by translating each request into a
+`ModelServer` answers real HTTP (wire/codec.py headers, wire/crypto.py
+signatures, wire/profiles.py hints) by translating each request into a
 `model.messages.Request`, running `model.server.handle` on a model snapshot of
 the real chain, then applying to the real chain what the model's chain did
 (broadcast the open/topUp transaction, close). `ModelClient` follows
@@ -24,17 +24,17 @@ from model import chain as mchain
 from model import client as mcl
 from model import server as msv
 from model.base import fm_set
-from model.crypto import VoucherDomain, address_of, keccak, recover_voucher_signer, sign_voucher, CryptoError
+from wire.crypto import VoucherDomain, address_of, keccak, recover_voucher_signer, sign_voucher, CryptoError
 from model.messages import Challenge as MChallenge
 from model.messages import Credential as MCredential
 from model.messages import Receipt as MReceipt
 from model.messages import Request as MRequest
-from model.profiles import hints_from_request, method_details_with_hints, recoverer
+from wire.profiles import hints_from_request, method_details_with_hints, recoverer
 from model.records import Voucher
 from model.system import round_trip_limit
-from model import wire
+from wire import codec as wire
 
-from .interface import (BASE_URL, IDEMPOTENCY_HEADER, PAYER_HEADER, ChannelRecord, ClientParams, ClientView, Env,
+from .interface import (BASE_URL, IDEMPOTENCY_HEADER, PAYER_HEADER, AccountingRecord, ClientParams, ClientView, Env,
                         Outcome)
 
 REALM = "model.tempo.local"
@@ -150,12 +150,12 @@ class ModelServer:
     def restart(self) -> None:
         pass  # every field is durable (draft, "Crash Safety")
 
-    def record(self, channel_id: str) -> Optional[ChannelRecord]:
+    def record(self, channel_id: str) -> Optional[AccountingRecord]:
         rec = self.state.record(channel_id)
         if rec is None:
             return None
         rec = msv.refresh(rec, self._snap([channel_id]))
-        return ChannelRecord(rec.channel_id, rec.accepted, rec.spent, rec.deposit, rec.settled, rec.finalized,
+        return AccountingRecord(rec.channel_id, rec.accepted, rec.spent, rec.deposit, rec.settled, rec.finalized,
                              rec.payer, self.sigs.get((rec.channel_id, rec.highest.amount)))
 
     def settle(self, channel_id: str) -> None:
@@ -256,18 +256,19 @@ class ModelServer:
         mcred, txid = model_credential(self.domain, p, tx)
         voucher, sig = mcred.voucher, getattr(p, "signature", None)
         snap = self._snap([cid], [payer, tx.sender if tx else ""])
-        server, after, resp = msv.handle(self.cfg, self.state, snap, MRequest(payer, content, mcred, key))
+        t = msv.transition(self.cfg, self.state, snap, MRequest(payer, content, mcred, key))
+        server, after, resp = t.server, t.chain, t.response
         tx_hash = None
-        # Apply to the real chain what the model's chain did.
+        # Carry out on the real chain the transition's effects (the model's chain already applied them).
         try:
-            if snap.channel(cid) is None and after.channel(cid) is not None:
-                tx_hash = self.chain.broadcast(raw)
-            elif (cid, txid) in after.used_txs and (cid, txid) not in snap.used_txs:
-                tx_hash = self.chain.broadcast(raw)
-                self.used.add((cid, txid))
-            b, a = snap.channel(cid), after.channel(cid)
-            if b is not None and a is not None and a.finalized and not b.finalized:
-                tx_hash = self.dep.close(self.env.payee_key, cid, voucher.amount, a.settled, bytes.fromhex(sig[2:]))
+            for effect in t.effects:
+                if effect.kind == "close":
+                    tx_hash = self.dep.close(self.env.payee_key, cid, voucher.amount, effect.capture,
+                                             bytes.fromhex(sig[2:]))
+                else:
+                    tx_hash = self.chain.broadcast(raw)
+                    if effect.kind == "top_up":
+                        self.used.add((cid, txid))
         except ChainError:
             ch = msv.author_challenge(self.cfg, self.state, self._snap([cid], [payer]), payer, content)
             return self._problem(402, "verification-failed", ch, channel_id=cid)

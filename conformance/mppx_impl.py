@@ -40,10 +40,10 @@ import httpx
 from adapters.bridge import AdapterError, AdapterProcess, CallbackRefused
 from adapters.bridge.process import build_adapter, load_manifest
 from adapters.chain._common import PRECOMPILE_ESCROW
-from model.crypto import address_of
+from wire.crypto import CryptoError, VoucherDomain, address_of, recover_voucher_signer
 
 from .bridge_spec import effective_capabilities, is_bridge, manifest_path
-from .interface import (BASE_URL, IDEMPOTENCY_HEADER, PAYER_HEADER, ChannelRecord, ClientParams, ClientView, Env,
+from .interface import (BASE_URL, IDEMPOTENCY_HEADER, PAYER_HEADER, AccountingRecord, ClientParams, ClientView, Env,
                         Outcome)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -284,12 +284,12 @@ class MppxServer:
                 self.channels[payer] = str(p["channelId"]).lower()
         return to_httpx(raw)
 
-    def record(self, channel_id: str) -> Optional[ChannelRecord]:
+    def record(self, channel_id: str) -> Optional[AccountingRecord]:
         r = self.raw_record(channel_id)
         if r is None:
             return None
         hv = r.get("highestVoucher") or {}
-        return ChannelRecord(r["channelId"], int(r["acceptedCumulative"]), int(r["spent"]), int(r["deposit"]),
+        return AccountingRecord(r["channelId"], int(r["acceptedCumulative"]), int(r["spent"]), int(r["deposit"]),
                              int(r["settled"]), bool(r["finalized"]), (r.get("payer") or "").lower(),
                              hv.get("signature"))
 

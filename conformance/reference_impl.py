@@ -7,7 +7,7 @@ from typing import Optional
 
 import httpx
 
-from .interface import ChannelRecord, ClientParams, ClientView, Env, Outcome
+from .interface import AccountingRecord, ClientParams, ClientView, Env, Outcome
 
 FIXED_CLOCK = 1_800_000_000.0  # the wall clock the server sees: challenges never expire mid-run
 
@@ -60,11 +60,11 @@ class ReferenceServer:
         reply = self.srv.handle(request.method, request.url.path, headers)
         return httpx.Response(reply.status, headers=list(reply.headers), content=reply.body)
 
-    def record(self, channel_id: str) -> Optional[ChannelRecord]:
+    def record(self, channel_id: str) -> Optional[AccountingRecord]:
         r = self.srv.get_record(channel_id)
         if r is None:
             return None
-        return ChannelRecord(r.channel_id, r.accepted_cumulative, r.spent, r.deposit, r.settled, r.finalized,
+        return AccountingRecord(r.channel_id, r.accepted_cumulative, r.spent, r.deposit, r.settled, r.finalized,
                              r.payer, r.highest_signature or None)
 
     def settle(self, channel_id: str) -> None:

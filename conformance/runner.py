@@ -278,9 +278,9 @@ def _which_finding(session, candidates: tuple) -> Optional[str]:
             seen.add("F12")
         if "D3" in props:
             seen.add("F8")
-        if props & {"XP", "H1"} and r.step.get("lie") == "price":
+        if props & {"XP", "HB"} and r.step.get("lie") == "price":
             seen.add("F22")  # it paid a lied price above the agreed one (mppx's client has no price bound)
-        if "H1" in props and r.step.get("lie") == "inflate":
+        if "HB" in props and r.step.get("lie") == "inflate":
             seen.add("F3")  # it signed an unproven inflated snapshot (H1's bound: what the payer had authorized)
         for pid, fid in (("WF1", "F6"), ("WF2", "F9"), ("WF3", "F10")):  # the wire form (strict)
             if pid in props:

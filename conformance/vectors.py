@@ -3,8 +3,8 @@
 `export(dir)` writes three sets (format: vectors/README.md), one JSON file per
 case plus `index.json`; expectations are never written by hand:
 - v1 (`CASES`): played against the model over the real wire
-  (conformance.model_impl.ModelServer: model.server.handle behind model/wire.py
-  headers and model/crypto.py v1 signatures) on a fresh memory chain with fixed keys;
+  (conformance.model_impl.ModelServer: model.server.handle behind wire/codec.py
+  headers and wire/crypto.py v1 signatures) on a fresh memory chain with fixed keys;
 - v2 (`V2_CASES`): seeded channels, v2 voucher domain, run on model.server.handle
   directly, for mppx (vectors/run-vectors.mjs);
 - client (`CLIENT_CASES`): one challenge and what the model client signs in answer.
@@ -35,9 +35,9 @@ from adapters.chain import make_chain
 from adapters.chain.deployment import deployment_of
 from model import chain as mchain
 from model import server as msv
-from model import wire
+from wire import codec as wire
 from model.base import fm_set
-from model.crypto import (CryptoError, VoucherDomain, address_of, keccak, recover_voucher_signer, sign_voucher,
+from wire.crypto import (CryptoError, VoucherDomain, address_of, keccak, recover_voucher_signer, sign_voucher,
                           to_high_s)
 from model.messages import Challenge as MChallenge
 from model.messages import Credential as MCredential
@@ -1038,7 +1038,7 @@ V2_CASES: tuple[SeededCase, ...] = (
 
 def _v2_wire_refusal(payload: dict, source: str) -> Optional[str]:
     """The problem the model's wire boundary gives a v2 voucher payload before model.server.handle sees it
-    (model/wire.py parse_authorization and check_credential_protocol: rules W2 and E7; the descriptor check
+    (wire/codec.py parse_authorization and check_credential_protocol: rules W2 and E7; the descriptor check
     of the model server over the wire, conformance.model_impl.descriptor_ok: E1b and E8); None: it passes."""
     req = wire.SessionRequest(amount=V2_DEPLOYMENT["price"], currency=V2_DEPLOYMENT["currency"],
                               recipient=address_of(PAYEE_KEY),

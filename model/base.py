@@ -1,4 +1,5 @@
-"""Small shared pieces of the model: rejections and frozen maps.
+"""Small shared pieces of the model: rejections, frozen maps, the escrow's amount bounds and keccak256
+(a pure hash: the escrow derives v2 channel ids with it, rule E1b; `wire/crypto.py` re-exports it).
 
 Every transition in the model is a pure function that returns either a new
 state or a `Rejected` value naming the rule that refused it. Maps are tuples of
@@ -10,6 +11,21 @@ from __future__ import annotations
 from typing import Iterator, TypeVar
 
 import attrs
+
+try:  # safe-pysha3 is several times faster than the pycryptodome backend
+    from sha3 import keccak_256 as _keccak_256
+
+    def keccak(data: bytes) -> bytes:
+        """keccak256 (the pre-standard SHA-3 used by Ethereum)."""
+        return _keccak_256(data).digest()
+
+except ImportError:  # pragma: no cover - depends on the environment
+    from eth_hash.auto import keccak as _eth_keccak
+
+    def keccak(data: bytes) -> bytes:
+        """keccak256 (the pre-standard SHA-3 used by Ethereum)."""
+        return _eth_keccak(data)
+
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -24,6 +40,11 @@ class Rejected:
     rule: str
     detail: str = ""
 
+
+UINT96_MAX = 2**96 - 1
+"""The v2 escrow's amount bound (draft, "Precompile-Backed Channel State": uint96)."""
+UINT128_MAX = 2**128 - 1
+"""The v1 escrow's amount bound (draft: uint128); also the wire's largest amount."""
 
 FrozenMap = tuple  # tuple[tuple[K, V], ...] sorted by key
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import attrs
 
 from .base import FrozenMap, Rejected, fm_get, fm_set, fm_values
-from .crypto import UINT96_MAX, UINT128_MAX, keccak
+from .base import UINT96_MAX, UINT128_MAX, keccak
 from .records import Voucher
 
 CLOSE_GRACE_PERIOD = 15 * 60  # draft, "requestClose": at least 15 minutes
@@ -88,7 +88,7 @@ class Chain:
         return fm_get(self.balances, address, 0)
 
     def total_tokens(self) -> int:
-        """Tokens in wallets plus tokens held in escrow (rule E9, conservation)."""
+        """Tokens in wallets plus tokens held in escrow (what property S5, conservation, counts)."""
         held = sum(c.deposit - c.settled for c in fm_values(self.channels) if not c.finalized)
         return sum(v for _, v in self.balances) + held
 
@@ -114,7 +114,7 @@ def mint(chain: Chain, address: str, amount: int) -> Chain:
 def open_channel(chain: Chain, caller: str, channel_id: str, payee: str, deposit: int,
                  signer: str | None = None, operator: str | None = None) -> Chain | Rejected:
     """Rule E1 (draft "open"): anyone opens; the caller becomes payer and escrows `deposit`
-    (at most the deployment's bound)."""
+    (rule E7: at most the deployment's bound, else the escrow's `Panic(0x11)`)."""
     if chain.channel(channel_id) is not None:
         return Rejected("ChannelAlreadyExists", "E1")
     if deposit > chain.max_amount:
@@ -170,8 +170,8 @@ def _check_voucher(ch: EscrowChannel, v: Voucher, rule: str) -> Rejected | None:
 
 
 def _payee_voucher(chain: Chain, caller: str, voucher: Voucher, rule: str) -> EscrowChannel | Rejected:
-    """The checks settle and close share: an amount within the bound, a live channel, the payee (or its
-    operator) calling, a valid voucher."""
+    """The checks settle and close share: an amount within the bound (rule E7), a live channel, the payee
+    (or, rule E8, its operator) calling, a valid voucher."""
     if voucher.amount > chain.max_amount:
         return Rejected("InvalidArgument", rule, f"voucher amount above {chain.max_amount}")
     ch = _live(chain, voucher.channel_id)

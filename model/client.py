@@ -2,11 +2,15 @@
 
 One place per rule:
 - `choose_channel`: hydrate from hints, else recover from chain, else open (H1-H2).
-- `amount_to_sign`: the hint rule, client side (H3): what cumulative to sign.
-- `trust_bound`: what any hint can make the client sign (H4).
-- `reconcile`: the receipt rule (R1).
+- `what_to_sign`: every amount the client signs on a channel, in one place: the target (H3,
+  `amount_to_sign`), never below the proven floor (H3b, `proven_floor`), within the trust bound
+  (H4, `trust_bound`), a top-up first above the deposit (H5), the authentication voucher (UA3,
+  `authentication`) and the close amount (X2 and UA2, `close_amount`, `above_settled`).
+- `next_credential` / `close_credential`: the credential that carries it (open, topUp, voucher, close),
+  after the challenge checks H6 (price) and H7 (domain).
+- `reconcile`: the receipt rule (R1, `merge_receipt`).
+- `on_gone`: a 410 is checked against the chain (G1).
 - `restart`: what survives a client restart.
-- `authentication`: rule UA3, the voucher that proves the payer before a proof-less hint is followed.
 """
 from __future__ import annotations
 
@@ -69,6 +73,45 @@ def hydrate(entry: Entry, hints: Hints) -> Entry:
         deposit=max(entry.deposit, hints.deposit or 0))
 
 
+def trust_bound(floor: int, cfg: ClientConfig, cost: int) -> int:
+    """Rule H4: the highest cumulative any hint can make this client sign:
+    proven floor + this request's price + the configured allowance."""
+    return floor + cost + cfg.max_unproven
+
+
+def names_another_domain(challenge: Challenge) -> bool:
+    """Rule H7 (core "Challenge": the method details name the escrow and chain): a challenge whose
+    escrow contract or chainId is not this deployment's is refused; nothing is signed for it."""
+    return challenge.foreign
+
+
+def follows_hints(st: "ClientState") -> bool:
+    """Rule H1: a hinted client follows the server's hints whenever it has them, after a restart too."""
+    return True
+
+
+def chain_holds_escrow(chain: Chain, channel_id: str) -> bool:
+    """Rule G1: the chain still holds the channel's escrow (it is there and not finalized), whatever
+    a server's 410 says."""
+    ch = chain.channel(channel_id)
+    return ch is not None and not ch.finalized
+
+
+@attrs.frozen
+class ClientRules:
+    """The client rules an implementation can get wrong, as swappable functions: by default the spec's
+    own (above). `model/first_draft.py` and `model/deviations.py` hold the wrong ones the checker and
+    the mutants plant (`ClientRules(amount=first_draft.sign_exactly_required)`); the spec's code calls
+    them through `cfg.rules` and has no switch of its own."""
+
+    amount: Callable[[int, int], int] = sign_at_least_own  # H3b
+    reconcile: Callable[[Entry, Receipt], Entry] = merge_receipt  # R1
+    follows_hints: Callable[["ClientState"], bool] = follows_hints  # H1
+    bound: Callable[[int, "ClientConfig", int], int] = trust_bound  # H4, on what it pays
+    foreign: Callable[[Challenge], bool] = names_another_domain  # H7
+    holds_escrow: Callable[[Chain, str], bool] = chain_holds_escrow  # G1
+
+
 @attrs.frozen
 class ClientConfig:
     name: str
@@ -84,13 +127,7 @@ class ClientConfig:
     # attempts (None: only the system's round-trip bound). Not a rule: the harness copies the budget a
     # client under test declares, so that its twin gives up when it does.
     max_paid_attempts: int | None = None
-    # Swappable rules, so that tests can plant the first draft's bugs:
-    amount: Callable[[int, int], int] = sign_at_least_own
-    reconcile: Callable[[Entry, Receipt], Entry] = merge_receipt
-    prefer_chain_after_restart: bool = False
-    enforce_bound: bool = True  # rule H4; False plants the deposit-drain bug
-    check_domain: bool = True  # rule H7; False signs for a challenge naming another escrow or chainId
-    ask_chain_on_gone: bool = True  # rule G1; False plants the stranded-deposit bug (forget on any 410)
+    rules: ClientRules = ClientRules()
 
 
 @attrs.frozen
@@ -111,7 +148,7 @@ class Refused:
 
 
 def _ours_and_live(chain: Chain, channel_id: str, payer: str) -> bool:
-    """A hinted channel is usable only if the chain says it is this payer's,
+    """Rule H0: a hinted channel is usable only if the chain says it is this payer's,
     live, and not closing (seed: a hint is only a hint; draft "Existing channel")."""
     ch = chain.channel(channel_id)
     return ch is not None and ch.payer == payer and not ch.finalized and ch.close_requested_at == 0
@@ -132,7 +169,9 @@ def recover_from_chain(st: ClientState, chain: Chain, channel_id: str) -> Entry:
 
 
 def choose_channel(cfg: ClientConfig, st: ClientState, challenge: Challenge, chain: Chain) -> Entry | None:
-    """Rules H1-H2 (seed, "Client Control Flow"). None means: open a new channel."""
+    """Rules H0-H2 and L (seed, "Client Control Flow"). None means: open a new channel (rule H2b).
+    A legacy client (rule L) ignores hint values: its local entry, else a bare channelId recovered from
+    chain, else a persisted channel, else open."""
     hints = challenge.hints
     hinted_ok = hints is not None and _ours_and_live(chain, hints.channel_id, cfg.payer)
     local_ok = st.entry is not None and _ours_and_live(chain, st.entry.channel_id, cfg.payer)
@@ -154,8 +193,8 @@ def choose_channel(cfg: ClientConfig, st: ClientState, challenge: Challenge, cha
 
 
 def _ignores_hints(cfg: ClientConfig, st: ClientState) -> bool:
-    """The first draft's restart bug: after a restart, recover from chain although hinted."""
-    return cfg.prefer_chain_after_restart and st.restarted
+    """Rule H1 as the client's rules apply it (`ClientRules.follows_hints`)."""
+    return not cfg.rules.follows_hints(st)
 
 
 def proven_floor(entry: Entry, chain: Chain, hints: Hints | None, payer: str) -> int:
@@ -205,12 +244,6 @@ def authentication(entry: Entry, chain: Chain, hints: Hints | None, amount: int,
     return auth
 
 
-def trust_bound(floor: int, cfg: ClientConfig, cost: int) -> int:
-    """Rule H4: the highest cumulative any hint can make this client sign:
-    proven floor + this request's price + the configured allowance."""
-    return floor + cost + cfg.max_unproven
-
-
 def amount_to_sign(cfg: ClientConfig, entry: Entry, hints: Hints | None, cost: int, floor: int) -> int:
     """Rule H3 (seed: "sign exact server target", else "local cumulative + amount"):
     target = requiredCumulative when the hint is for this channel, else local + cost;
@@ -219,17 +252,64 @@ def amount_to_sign(cfg: ClientConfig, entry: Entry, hints: Hints | None, cost: i
     use_required = (cfg.hinted and hints is not None and hints.required is not None
                     and hints.channel_id == entry.channel_id)
     target = hints.required if use_required else entry.local_cumulative + cost
-    return cfg.amount(target, max(entry.signed_max, floor))
+    return cfg.rules.amount(target, max(entry.signed_max, floor))
+
+
+def close_amount(cfg: ClientConfig, entry: Entry, hints: Hints | None) -> int:
+    """Rule X2, client side: a close voucher covers what the server says was spent (a hinted client
+    reads the hint's spent) and at least what the client itself authorized (its local cumulative)."""
+    spent_hint = hints.spent if (cfg.hinted and hints is not None and hints.spent is not None) else 0
+    return max(entry.local_cumulative, spent_hint)
+
+
+@attrs.frozen
+class ToSign:
+    """What the client signs in answer to one challenge, and why (`what_to_sign`)."""
+
+    amount: int  # the cumulative it signs (H3 and H3b; on a close X2 and UA2)
+    floor: int  # rule H4: what it knows is already authorized
+    bound: int  # rule H4: the most any hint can make it sign
+    top_up: bool = False  # rule H5: the amount is above the deposit, top up first
+    authenticate: int | None = None  # rule UA3: the authentication voucher to send instead, if one can help
+
+
+def what_to_sign(cfg: ClientConfig, entry: Entry, chain: Chain, hints: Hints | None, price: int,
+                 content: bool = True, close: bool = False, authenticated: bool = True) -> ToSign:
+    """Every amount a client signs on an existing channel, in one place (`hints`: the challenge's
+    hints for this channel, else None).
+
+    Paying (a voucher): the target of rule H3 (requiredCumulative, else local + cost), never below the
+    proven floor (H3b); within the trust bound floor + cost + allowance (H4), else the authentication
+    voucher of rule UA3 when this request has not sent one (`authenticated`), else a refusal; above the
+    deposit, a top-up first (H5).
+    Closing: the close amount of rule X2 (`close_amount`), raised above settled when it would be public
+    (UA2: it closes nothing, and the payee captures max(spent, settled) whatever the voucher says);
+    within the trust bound floor + allowance (H4, no price: a close buys nothing).
+    An open signs the price of its request (`next_credential`)."""
+    ch = chain.channel(entry.channel_id)
+    if close:
+        amount = close_amount(cfg, entry, hints)
+        floor = proven_floor(entry, chain, hints, cfg.payer)
+        if ch is not None and amount <= ch.settled < ch.deposit:
+            amount = above_settled(ch, price)
+            floor = max(floor, amount)
+        return ToSign(amount, floor, trust_bound(floor, cfg, 0))
+    cost = price if content else 0
+    floor = proven_floor(entry, chain, hints if cfg.hinted else None, cfg.payer)
+    amount = amount_to_sign(cfg, entry, hints, cost, floor)
+    bound = cfg.rules.bound(floor, cfg, cost)
+    auth = None
+    if amount > bound and not authenticated and cfg.hinted:
+        auth = authentication(entry, chain, hints, amount, bound, cfg.payer, price)
+    return ToSign(amount, floor, bound, top_up=amount > ch.deposit, authenticate=auth)
 
 
 def next_credential(cfg: ClientConfig, st: ClientState, challenge: Challenge, chain: Chain,
                     content: bool, authenticated: bool = True) -> tuple[ClientState, Credential] | Refused:
-    """The client's answer to a challenge: open, topUp or a voucher (seed flowchart).
-    `authenticated`: this logical request already sent its authentication voucher (rule UA3: at most
-    one per request; a request starts with False)."""
-    if challenge.foreign and cfg.check_domain:
-        # Rule H7 (core "Challenge": the method details name the escrow and chain): a challenge for another
-        # escrow contract or chainId is not this deployment's; nothing is signed for it.
+    """The client's answer to a challenge: open, topUp or a voucher (seed flowchart); the amount
+    is `what_to_sign`'s. `authenticated`: this logical request already sent its authentication
+    voucher (rule UA3: at most one per request; a request starts with False)."""
+    if cfg.rules.foreign(challenge):  # rule H7
         return Refused("challenge-rejected", "the challenge names another escrow or chainId")
     if cfg.max_price is not None and challenge.price > cfg.max_price:
         # Rule H6 (core, "Amount Verification": clients MUST verify the requested amount).
@@ -237,6 +317,11 @@ def next_credential(cfg: ClientConfig, st: ClientState, challenge: Challenge, ch
     cost = challenge.price if content else 0
     entry = choose_channel(cfg, st, challenge, chain)
     if entry is None:
+        # Rule H2b, nothing to reuse: open a channel escrowing the configured deposit (at least the
+        # price), its initial voucher the price of this request. The configured deposit takes precedence
+        # over a challenge's suggestedDeposit, as the reference client's `open_deposit` does: the model
+        # client is always configured with one (the harness sets it, and the server's suggestedDeposit,
+        # to the run's deposit), so a suggestedDeposit would change nothing it can observe.
         deposit = max(cfg.deposit, cost)
         if chain.balance(cfg.payer) < deposit:
             return Refused("deposit-exhausted", f"cannot escrow {deposit}")
@@ -248,30 +333,27 @@ def next_credential(cfg: ClientConfig, st: ClientState, challenge: Challenge, ch
     hints = challenge.hints if challenge.hints is not None and challenge.hints.channel_id == entry.channel_id else None
     if _ignores_hints(cfg, st):
         hints = None
-    floor = proven_floor(entry, chain, hints if cfg.hinted else None, cfg.payer)
     if cfg.hinted:
         entry = attrs.evolve(entry, proven=max(entry.proven, verified_proof(entry, hints, cfg.payer)))
-    amount = amount_to_sign(cfg, entry, hints, cost, floor)
-    bound = trust_bound(floor, cfg, cost)
-    if amount > bound and cfg.enforce_bound:
-        auth = None if authenticated or not cfg.hinted else authentication(entry, chain, hints, amount, bound, cfg.payer, challenge.price)
-        if auth is not None:
+    plan = what_to_sign(cfg, entry, chain, hints, challenge.price, content, authenticated=authenticated)
+    if plan.amount > plan.bound:
+        if plan.authenticate is not None:
             # The unproven hint does not enter the view (it may be a lie): only what the client knew.
             known = _remembered(st, entry.channel_id) or Entry(entry.channel_id, deposit=entry.deposit)
-            entry = attrs.evolve(known, signed_max=max(known.signed_max, auth), proven=entry.proven)
+            entry = attrs.evolve(known, signed_max=max(known.signed_max, plan.authenticate), proven=entry.proven)
             st = _remember(cfg, st, entry)
-            return st, Credential("voucher", entry.channel_id, Voucher(entry.channel_id, auth, cfg.payer),
+            return st, Credential("voucher", entry.channel_id, Voucher(entry.channel_id, plan.authenticate, cfg.payer),
                                   authenticates=True)
-        return Refused("hint-bound-exceeded", f"asked to sign {amount}, proven floor + price allows {bound}")
+        return Refused("hint-bound-exceeded", f"asked to sign {plan.amount}, proven floor + price allows {plan.bound}")
     deposit = chain.channel(entry.channel_id).deposit
-    if amount > deposit:
+    if plan.top_up:
         if chain.balance(cfg.payer) < cfg.top_up:
-            return Refused("deposit-exhausted", f"voucher {amount} above deposit {deposit}")
+            return Refused("deposit-exhausted", f"voucher {plan.amount} above deposit {deposit}")
         st = _remember(cfg, st, entry)
         return st, top_up_credential(cfg, entry.channel_id, deposit)
-    entry = attrs.evolve(entry, deposit=deposit, signed_max=max(entry.signed_max, amount))
+    entry = attrs.evolve(entry, deposit=deposit, signed_max=max(entry.signed_max, plan.amount))
     st = _remember(cfg, st, entry)
-    return st, Credential("voucher", entry.channel_id, Voucher(entry.channel_id, amount, cfg.payer))
+    return st, Credential("voucher", entry.channel_id, Voucher(entry.channel_id, plan.amount, cfg.payer))
 
 
 def top_up_credential(cfg: ClientConfig, channel_id: str, deposit: int) -> Credential:
@@ -282,26 +364,18 @@ def top_up_credential(cfg: ClientConfig, channel_id: str, deposit: int) -> Crede
 
 def close_credential(cfg: ClientConfig, st: ClientState, challenge: Challenge,
                      chain: Chain) -> tuple[ClientState, Credential] | Refused | None:
-    """Cooperative close of the channel the client would pay on now (rules H0-H2 choose it),
-    with a voucher covering what the server says was spent, bounded by H4."""
+    """Cooperative close of the channel the client would pay on now (rules H0-H2 choose it), with the
+    close voucher of `what_to_sign` (X2, UA2, bounded by H4). None: no channel to close."""
     entry = choose_channel(cfg, st, challenge, chain)
     if entry is None:
         return None
     hints = challenge.hints if challenge.hints is not None and challenge.hints.channel_id == entry.channel_id else None
-    spent_hint = hints.spent if (cfg.hinted and hints is not None and hints.spent is not None) else 0
-    amount = max(entry.local_cumulative, spent_hint)
-    ch = chain.channel(entry.channel_id)
-    floor = proven_floor(entry, chain, hints, cfg.payer)
-    if ch is not None and amount <= ch.settled < ch.deposit:
-        # Rule UA2: a close voucher at or below settled is public and closes nothing; signing above
-        # settled costs nothing (the payee captures exactly max(spent, settled)).
-        amount = above_settled(ch, challenge.price)
-        floor = max(floor, amount)
-    if amount > trust_bound(floor, cfg, 0):
-        return Refused("hint-bound-exceeded", f"close at {amount} not proven")
-    entry = attrs.evolve(entry, signed_max=max(entry.signed_max, amount))
+    plan = what_to_sign(cfg, entry, chain, hints, challenge.price, close=True)
+    if plan.amount > plan.bound:
+        return Refused("hint-bound-exceeded", f"close at {plan.amount} not proven")
+    entry = attrs.evolve(entry, signed_max=max(entry.signed_max, plan.amount))
     st = _remember(cfg, st, entry)
-    return st, Credential("close", entry.channel_id, Voucher(entry.channel_id, amount, cfg.payer))
+    return st, Credential("close", entry.channel_id, Voucher(entry.channel_id, plan.amount, cfg.payer))
 
 
 def _remember(cfg: ClientConfig, st: ClientState, entry: Entry) -> ClientState:
@@ -324,7 +398,7 @@ def on_response_receipt(cfg: ClientConfig, st: ClientState, receipt: Receipt) ->
         return attrs.evolve(st, entry=None, persisted=None if cfg.persist else st.persisted)
     if not cfg.hinted:
         return st
-    return attrs.evolve(st, entry=cfg.reconcile(st.entry, receipt))
+    return attrs.evolve(st, entry=cfg.rules.reconcile(st.entry, receipt))
 
 
 def drop_channel(st: ClientState, channel_id: str) -> ClientState:
@@ -340,8 +414,7 @@ def on_gone(cfg: ClientConfig, st: ClientState, chain: Chain, channel_id: str) -
     finalized is forgotten. One the chain still holds escrow for stays known (`kept`, with what the client signed
     on it, persisted as the entry is): the client stops paying on it unless a server hints it again, and its
     deposit can still be closed or withdrawn (property ST: no stranded deposit)."""
-    ch = chain.channel(channel_id)
-    if not cfg.ask_chain_on_gone or ch is None or ch.finalized:
+    if not cfg.rules.holds_escrow(chain, channel_id):
         return drop_channel(st, channel_id)
     known = _remembered(st, channel_id)
     st = drop_channel(st, channel_id)
@@ -356,6 +429,7 @@ def holdings(st: ClientState) -> tuple[str, ...]:
 
 
 def restart(cfg: ClientConfig, st: ClientState) -> ClientState:
-    """A client restart: volatile state is lost; the persisted entry survives."""
+    """Rule RS: a client restart loses the view and signed_max; the persisted entry (written before
+    sending, `_remember`) survives."""
     return ClientState(entry=None, persisted=st.persisted if cfg.persist else None,
                        requests=st.requests, restarted=True, kept=st.kept if cfg.persist else ())

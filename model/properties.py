@@ -162,7 +162,7 @@ def h1_hint_bound(cfg, prev: System, info: StepInfo, nxt):
         floor = max(fm_get(prev.signed, cid, 0), ch.settled if ch else 0)
         limit = floor + cfg.server.price + cfg.clients[i].max_unproven
         if amount > limit:
-            return (f"H1: {cfg.clients[i].name} signed {amount} on {cid}; what the payer had already authorized "
+            return (f"HB: {cfg.clients[i].name} signed {amount} on {cid}; what the payer had already authorized "
                     f"({floor}) + price + allowance is {limit}")
     return None
 
@@ -171,7 +171,7 @@ def c1_client_monotone(cfg, prev: System, info: StepInfo, nxt):
     for i, cid, amount in info.signatures:
         before = fm_get(prev.own_signed[i], cid, 0)
         if amount < before:
-            return f"C1: {cfg.clients[i].name} signed {amount} on {cid} after signing {before}"
+            return f"CM: {cfg.clients[i].name} signed {amount} on {cid} after signing {before}"
     return None
 
 
@@ -209,7 +209,7 @@ def r1_view_matches(cfg, prev, info: StepInfo, nxt: System):
         return None
     rec = nxt.server.record(st.entry.channel_id)
     if rec is not None and (st.entry.accepted, st.entry.spent) != (rec.accepted, rec.spent):
-        return (f"R1: after a receipt {c.name} sees accepted={st.entry.accepted}, spent={st.entry.spent}; "
+        return (f"RV: after a receipt {c.name} sees accepted={st.entry.accepted}, spent={st.entry.spent}; "
                 f"the server has accepted={rec.accepted}, spent={rec.spent}")
     return None
 
@@ -295,11 +295,11 @@ PROPERTIES: tuple[Property, ...] = (
     Property("D1", "hinted x hinted: signed - charged <= one price", "seed Why This Rollout Is Safe; this project", _all_hinted, state=d1_exposure_one_price),
     Property("D2", "any mix: signed - charged <= price x (1 + lost requests)", "seed; this project", _honest, state=d2_exposure_lost),
     Property("D3", "a repeated request with the same Idempotency-Key is charged once", "draft Request Idempotency", _always, step=d3_idempotency_key),
-    Property("H1", "no hint makes a client sign above what the payer authorized + price + allowance", "seed security review; this project", _always, step=h1_hint_bound),
-    Property("C1", "a client never signs below what it already signed (in its memory)", "draft Terminology: vouchers are monotonically increasing", _always, step=c1_client_monotone),
+    Property("HB", "no hint makes a client sign above what the payer authorized + price + allowance", "seed security review; this project", _always, step=h1_hint_bound),
+    Property("CM", "a client never signs below what it already signed (in its memory)", "draft Terminology: vouchers are monotonically increasing", _always, step=c1_client_monotone),
     Property("B1", "the hinted server gives every credential the legacy verdict", "seed: any valid advancing voucher still works", _always, step=b1_same_verdict),
     Property("B2", "with no faults every client x server pair completes every affordable request", "seed Summary: backward-compatible", _fault_free, step=b2_fault_free_liveness),
-    Property("R1", "after a fresh receipt a hinted client's view equals the server's record", "seed: overwrite runtime snapshot from receipt", _always, step=r1_view_matches),
+    Property("RV", "after a fresh receipt a hinted client's view equals the server's record", "seed: overwrite runtime snapshot from receipt", _always, step=r1_view_matches),
     Property("R2", f"hinted x hinted with proof: after any fault the next request completes within {ROUND_TRIP_BOUND} round trips",
              "seed Proposed flow", lambda c: _all_hinted(c) and _proof_available(c), step=r2_liveness),
     Property("L1", "with restarts (no network faults) every affordable request completes", "seed Current/Proposed flow", _restart_only, step=l1_restart_liveness),

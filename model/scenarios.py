@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import attrs
 
+from . import deviations
 from .client import ClientConfig
-from .server import ServerConfig
+from .server import ServerConfig, ServerRules
 from .system import Config
 
 ALICE, BOB = "0xa11ce", "0xb0b"
@@ -65,12 +66,12 @@ def scenarios(price: int) -> list[Scenario]:
             _server(p), _clients(shared=True, keys=(True, False)), fleet="hinted", attacker=True, settle=True,
             faults=ALL_FAULTS, restarts=True), depth=5),
         Scenario(f"UA1 off: proof to anyone p={p}", Config(
-            _server(p, proof_disclosure="any"), _clients(shared=True), fleet="hinted", attacker=True),
+            _server(p, rules=ServerRules(discloses=deviations.discloses_to_anyone)), _clients(shared=True), fleet="hinted", attacker=True),
             expect="TP2", why="a server that gives the highest voucher to whoever names the payer (the draft's "
                               "snapshot, mppx) hands the third party a voucher that closes the channel (and, with "
                               "unspent authorization, buys content)"),
         Scenario(f"UA2 off: settled voucher spends p={p}", Config(
-            _server(p, public_vouchers_spend=True), _clients(shared=True), fleet="hinted", attacker=True,
+            _server(p, rules=ServerRules(buys_nothing=deviations.nothing_public)), _clients(shared=True), fleet="hinted", attacker=True,
             settle=True),
             expect="TP2", why="a settled voucher is public (the settle transaction carries it); a server that lets "
                               "it close the channel (GHSA-mv9j-8jvg-j8mr) lets anyone finalize the payer's channel"),

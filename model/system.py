@@ -278,7 +278,7 @@ def _lie_receipt(act: Act, resp: Response) -> Response:
     return attrs.evolve(resp, receipt=attrs.evolve(resp.receipt, accepted=0, spent=0))
 
 
-class _Run:
+class StepRun:
     """Mutable scratch for one step; the result is frozen into System and StepInfo."""
 
     def __init__(self, cfg: Config, s: System, act: Act, handle=None):
@@ -369,7 +369,7 @@ def step(cfg: Config, s: System, act: Act) -> tuple[System, StepInfo]:
 def transition(cfg: Config, s: System, act: Act, handle=None) -> tuple[System, StepInfo]:
     """One action applied to the whole deployment (the rules), before any symmetry reduction.
     `handle` replaces `model.server.handle` (the checker passes a memoized one; same answers)."""
-    r = _Run(cfg, s, act, handle)
+    r = StepRun(cfg, s, act, handle)
     k = act.kind
     if k in ("request", "head", "lying_request", "lying_price_request"):
         _logical_request(r, act.client, content=(k != "head"), lying=k.startswith("lying"))
@@ -428,7 +428,7 @@ def transition(cfg: Config, s: System, act: Act, handle=None) -> tuple[System, S
     return r.freeze(), info
 
 
-def _attack(r: _Run, act: Act) -> None:
+def _attack(r: StepRun, act: Act) -> None:
     """The third party's step (see ATTACKER). It names the victim payer (or the payer of the voucher's
     channel), never sends an Idempotency-Key (keys are the client's secrets), and reads every answer."""
     if act.kind == "attack_peek":
@@ -449,7 +449,7 @@ def _attack(r: _Run, act: Act) -> None:
     r.info["outcome"] = "served" if resp.status == 200 else f"failed:{resp.problem}"
 
 
-def _challenge(r: _Run, i: int, content: bool, lying: bool) -> Challenge:
+def _challenge(r: StepRun, i: int, content: bool, lying: bool) -> Challenge:
     cfg = r.cfg
     hinted = _hinted_for(cfg, r.act) or lying
     ch = sv.author_challenge(cfg.server, r.server, r.chain, cfg.clients[i].payer, content, hinted)
@@ -462,7 +462,7 @@ def _challenge(r: _Run, i: int, content: bool, lying: bool) -> Challenge:
     return ch
 
 
-def _paid_lie(r: _Run, i: int, req: Request, content: bool) -> Response | None:
+def _paid_lie(r: StepRun, i: int, req: Request, content: bool) -> Response | None:
     """The lying server's answer to a paid request (PAID_LIES), or None: the request goes to the server."""
     lie = r.act.lie if r.act.kind == "lying_request" else None
     cred = req.credential
@@ -480,7 +480,7 @@ def _paid_lie(r: _Run, i: int, req: Request, content: bool) -> Response | None:
     return None
 
 
-def _send(r: _Run, i: int, req: Request, fault: Fault) -> Response | None:
+def _send(r: StepRun, i: int, req: Request, fault: Fault) -> Response | None:
     """One paid round trip, with the network fault of this action applied to it."""
     r.net[i] = attrs.evolve(r.net[i], last=req)
     lied = _paid_lie(r, i, req, req.content) if r.act.kind == "lying_request" else None
@@ -504,7 +504,7 @@ def _send(r: _Run, i: int, req: Request, fault: Fault) -> Response | None:
     return resp
 
 
-def _crash_after_broadcast(r: _Run, req: Request) -> bool:
+def _crash_after_broadcast(r: StepRun, req: Request) -> bool:
     """The event `crash_after_broadcast` (see Fault): True when the request is an open that the server broadcasts;
     then only its chain effect survives (no record, nothing charged, no response)."""
     cred = req.credential
@@ -525,7 +525,7 @@ def round_trip_limit(c: cl.ClientConfig) -> int:
     return MAX_ROUND_TRIPS if c.max_paid_attempts is None else 3 * MAX_ROUND_TRIPS
 
 
-def _logical_request(r: _Run, i: int, content: bool, lying: bool) -> None:
+def _logical_request(r: StepRun, i: int, content: bool, lying: bool) -> None:
     """A content (or HEAD) request: 402, then paid attempts until served, refused or given up.
     The action's fault strikes the first paid attempt that carries a voucher."""
     cfg, c = r.cfg, r.cfg.clients[i]
@@ -579,7 +579,7 @@ def _logical_request(r: _Run, i: int, content: bool, lying: bool) -> None:
         challenge = _lie_later(r, resp.challenge)
 
 
-def _lie_later(r: _Run, ch: Challenge) -> Challenge:
+def _lie_later(r: StepRun, ch: Challenge) -> Challenge:
     """The lies that last the whole logical request also rewrite the challenges of its paid answers."""
     if r.act.kind != "lying_request":
         return ch
@@ -590,7 +590,7 @@ def _lie_later(r: _Run, ch: Challenge) -> Challenge:
     return ch
 
 
-def _management(r: _Run, i: int, kind: str) -> None:
+def _management(r: StepRun, i: int, kind: str) -> None:
     """HEAD-carried management: a topUp of the current channel, or a cooperative close."""
     cfg, c, st = r.cfg, r.cfg.clients[i], r.clients[i]
     challenge = _challenge(r, i, False, False)

@@ -17,7 +17,7 @@ import pytest
 from adapters.chain import Chain, ChainError, make_chain
 from adapters.chain._common import UINT128_MAX, address_of_key, compute_channel_id
 from adapters.chain.base import ZERO_ADDRESS
-from model.crypto import SECP256K1_N, VoucherDomain, sign_voucher, to_compact, to_high_s, voucher_digest
+from wire.crypto import SECP256K1_N, VoucherDomain, sign_voucher, to_compact, to_high_s, voucher_digest
 
 PAYER = bytes.fromhex("11" * 32)
 PAYEE = bytes.fromhex("22" * 32)

@@ -13,7 +13,7 @@ from adapters.chain import Chain, ChainError, make_chain
 from adapters.chain._common import address_of_key
 from adapters.chain.base import ZERO_ADDRESS
 from adapters.chain.evm import EvmChain, load_artifact
-from model.crypto import VoucherDomain, domain_separator, sign_voucher
+from wire.crypto import VoucherDomain, domain_separator, sign_voucher
 
 PAYER = bytes.fromhex("11" * 32)
 PAYEE = bytes.fromhex("22" * 32)

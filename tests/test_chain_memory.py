@@ -16,7 +16,7 @@ from adapters.chain import ChainError, make_chain
 from adapters.chain._common import address_of_key
 from adapters.chain.base import ZERO_ADDRESS
 from adapters.chain.memory import MemoryChain
-from model.crypto import VoucherDomain, sign_voucher
+from wire.crypto import VoucherDomain, sign_voucher
 
 ROOT = Path(__file__).resolve().parent.parent
 PAYER = bytes.fromhex("11" * 32)

@@ -317,7 +317,7 @@ def test_soak_counts_each_kind_of_failure(tmp_path):
     """count_failures on a made-up store and client records: each kind of failure is counted."""
     from adapters.reference.__main__ import PAYEE_KEY
     from adapters.reference.soak import count_failures
-    from adapters.reference.store import ChannelRecord, Store, StoredResponse
+    from adapters.reference.store import StoredChannel, Store, StoredResponse
 
     def served(key, cid, accepted):
         return {"event": "served", "key": key, "receipt": {"channelId": cid, "acceptedCumulative": str(accepted)}}
@@ -336,7 +336,7 @@ def test_soak_counts_each_kind_of_failure(tmp_path):
         store = Store(str(tmp_path / "server.sqlite"))
         with store.transaction() as tx:
             for cid, accepted, spent in ((in_store, 2_000, 3_000), (other, 1_000, 1_000)):
-                tx.insert(ChannelRecord(cid, address_of_key(KEY), payee, chain.token, "0x" + "00" * 20, 10_000, 0, 0,
+                tx.insert(StoredChannel(cid, address_of_key(KEY), payee, chain.token, "0x" + "00" * 20, 10_000, 0, 0,
                                         False, accepted, "0x", spent, spent // 1_000, 0))
             for cid, key in ((in_store, "k1"), (in_store, "k2"), (other, "k2")):
                 tx.put_response(cid, key, StoredResponse("GET", "/paid/resource", 200, (), ""))

@@ -18,7 +18,7 @@ from adapters.chain import make_chain, tempo_tx
 from adapters.chain.base import ZERO_ADDRESS, ChainError
 from conformance.harness import RunConfig
 from conformance.runner import generic_v2_gap, replay, run_pair
-from model.crypto import address_of
+from wire.crypto import address_of
 
 SALT = "0x" + "01" * 32
 

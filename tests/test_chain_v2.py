@@ -13,7 +13,7 @@ from adapters.chain import BACKENDS_V2, ChainError, ChannelDescriptor, make_chai
 from adapters.chain._common import PRECOMPILE_ESCROW, UINT96_MAX, address_of_key, compute_channel_id_v2
 from adapters.chain.base import ZERO_ADDRESS, ChainV2
 from adapters.chain.deployment import deployment_of
-from model.crypto import VoucherDomain, sign_voucher, voucher_digest
+from wire.crypto import VoucherDomain, sign_voucher, voucher_digest
 
 PAYER = bytes.fromhex("11" * 32)
 PAYEE = bytes.fromhex("22" * 32)

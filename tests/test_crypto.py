@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model.crypto import (
+from wire.crypto import (
     SECP256K1_HALF_N,
     SECP256K1_N,
     SignatureError,

@@ -5,6 +5,7 @@ import pytest
 
 from model import check, fastcheck
 from model import first_draft as fd
+from model.client import ClientRules
 from model.scenarios import default_scenarios
 
 SCENARIOS = {s.name: s for s in default_scenarios()}
@@ -35,10 +36,10 @@ def with_clients(name, **kw):
 
 
 @pytest.mark.parametrize("cfg, depth", [
-    (with_clients("rollout mix p=1", amount=fd.sign_exactly_required), 6),
-    (with_clients("hinted-v2 lifecycle p=1", prefer_chain_after_restart=True), 6),
-    (with_clients("lying server p=1", enforce_bound=False), 4),
-], ids=["C1", "R2", "H1"])
+    (with_clients("rollout mix p=1", rules=ClientRules(amount=fd.sign_exactly_required)), 6),
+    (with_clients("hinted-v2 lifecycle p=1", rules=ClientRules(follows_hints=fd.chain_after_restart)), 6),
+    (with_clients("lying server p=1", rules=ClientRules(bound=fd.no_trust_bound)), 4),
+], ids=["CM", "R2", "HB"])
 def test_same_counterexample_for_planted_bugs(cfg, depth):
     plain = same_answer(cfg, depth)
     assert plain.counterexample is not None  # the comparison covers a violation, not only clean runs

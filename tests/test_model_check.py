@@ -4,6 +4,7 @@ import attrs
 import pytest
 
 from model import first_draft as fd
+from model.client import ClientRules
 from model.check import explore, main, run_scenario
 from model.scenarios import default_scenarios
 
@@ -33,31 +34,31 @@ def with_clients(name, **kw):
 
 
 def test_first_draft_sign_exactly_required_breaks_C1():
-    res = explore(with_clients("rollout mix p=1", amount=fd.sign_exactly_required), 6)
-    assert res.counterexample.property_id == "C1"
+    res = explore(with_clients("rollout mix p=1", rules=ClientRules(amount=fd.sign_exactly_required)), 6)
+    assert res.counterexample.property_id == "CM"
     assert len(res.counterexample.trace) <= 6
 
 
 def test_first_draft_overwrite_from_stale_receipt_breaks_C1():
-    res = explore(with_clients("rollout mix p=1", reconcile=fd.overwrite_from_receipt), 6)
-    assert res.counterexample.property_id == "C1"
+    res = explore(with_clients("rollout mix p=1", rules=ClientRules(reconcile=fd.overwrite_from_receipt)), 6)
+    assert res.counterexample.property_id == "CM"
 
 
 def test_first_draft_chain_recovery_despite_hints_breaks_D1_or_R2():
-    res = explore(with_clients("hinted-v2 faults p=1", prefer_chain_after_restart=True), 6)
+    res = explore(with_clients("hinted-v2 faults p=1", rules=ClientRules(follows_hints=fd.chain_after_restart)), 6)
     assert res.counterexample.property_id == "D1"
-    res = explore(with_clients("hinted-v2 lifecycle p=1", prefer_chain_after_restart=True), 6)
+    res = explore(with_clients("hinted-v2 lifecycle p=1", rules=ClientRules(follows_hints=fd.chain_after_restart)), 6)
     assert res.counterexample.property_id == "R2"
 
 
 def test_deposit_drain_without_trust_bound_breaks_H1():
-    res = explore(with_clients("lying server p=1", enforce_bound=False), 4)
-    assert res.counterexample.property_id == "H1"
+    res = explore(with_clients("lying server p=1", rules=ClientRules(bound=fd.no_trust_bound)), 4)
+    assert res.counterexample.property_id == "HB"
 
 
 def test_counterexample_is_shortest():
-    a = explore(with_clients("rollout mix p=1", amount=fd.sign_exactly_required), 6).counterexample
-    b = explore(with_clients("rollout mix p=1", amount=fd.sign_exactly_required), len(a.trace) - 1).counterexample
+    a = explore(with_clients("rollout mix p=1", rules=ClientRules(amount=fd.sign_exactly_required)), 6).counterexample
+    b = explore(with_clients("rollout mix p=1", rules=ClientRules(amount=fd.sign_exactly_required)), len(a.trace) - 1).counterexample
     assert b is None
 
 

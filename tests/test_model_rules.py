@@ -4,6 +4,7 @@ import pytest
 
 from model import chain as escrow
 from model import client as cl
+from model import deviations as dv
 from model import first_draft as fd
 from model import server as sv
 from model.base import Rejected
@@ -126,7 +127,7 @@ def test_SH_hinted_and_legacy_challenges():
     assert h.proof is None  # rule UA1: no proof for a request that proved nothing (an address is no proof)
     proven = sv.author_challenge(CFG, s, ch, A, True, proven="c1").hints
     assert proven.proof == Voucher("c1", 2, A)  # v2 carries the highest voucher to the channel's holder
-    anyone = sv.author_challenge(attrs.evolve(CFG, proof_disclosure="any"), s, ch, A, True).hints
+    anyone = sv.author_challenge(attrs.evolve(CFG, rules=sv.ServerRules(discloses=dv.discloses_to_anyone)), s, ch, A, True).hints
     assert anyone.proof == Voucher("c1", 2, A)
     assert sv.author_challenge(attrs.evolve(CFG, profile="v1"), s, ch, A, True).hints.proof is None
     legacy = sv.author_challenge(attrs.evolve(CFG, hinted=False), s, ch, A, True).hints
@@ -137,7 +138,7 @@ def test_SH_hinted_and_legacy_challenges():
 def test_SH1_no_hints_for_closing_or_finalized_channels():
     s = _server_with_channel()
     assert sv.author_challenge(CFG, s, escrow.request_close(opened(), A, "c1"), A, True).hints is None
-    bug = attrs.evolve(CFG, hint_closing_channels=True)
+    bug = attrs.evolve(CFG, rules=sv.ServerRules(hintable=dv.hints_closing_channels))
     assert sv.author_challenge(bug, s, escrow.request_close(opened(), A, "c1"), A, True).hints is not None
 
 
@@ -196,7 +197,7 @@ def test_H3b_never_below_own_signature():
     hints = Hints("c1", accepted=2, spent=2, deposit=6, required=3, proof=Voucher("c1", 2, A))
     _, cred = cl.next_credential(CC, st, Challenge(1, hints), opened(), True)
     assert cred.voucher.amount == 4
-    bug = attrs.evolve(CC, amount=fd.sign_exactly_required)
+    bug = attrs.evolve(CC, rules=cl.ClientRules(amount=fd.sign_exactly_required))
     assert cl.next_credential(bug, st, Challenge(1, hints), opened(), True)[1].voucher.amount == 3
 
 
@@ -264,7 +265,7 @@ def test_H6_price_above_the_clients_limit_is_refused():
 def test_H7_challenge_for_another_escrow_is_refused():
     r = cl.next_credential(CC, cl.ClientState(), Challenge(1, foreign=True), escrow.mint(Chain(), A, 10), True)
     assert isinstance(r, cl.Refused) and r.reason == "challenge-rejected"
-    bug = attrs.evolve(CC, check_domain=False)
+    bug = attrs.evolve(CC, rules=cl.ClientRules(foreign=dv.ignores_domain))
     assert cl.next_credential(bug, cl.ClientState(), Challenge(1, foreign=True), escrow.mint(Chain(), A, 10),
                               True)[1].action == "open"
 
@@ -276,8 +277,8 @@ def test_G1_a_410_asks_the_chain_and_keeps_a_live_channel_known():
     # it is not paid on again by itself (a bare challenge opens) but a hint for it is followed, at what it signed
     _, cred = cl.next_credential(CC, kept, Challenge(1, Hints("c1")), opened(), True)
     assert cred.action == "voucher" and cred.voucher.amount == 3
-    assert cl.on_gone(attrs.evolve(CC, ask_chain_on_gone=False), st, opened(), "c1").entry is None
-    assert cl.holdings(cl.on_gone(attrs.evolve(CC, ask_chain_on_gone=False), st, opened(), "c1")) == ()
+    assert cl.on_gone(attrs.evolve(CC, rules=cl.ClientRules(holds_escrow=dv.forgets_on_gone)), st, opened(), "c1").entry is None
+    assert cl.holdings(cl.on_gone(attrs.evolve(CC, rules=cl.ClientRules(holds_escrow=dv.forgets_on_gone)), st, opened(), "c1")) == ()
     assert cl.holdings(cl.on_gone(CC, st, Chain(), "c1")) == ()  # absent on chain: forgotten
 
 

@@ -4,6 +4,7 @@ import attrs
 
 from model import chain as escrow
 from model import client as cl
+from model import deviations as dv
 from model import server as sv
 from model.check import explore
 from model.messages import Challenge, Credential, Request
@@ -50,7 +51,7 @@ def test_UA2_a_public_equal_voucher_buys_nothing_and_closes_nothing():
     assert head.status == 200  # idempotent and free (V6): nothing consumed
     close = Request(ATTACKER, False, Credential("close", "c1", Voucher("c1", 4, A)))
     assert sv.handle(CFG, server, chain, close)[2].problem == "verification-failed"
-    bug = attrs.evolve(CFG, public_vouchers_spend=True)
+    bug = attrs.evolve(CFG, rules=sv.ServerRules(buys_nothing=dv.nothing_public))
     assert sv.handle(bug, server, chain, replay)[2].status == 200
     assert sv.handle(bug, server, chain, close)[1].channel("c1").finalized
 

@@ -20,7 +20,7 @@ from adapters.chain.base import ZERO_ADDRESS
 from conformance.chain_rpc import EVENTS, HarnessRpc
 from conformance.harness import RunConfig, Session
 from conformance.runner import run_pair
-from model.crypto import address_of, keccak
+from wire.crypto import address_of, keccak
 
 ENH = "0x" + "ab" * 32
 SALT = "0x" + "01" * 32

@@ -21,11 +21,11 @@ from adapters.bridge import AdapterError
 from adapters.bridge.testing import node_adapter_or_skip
 
 try:
-    from model import crypto
+    from wire import crypto
 except ImportError:  # pragma: no cover
     crypto = None
 
-needs_crypto = pytest.mark.skipif(crypto is None, reason="model/crypto.py is not there yet")
+needs_crypto = pytest.mark.skipif(crypto is None, reason="wire/crypto.py is not there yet")
 
 PAYER_KEY = "0x0123456789012345678901234567890123456789012345678901234567890123"
 PAYER = "0x14791697260e4c9a71f18484c9f997b308e59325"

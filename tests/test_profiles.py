@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model.crypto import VoucherDomain, address_of, sign_voucher, to_high_s
-from model.profiles import hints_from_request, method_details_with_hints, recoverer
+from wire.crypto import VoucherDomain, address_of, sign_voucher, to_high_s
+from wire.profiles import hints_from_request, method_details_with_hints, recoverer
 from model.records import Hints, Voucher
-from model.wire import (
+from wire.codec import (
     Descriptor,
     HighestVoucher,
     MalformedRequest,

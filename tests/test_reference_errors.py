@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from adapters.reference import SessionClient
-from model.crypto import to_high_s
+from wire.crypto import to_high_s
 
 from .test_reference_support import (
     PATH,

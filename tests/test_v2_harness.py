@@ -14,9 +14,9 @@ from adapters.chain._common import compute_channel_id_v2
 from adapters.chain.base import ChannelDescriptor
 from adapters.chain.deployment import Deployment, deployment_of
 from model import chain as mc
-from model import wire
+from wire import codec as wire
 from model.base import Rejected
-from model.crypto import UINT96_MAX, UINT128_MAX, VoucherDomain, address_of, recover_voucher_signer, sign_voucher
+from wire.crypto import UINT96_MAX, UINT128_MAX, VoucherDomain, address_of, recover_voucher_signer, sign_voucher
 from model.system import Config, initial
 
 PAYER, PAYEE = b"\x11" * 32, b"\x22" * 32

@@ -10,7 +10,8 @@ import re
 
 import coincurve
 
-from model.crypto import keccak
+from model.base import UINT96_MAX, UINT128_MAX
+from wire.crypto import SECP256K1_HALF_N, SECP256K1_N, keccak
 
 from .base import ChainError
 
@@ -36,10 +37,7 @@ __all__ = [
 ]
 
 CLOSE_GRACE_PERIOD = 15 * 60  # the escrow's CLOSE_GRACE_PERIOD (draft, "requestClose")
-UINT128_MAX = 2**128 - 1
 UINT256_MAX = 2**256 - 1
-SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
-SECP256K1_HALF_N = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0
 
 # The escrow's custom errors (TempoStreamChannel.sol); ChainError.reason is one of these
 # for a reverted escrow call.
@@ -135,7 +133,6 @@ def compute_channel_id(
 
 # ----------------------------------------------------------------------------- v2
 
-UINT96_MAX = 2**96 - 1
 # The TIP-20 channel escrow precompile's address: mppx's default escrow for v2.
 PRECOMPILE_ESCROW = "0x4d50500000000000000000000000000000000000"
 

@@ -24,7 +24,7 @@ from typing import Literal, Optional, Union
 
 import attrs
 
-from model.crypto import VoucherDomain
+from wire.crypto import VoucherDomain
 
 from .base import ZERO_ADDRESS, Chain, ChainError, ChainV2, ChannelDescriptor
 

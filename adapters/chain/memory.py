@@ -39,7 +39,7 @@ from typing import Any
 
 import coincurve
 
-from model.crypto import VoucherDomain, voucher_digest
+from wire.crypto import VoucherDomain, voucher_digest
 
 from ._common import (
     CLOSE_GRACE_PERIOD,

@@ -23,7 +23,7 @@ deposit, operator, payee, salt, token}, topUp's {additionalDeposit, descriptor}.
 """
 from __future__ import annotations
 
-from model.crypto import VoucherDomain, keccak, voucher_digest
+from wire.crypto import VoucherDomain, keccak, voucher_digest
 
 from ._common import (
     PRECOMPILE_ESCROW,

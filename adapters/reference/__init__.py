@@ -12,7 +12,7 @@ from .client import (
     SessionClient,
 )
 from .server import PAID_PREFIX, RunningServer, ServerConfig, SessionServer, serve
-from .store import ChannelRecord
+from .store import StoredChannel
 
 __all__ = [
     "SessionClient",
@@ -26,5 +26,5 @@ __all__ = [
     "RunningServer",
     "serve",
     "PAID_PREFIX",
-    "ChannelRecord",
+    "StoredChannel",
 ]

@@ -2,7 +2,7 @@
 
     python -m adapters.reference.bench [--seconds S]
 
-- voucher verifications/s (model.crypto.recover_voucher_signer: digest + canonical checks +
+- voucher verifications/s (wire.crypto.recover_voucher_signer: digest + canonical checks +
   recovery + address) against raw coincurve recoveries/s of the same signature;
 - paid requests/s of the reference server on loopback (memory chain), one hinted client, in one
   round trip (challenge reuse) beside the 402 flow (two round trips); the same in process (no
@@ -38,7 +38,7 @@ import coincurve
 import httpx
 
 from adapters.chain import make_chain
-from model.crypto import VoucherDomain, keccak, parse_signature, recover_voucher_signer, sign_voucher, voucher_digest
+from wire.crypto import VoucherDomain, keccak, parse_signature, recover_voucher_signer, sign_voucher, voucher_digest
 
 from .client import SessionClient
 from .server import ServerConfig, SessionServer, serve

@@ -60,10 +60,10 @@ import httpx
 
 from adapters.chain.base import ZERO_ADDRESS, Chain, ChainError, ChannelDescriptor, ChannelState
 from adapters.chain.deployment import deployment_of
-from model.crypto import address_of, keccak, sign_voucher
-from model.profiles import hints_from_request, recoverer
+from wire.crypto import address_of, keccak, sign_voucher
+from wire.profiles import hints_from_request, recoverer
 from model.records import Hints
-from model.wire import (
+from wire.codec import (
     Challenge,
     ClosePayload,
     Credential,

@@ -39,11 +39,11 @@ from starlette.routing import Route
 
 from adapters.chain.base import ZERO_ADDRESS, Chain, ChainError, ChannelDescriptor, ChannelState
 from adapters.chain.deployment import deployment_of
-from model.crypto import CryptoError, address_of, recover_voucher_signer
-from model.crypto import keccak
-from model.profiles import method_details_with_hints
+from wire.crypto import CryptoError, address_of, recover_voucher_signer
+from wire.crypto import keccak
+from wire.profiles import method_details_with_hints
 from model.records import Hints, Voucher
-from model.wire import (
+from wire.codec import (
     PROBLEM_BASE,
     PROBLEMS,
     Challenge,
@@ -70,7 +70,7 @@ from model.wire import (
 
 from .ratelimit import RateLimiter
 from .serving import ServingLimits, serve_app
-from .store import ChannelRecord, Store, StoredResponse, Tx
+from .store import StoredChannel, Store, StoredResponse, Tx
 
 __all__ = ["ServerConfig", "SessionServer", "RunningServer", "serve", "PAID_PREFIX", "now_rfc3339"]
 
@@ -80,7 +80,7 @@ IDEMPOTENCY_HEADER = "idempotency-key"
 _ADDRESS_RE = re.compile(r"0x[0-9a-fA-F]{40}")
 _CONTENT_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
-# Problem types of this server that are not payment failures (so not in model.wire's
+# Problem types of this server that are not payment failures (so not in wire.codec's
 # registry of the drafts' types): both answer without a challenge.
 _SERVER_PROBLEMS = {
     # draft "Request Idempotency": a stored response is given only to the request it answered
@@ -160,7 +160,7 @@ class _Reply:
 class _Outcome:
     """A successful action, before the receipt is written."""
 
-    record: ChannelRecord
+    record: StoredChannel
     tx_hash: str | None = None
 
 
@@ -194,10 +194,10 @@ class SessionServer:
 
     # ------------------------------------------------------------------ public API
 
-    def get_record(self, channel_id: str) -> ChannelRecord | None:
+    def get_record(self, channel_id: str) -> StoredChannel | None:
         return self.store.get(channel_id)
 
-    def records(self) -> list[ChannelRecord]:
+    def records(self) -> list[StoredChannel]:
         return self.store.all()
 
     def dump(self) -> str:
@@ -307,7 +307,7 @@ class SessionServer:
         transaction carries it): it proves no one, buys no content and closes nothing."""
         return amount <= st.settled
 
-    def _discloses_proof(self, rec: ChannelRecord | None, proven_channel: str | None) -> bool:
+    def _discloses_proof(self, rec: StoredChannel | None, proven_channel: str | None) -> bool:
         """Rule UA1: the highest voucher goes only to a proven holder of that channel (the default,
         `proof_disclosure="authentic"`); a client that needs it authenticates first (rule UA3)."""
         if self.config.proof_disclosure == "any":
@@ -368,7 +368,7 @@ class SessionServer:
             raise _Reject("challenge-not-found", "echoed challenge was not issued by this server: " + "; ".join(mismatches))
         return req
 
-    def _hints_for(self, rec: ChannelRecord | None, content: bool) -> tuple[Hints | None, str | None]:
+    def _hints_for(self, rec: StoredChannel | None, content: bool) -> tuple[Hints | None, str | None]:
         """Hints for `rec` if it is reusable: not finalized, no close pending (re-read on chain).
         The signature returned is disclosed only under rule UA (see `_proven_channel`)."""
         if rec is None or rec.finalized:
@@ -503,7 +503,7 @@ class SessionServer:
         except CryptoError as exc:
             raise _Reject("invalid-signature", f"voucher signature: {exc.what}", channel_id=channel_id) from None
 
-    def _live_state(self, rec: ChannelRecord | None, cid: str) -> ChannelState:
+    def _live_state(self, rec: StoredChannel | None, cid: str) -> ChannelState:
         """Rule V1: known to us and on chain, not finalized."""
         if rec is None:
             raise _Reject("channel-not-found", f"no channel {cid} is known to this server", channel_id=cid)
@@ -529,7 +529,7 @@ class SessionServer:
             return None
         return _Reply(stored.status, stored.headers, stored.body.encode("utf-8"))
 
-    def _accept(self, tx: Tx, rec: ChannelRecord, st: ChannelState, amount: int, signature: str) -> ChannelRecord:
+    def _accept(self, tx: Tx, rec: StoredChannel, st: ChannelState, amount: int, signature: str) -> StoredChannel:
         """Voucher rules after the signature (draft "Voucher Verification" 5-9; "Idempotency")."""
         cid = rec.channel_id
         if st.close_requested_at != 0:
@@ -556,7 +556,7 @@ class SessionServer:
         return attrs.evolve(rec, accepted_cumulative=amount, highest_signature=signature)
 
     def _serve(
-        self, tx: Tx, rec: ChannelRecord, method: str, path: str, content: bool, cred: Credential,
+        self, tx: Tx, rec: StoredChannel, method: str, path: str, content: bool, cred: Credential,
         key: str | None, tx_hash: str | None = None,
     ) -> _Reply:
         """Charge (content only), store, build the receipt; runs inside the transaction."""
@@ -583,7 +583,7 @@ class SessionServer:
         return reply
 
     def _success(
-        self, rec: ChannelRecord, cred: Credential, method: str, path: str, content: bool,
+        self, rec: StoredChannel, cred: Credential, method: str, path: str, content: bool,
         tx_hash: str | None, units: int | None,
     ) -> _Reply:
         receipt = Receipt(
@@ -692,7 +692,7 @@ class SessionServer:
         if p.cumulative_amount < st.settled:
             raise _Reject("verification-failed",
                           f"cumulativeAmount {p.cumulative_amount} is below settled {st.settled}", channel_id=cid)
-        rec = ChannelRecord(
+        rec = StoredChannel(
             channel_id=cid, payer=st.payer, payee=st.payee, token=st.token, authorized_signer=st.authorized_signer,
             deposit=st.deposit, settled=st.settled, close_requested_at=st.close_requested_at, finalized=False,
             accepted_cumulative=p.cumulative_amount, highest_signature=p.signature, spent=0, units=0, created_seq=0,
@@ -787,7 +787,7 @@ class SessionServer:
                 f"this request is {method} {path}: use a fresh key", channel_id=cid,
             )
 
-    def _adopt(self, cid: str, amount: int, signature: str) -> ChannelRecord | None:
+    def _adopt(self, cid: str, amount: int, signature: str) -> StoredChannel | None:
         """Record an on-chain channel of ours that the store does not know, when a credential's
         voucher is signed by its signer: the crash window between an open's broadcast and its
         record's commit orphans no deposit. The record is built from the chain (deposit,
@@ -799,7 +799,7 @@ class SessionServer:
         if not st.exists or st.payee != self.payee or st.token != self.chain.token or st.finalized:
             return None
         self._check_signer(st, cid, amount, signature)
-        rec = ChannelRecord(
+        rec = StoredChannel(
             channel_id=cid, payer=st.payer, payee=st.payee, token=st.token, authorized_signer=st.authorized_signer,
             deposit=st.deposit, settled=st.settled, close_requested_at=st.close_requested_at, finalized=False,
             accepted_cumulative=st.settled, highest_signature="", spent=st.settled, units=0, created_seq=0,
@@ -901,7 +901,7 @@ def _chain_descriptor(d: Descriptor) -> ChannelDescriptor:
     return ChannelDescriptor(d.payer, d.payee, d.operator, d.token, d.salt, d.authorized_signer, d.expiring_nonce_hash)
 
 
-def _mirror(rec: ChannelRecord, st: ChannelState) -> ChannelRecord:
+def _mirror(rec: StoredChannel, st: ChannelState) -> StoredChannel:
     """Refresh the on-chain mirror fields of a record from a chain read."""
     return attrs.evolve(
         rec, deposit=st.deposit, settled=st.settled, close_requested_at=st.close_requested_at,

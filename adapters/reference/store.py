@@ -76,7 +76,7 @@ ZERO_ADDRESS = "0x" + "00" * 20
 
 
 @attrs.frozen
-class ChannelRecord:
+class StoredChannel:
     """One row of `channels`, amounts as ints."""
 
     channel_id: str
@@ -120,14 +120,14 @@ _COLUMNS = (
 )
 
 
-def _accounting(rec: ChannelRecord) -> tuple:
+def _accounting(rec: StoredChannel) -> tuple:
     """The columns a channel's accounting updates, in table order (amounts as decimal TEXT)."""
     return (str(rec.deposit), str(rec.settled), int(rec.close_requested_at), int(rec.finalized),
             str(rec.accepted_cumulative), rec.highest_signature, str(rec.spent), int(rec.units))
 
 
-def _record(row: tuple) -> ChannelRecord:
-    return ChannelRecord(
+def _record(row: tuple) -> StoredChannel:
+    return StoredChannel(
         channel_id=row[0],
         payer=row[1],
         payee=row[2],
@@ -224,13 +224,13 @@ class Tx:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._c = conn
 
-    def get(self, channel_id: str) -> ChannelRecord | None:
+    def get(self, channel_id: str) -> StoredChannel | None:
         row = self._c.execute(
             f"SELECT {_COLUMNS} FROM channels WHERE channel_id = ?", (channel_id.lower(),)
         ).fetchone()
         return _record(row) if row else None
 
-    def insert(self, rec: ChannelRecord) -> ChannelRecord:
+    def insert(self, rec: StoredChannel) -> StoredChannel:
         seq = self._c.execute("SELECT COALESCE(MAX(created_seq), 0) + 1 FROM channels").fetchone()[0]
         rec = attrs.evolve(rec, created_seq=int(seq))
         self._c.execute(
@@ -247,7 +247,7 @@ class Tx:
         )
         return rec
 
-    def update(self, rec: ChannelRecord) -> None:
+    def update(self, rec: StoredChannel) -> None:
         cur = self._c.execute(
             "UPDATE channels SET deposit=?, settled=?, close_requested_at=?, finalized=?, "
             "accepted_cumulative=?, highest_signature=?, spent=?, units=? WHERE channel_id=?",
@@ -329,17 +329,17 @@ class Store:
             self.sync.wait(self.sync.committed())
 
     # -- reads outside a transaction (a consistent snapshot each) --
-    def get(self, channel_id: str) -> ChannelRecord | None:
+    def get(self, channel_id: str) -> StoredChannel | None:
         row = self._conn().execute(
             f"SELECT {_COLUMNS} FROM channels WHERE channel_id = ?", (channel_id.lower(),)
         ).fetchone()
         return _record(row) if row else None
 
-    def all(self) -> list[ChannelRecord]:
+    def all(self) -> list[StoredChannel]:
         rows = self._conn().execute(f"SELECT {_COLUMNS} FROM channels ORDER BY created_seq").fetchall()
         return [_record(r) for r in rows]
 
-    def newest_for_payer(self, payer: str, payee: str) -> ChannelRecord | None:
+    def newest_for_payer(self, payer: str, payee: str) -> StoredChannel | None:
         row = self._conn().execute(
             f"SELECT {_COLUMNS} FROM channels WHERE payer = ? AND payee = ? ORDER BY created_seq DESC LIMIT 1",
             (payer.lower(), payee.lower()),

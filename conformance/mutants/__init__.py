@@ -2,7 +2,7 @@
 
 Server mutants subclass the reference server (adapters/reference/server.py) and change one
 rule; client mutants plant one of the first draft's bugs through the model client's
-swappable rules (model/client.py ClientConfig). Each names the property it breaks.
+swappable rules (model/client.py ClientRules). Each names the property it breaks.
 `python -m conformance mutants` must kill every one of them.
 """
 from __future__ import annotations
@@ -70,13 +70,13 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in [
     Mutant("server-settled-voucher-spends", "server", "TP2",
            "lets a voucher at or below settled (public on chain) close the channel and buy content (rule UA2; "
            "GHSA-mv9j-8jvg-j8mr)", settled_voucher_spends_server, "model", ("server",)),
-    Mutant("client-signs-below-own", "client", "C1",
+    Mutant("client-signs-below-own", "client", "CM",
            "signs exactly requiredCumulative even below what it already signed (H3b)",
            signs_below_own_client, "model", ("client", "pair")),
     Mutant("client-overwrites-view", "client", "RM",
            "overwrites its view from a stale lower receipt (R1: reconcile by max)",
            overwrite_view_client, "model", ("client",)),
-    Mutant("client-chain-after-restart", "client", "H3",
+    Mutant("client-chain-after-restart", "client", "HT",
            "after a restart recovers from chain `settled` although the server hinted (H1-H2)",
            chain_after_restart_client, "reference", ("pair",)),
     Mutant("server-skips-challenge-binding", "server", "SV",
@@ -104,7 +104,7 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in [
     Mutant("client-refuses-head", "client", "LV",
            "never pays for HEAD (it treats HEAD as free): HEAD requests never complete",
            refuses_head_client, "model", ("pair", "client")),
-    Mutant("client-deposit-drain", "client", "H1",
+    Mutant("client-deposit-drain", "client", "HB",
            "signs requiredCumulative without the trust bound (H4): a lying server drains the deposit",
            deposit_drain_client, "model", ("client",)),
     Mutant("client-pays-any-price", "client", "XP",

@@ -1,27 +1,34 @@
 """Client mutants: the model client over the wire with one of the first draft's bugs planted
-through its swappable rules (model/client.py, ClientConfig)."""
+through its swappable rules (model/client.py, ClientRules; model/first_draft.py, model/deviations.py)."""
 from __future__ import annotations
 
 import attrs
 
+from model import deviations, first_draft
+
 from ..model_impl import ModelClient
 
 
-def _mutant(name: str, **changes) -> ModelClient:
-    return ModelClient(name, cfg_hook=lambda cfg: attrs.evolve(cfg, **changes))
+def _mutant(name: str, rules: dict | None = None, **changes) -> ModelClient:
+    """The model client with some of its rules (`ClientRules`) and config fields replaced."""
+    def hook(cfg):
+        if rules:
+            cfg = attrs.evolve(cfg, rules=attrs.evolve(cfg.rules, **rules))
+        return attrs.evolve(cfg, **changes)
+    return ModelClient(name, cfg_hook=hook)
 
 
 def signs_below_own_client():
-    return _mutant("client-signs-below-own", amount=lambda target, signed_max: target)
+    return _mutant("client-signs-below-own", rules=dict(amount=lambda target, signed_max: target))
 
 
 def overwrite_view_client():
     return _mutant("client-overwrites-view",
-                   reconcile=lambda e, r: attrs.evolve(e, accepted=r.accepted, spent=r.spent))
+                   rules=dict(reconcile=lambda e, r: attrs.evolve(e, accepted=r.accepted, spent=r.spent)))
 
 
 def chain_after_restart_client():
-    return _mutant("client-chain-after-restart", prefer_chain_after_restart=True)
+    return _mutant("client-chain-after-restart", rules=dict(follows_hints=first_draft.chain_after_restart))
 
 
 def deposit_drain_client():
@@ -30,7 +37,7 @@ def deposit_drain_client():
 
 def signs_ahead_client():
     """Bug: pays one price ahead of the server's target (a client that adds the price to requiredCumulative)."""
-    return _mutant("client-signs-ahead", amount=lambda target, floor: max(target, floor) + 1, max_unproven=1)
+    return _mutant("client-signs-ahead", rules=dict(amount=lambda target, floor: max(target, floor) + 1), max_unproven=1)
 
 
 class _RefusesHead(ModelClient):
@@ -55,12 +62,12 @@ def pays_any_price_client():
 
 def forgets_live_channel_client():
     """Bug: forgets a channel on any 410 without asking the chain (rule G1): a lying 410 strands the deposit."""
-    return _mutant("client-forgets-live-channel", ask_chain_on_gone=False)
+    return _mutant("client-forgets-live-channel", rules=dict(holds_escrow=deviations.forgets_on_gone))
 
 
 def ignores_domain_client():
     """Bug: never compares the challenge's escrow contract and chainId with its own (rule H7)."""
-    return _mutant("client-ignores-domain", check_domain=False)
+    return _mutant("client-ignores-domain", rules=dict(foreign=deviations.ignores_domain))
 
 
 class _KeepsPaying(ModelClient):

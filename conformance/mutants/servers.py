@@ -121,7 +121,7 @@ class AcceptsHighS(SessionServer):
     valid signature is normalized instead of refused, and stored as the highest voucher."""
 
     def _recover(self, channel_id, amount, signature):
-        from model.crypto import SECP256K1_HALF_N, to_high_s
+        from wire.crypto import SECP256K1_HALF_N, to_high_s
 
         raw = bytes.fromhex(signature[2:]) if isinstance(signature, str) else signature
         if len(raw) == 65 and int.from_bytes(raw[32:64], "big") > SECP256K1_HALF_N:
@@ -222,7 +222,7 @@ class SkipsChallengeBinding(SessionServer):
     never comparing them with the echoed request (a client can echo an altered request)."""
 
     def _verify_challenge(self, ch):
-        from model.wire import decode_request, verify_challenge_id
+        from wire.codec import decode_request, verify_challenge_id
 
         if not verify_challenge_id(self.config.secret, ch):
             try:

@@ -17,19 +17,7 @@ import coincurve
 from eth_keys import KeyAPI
 from eth_keys.backends import CoinCurveECCBackend
 
-try:  # safe-pysha3 is several times faster than the pycryptodome backend
-    from sha3 import keccak_256 as _keccak_256
-
-    def keccak(data: bytes) -> bytes:
-        """keccak256 (the pre-standard SHA-3 used by Ethereum)."""
-        return _keccak_256(data).digest()
-
-except ImportError:  # pragma: no cover - depends on the environment
-    from eth_hash.auto import keccak as _eth_keccak
-
-    def keccak(data: bytes) -> bytes:
-        """keccak256 (the pre-standard SHA-3 used by Ethereum)."""
-        return _eth_keccak(data)
+from model.base import keccak  # a pure hash: the escrow model (rule E1b) needs it too
 
 
 __all__ = [
@@ -57,8 +45,7 @@ SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 SECP256K1_HALF_N = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0
 """The draft's half order (section "Signature Malleability"): s MUST be <= this."""
 
-UINT96_MAX = 2**96 - 1
-UINT128_MAX = 2**128 - 1
+from model.base import UINT96_MAX, UINT128_MAX  # noqa: E402 (re-exported: defined once, in model/base.py)
 
 _EIP712_DOMAIN_TYPEHASH = keccak(
     b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"

@@ -125,7 +125,7 @@ def _from_validation(
 # Field types (tempo-session "Encoding Conventions")
 # --------------------------------------------------------------------------
 
-UINT128_MAX = 2**128 - 1
+from model.base import UINT128_MAX  # noqa: E402 (defined once, in model/base.py)
 _DECIMAL_RE = re.compile(r"[0-9]+")
 _HEX_BODY_RE = re.compile(r"[0-9a-fA-F]*")
 _B64URL_RE = re.compile(r"[A-Za-z0-9_-]*")

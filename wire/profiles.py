@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Callable, Literal
 
-from model.crypto import CryptoError, VoucherDomain, recover_voucher_signer
+from .crypto import CryptoError, VoucherDomain, recover_voucher_signer
 from model.records import Hints, Voucher
-from model.wire import (
+from .codec import (
     WHERE_REQUEST,
     Descriptor,
     HighestVoucher,
