@@ -81,10 +81,9 @@ def checked_properties() -> set[str]:
     """Property ids the checks define or report: the checker's PROPERTIES, the conformance registries, and any
     id a conformance check reports (`_violation(.., "X", ..)`, `("X", f"...")`)."""
     from conformance.adversary import EXTRA_PROPERTIES
-    from conformance.mppx_machines import EXTRA
     from model.properties import PROPERTIES
 
-    ids = {p.id for p in PROPERTIES} | set(EXTRA_PROPERTIES) | set(EXTRA)
+    ids = {p.id for p in PROPERTIES} | set(EXTRA_PROPERTIES)
     for f in sorted((ROOT / "conformance").rglob("*.py")):
         src = f.read_text()
         ids |= set(re.findall(r"_violation\(\s*\w+,\s*\"([A-Z][A-Z0-9]*)\"", src))
