@@ -270,13 +270,19 @@ CASES: tuple[Case, ...] = (
           _req("voucher", "UA2", amount=2), _req("voucher", "UA2", "V6", "C1", amount=2, method="HEAD"),
           _req("close", "UA2", "X1", amount=2), _req("voucher", "UA2", amount=3),
           _req("close", "UA2", "X1", "X2", "E4", amount=3))),
+    Case("adopt-orphaned-open", "the payer's open reached the chain but the server kept no record of it (a crash "
+         "between the broadcast and the commit): a voucher another key signed adopts nothing; the payer's own "
+         "voucher makes the server adopt the channel from the chain (A1) and pays",
+         (_req("orphan_open", deposit=4), _req("voucher", "A1", "V2", amount=1, signer="stranger"),
+          _req("voucher", "A1", "C2", amount=1), _req("challenge", "S-H3"))),
 )
 
 # The same histories on a v2 deployment (memory-v2: TIP-20 channel escrow, "TIP20 Channel Reserve" vouchers,
 # channel ids from descriptors, opens and topUps as Tempo 0x76 transactions): opens, topUps, cooperative and
 # forced closes with the descriptor in every payload (rule W2). Left out: the v1 flat hint encoding, the v1
 # uint128 bound (v2's uint96 has its own case) and unknown channels (a v2 topUp needs the channel's descriptor).
-_V1_ONLY = {"challenge-hinted-v1", "amount-bound", "topup-unknown-channel", "voucher-unknown-channel"}
+_V1_ONLY = {"challenge-hinted-v1", "amount-bound", "topup-unknown-channel", "voucher-unknown-channel",
+            "adopt-orphaned-open"}  # the last: a crash window no v2 runner reproduces yet (mppx has no crash points)
 V2_WIRE_CASES: tuple[Case, ...] = tuple(
     attrs.evolve(c, case_id="v2w-" + c.case_id, chain="memory-v2") for c in CASES if c.case_id not in _V1_ONLY) + (
     Case("v2w-amount-bound", "v2 amounts are uint96 (E7): 2^96 is a malformed credential; 2^96-1 is well formed "
@@ -415,17 +421,21 @@ class _Author:
         self.opened = 0
         self.txs: dict = {}
 
+    def new_open(self, deposit: int) -> tuple[str, str]:
+        """A fresh signed open transaction of the payer (its salt fixed by the count so far): (raw, channel id)."""
+        salt = "0x" + hashlib.sha256(f"vectors:salt:{self.opened}".encode()).hexdigest()
+        self.opened += 1
+        tx = self.dep.open_tx(PAYER_KEY, self.payee, deposit, salt, self.payer)
+        self.descriptors[tx.channel_id] = wire_descriptor(tx.descriptor)
+        return tx.raw, tx.channel_id
+
     def payload(self, step: dict):
         op = step["op"]
         if op == "open":
             if step.get("replay"):  # the same signed transaction again (rule O3)
                 raw, cid = self.txs["open"]
             else:
-                salt = "0x" + hashlib.sha256(f"vectors:salt:{self.opened}".encode()).hexdigest()
-                self.opened += 1
-                tx = self.dep.open_tx(PAYER_KEY, self.payee, step["deposit"], salt, self.payer)
-                raw, cid = self.txs["open"] = tx.raw, tx.channel_id
-                self.descriptors[cid] = wire_descriptor(tx.descriptor)
+                raw, cid = self.txs["open"] = self.new_open(step["deposit"])
             self.cid = cid
             key = STRANGER_KEY if step.get("signer") == "stranger" else PAYER_KEY
             return wire.OpenPayload(channel_id=cid, transaction=raw, cumulative_amount=step["amount"],
@@ -514,6 +524,12 @@ def generate(case: Case, workdir: str) -> dict:
             if step.get("lost"):
                 out["lost"] = True
             out["expect"] = observe(resp, domain)
+        elif op == "orphan_open":
+            # the chain state a server crash between an open's broadcast and its record's commit leaves: the
+            # payer's open is on chain, the server holds no record of it (rule A1)
+            raw, author.cid = author.new_open(step["deposit"])
+            chain.broadcast(raw)
+            out.update(channelId=author.cid, transaction=raw)
         elif op == "restart_server":
             server.restart()
         elif op == "switch_server":
@@ -593,6 +609,8 @@ def replay(doc: dict, make_server: Callable[[], Any], workdir: str) -> list[str]
             headers = dict(step["request"]["headers"])
             headers["Authorization"] = bind(step["credential"]["payload"], step["credential"]["source"], wc)
             got = observe(_send(server, method, headers), domain)
+        elif op == "orphan_open":
+            chain.broadcast(step["transaction"])
         elif op == "restart_server":
             server.restart()
         elif op == "switch_server":
