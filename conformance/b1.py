@@ -26,8 +26,6 @@ import httpx
 from .interface import ServerCrash
 from .network import copy_request
 
-_SHADOW_CHAINS: dict = {}
-
 
 def capable(server) -> bool:
     return callable(getattr(server, "in_mode", None))
@@ -35,14 +33,9 @@ def capable(server) -> bool:
 
 def _shadow_chain(name: str):
     """A second backend of the kind the session uses (one per process and name, reset per session)."""
-    from adapters.chain import make_chain
+    from .harness import fresh_chain
 
-    ch = _SHADOW_CHAINS.get(name)
-    if ch is None:
-        ch = _SHADOW_CHAINS[name] = make_chain(name)
-    else:
-        ch.reset()
-    return ch
+    return fresh_chain(name, slot="b1-shadow")
 
 
 def _ok(status: Optional[int]) -> bool:

@@ -113,11 +113,12 @@ def _scratch() -> Optional[str]:
     return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 
 
-def fresh_chain(name: str):
-    """One backend per process and name, reset for every session (evm deployment is slow)."""
-    ch = _CHAINS.get(name)
+def fresh_chain(name: str, slot: str = "session"):
+    """One backend per process, name and slot, reset for every session (evm deployment is slow). A second
+    slot gives a second chain of the same kind (B1's shadow server, conformance/b1.py)."""
+    ch = _CHAINS.get((name, slot))
     if ch is None:
-        ch = _CHAINS[name] = make_chain(name)
+        ch = _CHAINS[(name, slot)] = make_chain(name)
     else:
         ch.reset()
     return ch
