@@ -23,7 +23,7 @@ from model.messages import Credential as MCredential
 from model.messages import Request as MRequest
 from model.records import Voucher
 from model.system import LIE_PRICE_FACTOR, LIES, OTHER_CHANNEL, Act, Exchange, StepInfo, StepRun
-from wire import codec as wire
+import wire
 from wire.profiles import method_details_with_hints
 
 from .harness import RunConfig, Session, StepResult, wire_form_violations

@@ -41,7 +41,7 @@ from wire.crypto import sign_voucher
 from model.records import Voucher
 from model.system import Act, Exchange, StepInfo, StepRun
 from model.system import step as model_step
-from wire import codec as wire
+import wire
 
 from .interface import BASE_URL, IDEMPOTENCY_HEADER, PAID_PATH, PAYER_HEADER
 from .model_impl import challenge_from_response, escrow_channel, model_credential, wire_descriptor

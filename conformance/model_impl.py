@@ -1,6 +1,6 @@
 """The `model` adapters: model/ rules speaking the real wire.
 
-`ModelServer` answers real HTTP (wire/codec.py headers, wire/crypto.py
+`ModelServer` answers real HTTP (wire/headers.py, wire/crypto.py
 signatures, wire/profiles.py hints) by translating each request into a
 `model.messages.Request`, running `model.server.handle` on a model snapshot of
 the real chain, then applying to the real chain what the model's chain did
@@ -32,7 +32,7 @@ from model.messages import Request as MRequest
 from wire.profiles import hints_from_request, method_details_with_hints, recoverer
 from model.records import Voucher
 from model.system import round_trip_limit
-from wire import codec as wire
+import wire
 
 from .interface import (BASE_URL, IDEMPOTENCY_HEADER, PAYER_HEADER, AccountingRecord, ClientParams, ClientView, Env,
                         Outcome)

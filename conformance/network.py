@@ -1,6 +1,6 @@
 """The harness's network: an httpx transport in front of the server under test.
 
-Every exchange is decoded (wire/codec.py) and logged as a `Wire` record, so
+Every exchange is decoded (wire/headers.py) and logged as a `Wire` record, so
 properties are computed from what actually crossed the wire. Faults:
 
 * lose_request:  the request never reaches the server now (held; the harness may
@@ -28,7 +28,7 @@ from typing import Callable, Optional
 import attrs
 import httpx
 
-from wire import codec as wire
+import wire
 from wire.profiles import hints_from_request
 
 from .interface import PAYER_HEADER, IDEMPOTENCY_HEADER, ServerCrash

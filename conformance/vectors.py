@@ -3,7 +3,7 @@
 `export(dir)` writes three sets (format: vectors/README.md), one JSON file per
 case plus `index.json`; expectations are never written by hand:
 - v1 (`CASES`): played against the model over the real wire
-  (conformance.model_impl.ModelServer: model.server.handle behind wire/codec.py
+  (conformance.model_impl.ModelServer: model.server.handle behind wire/headers.py
   headers and wire/crypto.py v1 signatures) on a fresh memory chain with fixed keys;
 - v2 (`V2_CASES`): seeded channels, v2 voucher domain, run on model.server.handle
   directly, for mppx (vectors/run-vectors.mjs);
@@ -35,7 +35,7 @@ from adapters.chain import make_chain
 from adapters.chain.deployment import deployment_of
 from model import chain as mchain
 from model import server as msv
-from wire import codec as wire
+import wire
 from model.base import fm_set
 from wire.crypto import (CryptoError, VoucherDomain, address_of, keccak, recover_voucher_signer, sign_voucher,
                           to_high_s)
@@ -63,11 +63,14 @@ PAYER_KEY, STRANGER_KEY, PAYEE_KEY = _key("payer"), _key("stranger"), _key("paye
 
 
 def model_version() -> str:
-    """A digest of model/*.py: which model produced the expectations (stable run to run, unlike a commit)."""
-    root = Path(__file__).resolve().parent.parent / "model"
+    """A digest of model/*.py and wire/*.py: the rules and the wire boundary that produced the expectations (the
+    v1 cases are played over the real wire, so a codec change can change a verdict); stable run to run, unlike a
+    commit."""
+    root = Path(__file__).resolve().parent.parent
     h = hashlib.sha256()
-    for p in sorted(root.glob("*.py")):
-        h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
+    for package in ("model", "wire"):
+        for p in sorted((root / package).glob("*.py")):
+            h.update(f"{package}/{p.name}".encode() + b"\0" + p.read_bytes() + b"\0")
     return "sha256:" + h.hexdigest()[:16]
 
 
@@ -1056,7 +1059,7 @@ V2_CASES: tuple[SeededCase, ...] = (
 
 def _v2_wire_refusal(payload: dict, source: str) -> Optional[str]:
     """The problem the model's wire boundary gives a v2 voucher payload before model.server.handle sees it
-    (wire/codec.py parse_authorization and check_credential_protocol: rules W2 and E7; the descriptor check
+    (wire/headers.py parse_authorization and check_credential_protocol: rules W2 and E7; the descriptor check
     of the model server over the wire, conformance.model_impl.descriptor_ok: E1b and E8); None: it passes."""
     req = wire.SessionRequest(amount=V2_DEPLOYMENT["price"], currency=V2_DEPLOYMENT["currency"],
                               recipient=address_of(PAYEE_KEY),

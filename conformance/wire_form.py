@@ -17,7 +17,7 @@ from typing import Optional
 
 import httpx
 
-from wire import codec as wire
+import wire
 
 HEX = re.compile(r"^0x[0-9a-fA-F]+$")
 WF_PROPERTIES = {

@@ -1,6 +1,6 @@
 """What crosses the network, as the model sees it (after the wire boundary).
 
-`wire/codec.py` holds the pydantic models of the real headers; these records
+`wire/schema.py` holds the pydantic models of the real headers; these records
 are their meaning: the fields a rule reads, with signatures already recovered.
 """
 from __future__ import annotations

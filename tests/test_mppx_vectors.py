@@ -1,5 +1,5 @@
 """mppx@0.11.0 through the bridge: voucher vectors, cross-checked with wire/crypto.py, and header codecs
-cross-checked with wire/codec.py.
+cross-checked with wire/headers.py.
 
 The adapter is installed (npm ci into adapters/mppx/node_modules, once per lock
 file) and started by a module fixture; these tests skip only when Node/npm are
@@ -24,12 +24,12 @@ try:  # written concurrently by another part of the project
 except ImportError:  # pragma: no cover
     crypto = None
 try:
-    from wire import codec as wire
+    import wire
 except ImportError:  # pragma: no cover
     wire = None
 
 needs_crypto = pytest.mark.skipif(crypto is None, reason="wire/crypto.py is not there yet")
-needs_wire = pytest.mark.skipif(wire is None, reason="wire/codec.py is not there yet")
+needs_wire = pytest.mark.skipif(wire is None, reason="wire/headers.py is not there yet")
 
 KEY = "0x0123456789012345678901234567890123456789012345678901234567890123"
 ADDRESS = "0x14791697260e4c9a71f18484c9f997b308e59325"

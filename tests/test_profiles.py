@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from wire.crypto import VoucherDomain, address_of, sign_voucher, to_high_s
 from wire.profiles import hints_from_request, method_details_with_hints, recoverer
 from model.records import Hints, Voucher
-from wire.codec import (
+from wire import (
     Descriptor,
     HighestVoucher,
     MalformedRequest,

@@ -12,7 +12,7 @@ import pytest
 from adapters.reference import SessionClient, SessionServer
 from adapters.chain import ChainError
 from adapters.reference.client import EscrowBudgetExceeded, ExposureExceeded, PriceTooHigh, ServerUnreachable
-from wire.codec import parse_authorization
+from wire import parse_authorization
 
 from .test_reference_support import PATH, PRICE, config, memory_chain, new_key
 

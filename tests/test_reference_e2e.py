@@ -150,7 +150,7 @@ def _record_authorizations(monkeypatch):
     orig = SessionClient._send_paid
 
     def wrapped(self, method, path, challenge, payload, key, headers):
-        from wire.codec import Credential, encode_authorization
+        from wire import Credential, encode_authorization
 
         cred = Credential(challenge=challenge, source=f"did:pkh:eip155:{self.chain.chain_id}:{self.address}",
                           payload=payload)
@@ -189,7 +189,7 @@ def test_topup_then_deposit_exhausted(tmp_path):
 
 
 def _topup_authorization(client, chain, key, cid, url):
-    from wire.codec import Credential, TopUpPayload, encode_authorization
+    from wire import Credential, TopUpPayload, encode_authorization
 
     _, ch = get_challenge(url, payer_of(key), method="HEAD")
     raw = chain.build_topup_tx(key, cid, PRICE)

@@ -14,7 +14,7 @@ import pytest
 from adapters.reference import SessionClient
 from adapters.reference.client import ServerUnreachable
 from adapters.reference.server import SessionServer
-from wire.codec import parse_www_authenticate
+from wire import parse_www_authenticate
 
 from .test_reference_support import (
     PATH,

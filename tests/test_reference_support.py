@@ -16,7 +16,7 @@ import httpx
 from adapters.chain import make_chain
 from adapters.reference.server import RunningServer, ServerConfig, SessionServer, serve
 from wire.crypto import VoucherDomain, address_of, keccak, sign_voucher
-from wire.codec import Challenge, challenge_id, parse_problem, parse_receipt, parse_www_authenticate
+from wire import Challenge, challenge_id, parse_problem, parse_receipt, parse_www_authenticate
 
 PRICE = 1_000
 PAYEE_KEY = bytes.fromhex("a1" * 32)

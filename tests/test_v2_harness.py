@@ -14,7 +14,7 @@ from adapters.chain._common import compute_channel_id_v2
 from adapters.chain.base import ChannelDescriptor
 from adapters.chain.deployment import Deployment, deployment_of
 from model import chain as mc
-from wire import codec as wire
+import wire
 from model.base import Rejected
 from wire.crypto import UINT96_MAX, UINT128_MAX, VoucherDomain, address_of, recover_voucher_signer, sign_voucher
 from model.system import Config, initial

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wire.codec import (
+from wire import (
     PROBLEMS,
     PROBLEMS_BY_URI,
     Challenge,
@@ -655,7 +655,8 @@ def test_python_construction_accepts_ints_but_wire_does_not():
 def test_quoted_string_fast_path_agrees_with_the_character_walk(body):
     """The regular expression of `_Scanner.quoted` accepts exactly what the character walk accepts, with the
     same value and end offset (the walk only runs to name an error)."""
-    from wire.codec import MalformedHeader, _Scanner
+    from wire import MalformedHeader
+    from wire.headers import _Scanner
 
     text = '"' + body
 

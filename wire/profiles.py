@@ -14,15 +14,8 @@ from typing import Callable, Literal
 
 from .crypto import CryptoError, VoucherDomain, recover_voucher_signer
 from model.records import Hints, Voucher
-from .codec import (
-    WHERE_REQUEST,
-    Descriptor,
-    HighestVoucher,
-    MalformedRequest,
-    MethodDetails,
-    SessionRequest,
-    SessionSnapshot,
-)
+from .errors import WHERE_REQUEST, MalformedRequest
+from .schema import Descriptor, HighestVoucher, MethodDetails, SessionRequest, SessionSnapshot
 
 Recover = Callable[[str, int, str], "str | None"]
 """(channelId, cumulativeAmount, signature) -> recovered signer, or None if the signature is bad."""

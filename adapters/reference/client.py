@@ -63,7 +63,7 @@ from adapters.chain.deployment import deployment_of
 from wire.crypto import address_of, keccak, sign_voucher
 from wire.profiles import hints_from_request, recoverer
 from model.records import Hints
-from wire.codec import (
+from wire import (
     Challenge,
     ClosePayload,
     Credential,

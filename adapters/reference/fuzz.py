@@ -197,7 +197,7 @@ def _encodable(value: str) -> bool:
 def main(argv: list[str] | None = None) -> int:
     from adapters.chain import make_chain
     from wire.crypto import VoucherDomain, address_of, keccak, sign_voucher
-    from wire.codec import parse_www_authenticate
+    from wire import parse_www_authenticate
 
     from .bench import _InProcess
     from .client import SessionClient

@@ -43,7 +43,7 @@ from wire.crypto import CryptoError, address_of, recover_voucher_signer
 from wire.crypto import keccak
 from wire.profiles import method_details_with_hints
 from model.records import Hints, Voucher
-from wire.codec import (
+from wire import (
     PROBLEM_BASE,
     PROBLEMS,
     Challenge,
@@ -80,7 +80,7 @@ IDEMPOTENCY_HEADER = "idempotency-key"
 _ADDRESS_RE = re.compile(r"0x[0-9a-fA-F]{40}")
 _CONTENT_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
-# Problem types of this server that are not payment failures (so not in wire.codec's
+# Problem types of this server that are not payment failures (so not in wire.problems'
 # registry of the drafts' types): both answer without a challenge.
 _SERVER_PROBLEMS = {
     # draft "Request Idempotency": a stored response is given only to the request it answered

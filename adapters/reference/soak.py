@@ -238,7 +238,7 @@ def _close(client: SessionClient, rec: _Recorder) -> None:
 
 
 def _receipt(resp: httpx.Response) -> dict[str, Any] | None:
-    from wire.codec import WireError, parse_receipt
+    from wire import WireError, parse_receipt
 
     try:
         return parse_receipt(resp.headers["payment-receipt"]).to_wire()

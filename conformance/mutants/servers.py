@@ -222,7 +222,7 @@ class SkipsChallengeBinding(SessionServer):
     never comparing them with the echoed request (a client can echo an altered request)."""
 
     def _verify_challenge(self, ch):
-        from wire.codec import decode_request, verify_challenge_id
+        from wire import decode_request, verify_challenge_id
 
         if not verify_challenge_id(self.config.secret, ch):
             try:
