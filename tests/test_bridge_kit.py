@@ -11,7 +11,8 @@ from adapters.bridge import AdapterError, Unsupported
 from adapters.bridge.kit import Adapter, CallbackError, amount, hex_value, rejected
 from adapters.bridge.process import AdapterProcess, CallbackRefused, load_manifest
 from adapters.bridge.testing import node_adapter_or_skip, node_major
-from wire import crypto, codec as wire
+import wire
+from wire import crypto
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = "0x" + "42" * 32

@@ -94,6 +94,10 @@ def rewrite(path, text: str) -> str:
         if path.parent.name == "wire":
             text = _FROM_REL.sub(lambda m: _imports(m["indent"], m["names"], "."), text)
         text = re.sub(r"^([ \t]*)from wire import codec as wire$", r"\1import wire", text, flags=re.M)
+        # `from wire import crypto, codec as wire`: the other names stay, the codec alias becomes the package.
+        text = re.sub(r"^([ \t]*)from wire import ((?:\w+, )*)codec as wire((?:, \w+)*)$",
+                      lambda m: f"{m[1]}import wire\n{m[1]}from wire import {(m[2] + m[3].lstrip(', ')).rstrip(', ')}",
+                      text, flags=re.M)
         text = re.sub(r"^([ \t]*)from wire import codec$", r"\1import wire as codec", text, flags=re.M)
     for old, new in _DOCS.items():
         text = text.replace(old, new)
