@@ -154,10 +154,10 @@ class Session:
         self.chain = chain = fresh_chain(rc.chain)
         if hasattr(chain, "tx_format"):
             # a bridge adapter's server (mppx) takes only Tempo 0x76 opens/topUps: the harness's own clients sign
-            # those on a backend that can (memory-v2); the backend decodes both encodings either way
+            # those on a backend that can (memory-v2, evm-v2); the backend decodes both encodings either way
             from .bridge_spec import is_bridge
 
-            chain.tx_format = "tempo" if is_bridge(rc.server) or is_bridge(rc.client) else "memory"
+            chain.tx_format = "tempo" if is_bridge(rc.server) or is_bridge(rc.client) else type(chain).tx_format
         self.payee_key = _key("payee", rc.seed)
         chain.fund(self.payee_key, 0)
         self.keys = [_key("payer-" + str(0 if rc.shared else i), rc.seed) for i in range(rc.n_clients)]
