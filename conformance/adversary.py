@@ -189,6 +189,14 @@ class AdversarySession(Session):
         if rh.settled is not None and self.rc.strength == "strict" and rh.settled != mh.settled:
             out.append(("SH", f"snapshot settled {rh.settled} on {cid[:10]}: model {mh.settled} (the chain's; "
                               f"stale after a settle)"))
+        # strict, the state behind the hint: only the payee settles (rule E3), so after its own settle the server's
+        # record knows the settled amount (draft "Accounting State" settledOnChain, "last cumulative amount settled
+        # on-chain"); this is what shows a stale settled where the hints cannot carry it (v1 flat). The record's
+        # deposit is not compared: a topUp made behind the server's back may lag until its next request.
+        rec = self.server.record(cid) if self.rc.strength == "strict" else None
+        if rec is not None and not rec.finalized and rec.settled != ch.settled:
+            out.append(("SH", f"snapshot record of {cid[:10]}: settled {rec.settled}, model {ch.settled} (the chain's; "
+                              f"stale after a settle)"))
         return out
 
     def _note_verified(self, wires) -> None:
