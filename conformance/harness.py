@@ -727,7 +727,11 @@ class Session:
                 own = sent[w.client].get(w.channel_id, 0)
                 sent[w.client][w.channel_id] = max(own, w.amount or 0)
                 above = min(h.get("settled", 0) + self.rc.price, h.get("deposit", 0))  # model/client.py above_settled
-                authentication = "proof" not in h and w.amount in (own, above)
+                # ... which the client computes from the chain, not from the hint: a server whose hinted deposit or
+                # settled is stale (SH's concern, SPEC_NOTES "stale hints") must not make HT blame the client
+                ch = self.chain.get_channel(w.channel_id) if w.channel_id else None
+                chained = min(ch.settled + self.rc.price, ch.deposit) if ch is not None and ch.exists else above
+                authentication = "proof" not in h and w.amount in (own, above, chained)
                 if h.get("channel") == w.channel_id and w.amount < h["required"] and not authentication:
                     out.append(("HT", f"client {w.client} signed {w.amount} on {w.channel_id[:10]} after a hint "
                                       f"requiredCumulative={h['required']}"))

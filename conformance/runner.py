@@ -293,6 +293,8 @@ def _which_finding(session, candidates: tuple) -> Optional[str]:
                 seen.add("F12")
         if "request_close" in ops and any(p == "SH" and msg.endswith("model None") for p, msg in r.violations):
             seen.add("F13")  # its cached channel state misses the pending forced close: it still hints the channel
+        if any(p == "SH" and msg.startswith("snapshot ") and "(the chain's" in msg for p, msg in r.violations):
+            seen.add("F13")  # strict: its snapshot's deposit/settled are cached copies, stale until the next voucher
         for p, msg in r.violations:  # F11: the server's requiredCumulative is spent + price, below accepted
             m = re.search(r"server \('0x[0-9a-f]+', (\d+), (\d+), (\d+)\)", msg) if p == "SH" else None
             if m and int(m.group(3)) == int(m.group(2)) + session.rc.price < int(m.group(1)):
