@@ -35,7 +35,7 @@ from ._common import (
 from .base import ZERO_ADDRESS, ChainError, ChannelDescriptor, ChannelStateV2, DecodedTxV2
 from .evm import _GAS, EvmChain, _malformed, _selector
 from . import tempo_tx
-from .memory_v2 import decode_tempo_v2, include_tempo_tx, norm_descriptor
+from .memory_v2 import IncludedOpens, decode_tempo_v2, include_tempo_tx, norm_descriptor
 
 __all__ = ["EvmChainV2"]
 
@@ -58,7 +58,7 @@ def _from_abi(t: tuple) -> ChannelDescriptor:
     )
 
 
-class EvmChainV2(EvmChain):
+class EvmChainV2(IncludedOpens, EvmChain):
     """The v2 escrow at the precompile address plus the test token, on py-evm."""
 
     name = "evm-v2"
@@ -71,12 +71,14 @@ class EvmChainV2(EvmChain):
         super().__init__()
         self._relay_keys: dict[str, bytes] = {}
         self._tempo_seen: set[str] = set()
+        self._included_opens: dict[str, ChannelDescriptor] = {}
 
     def reset(self) -> None:
         with self._lock:
             super().reset()
             self._relay_keys: dict[str, bytes] = {}  # address -> key, of every account `fund` funded
             self._tempo_seen: set[str] = set()  # hashes of the Tempo transactions already relayed
+            self._included_opens: dict[str, ChannelDescriptor] = {}
 
     def fund(self, key: bytes, amount: int) -> str:
         addr = super().fund(key, amount)
@@ -166,7 +168,7 @@ class EvmChainV2(EvmChain):
     def decode_tx(self, raw_tx: str) -> DecodedTxV2:  # type: ignore[override]
         if tempo_tx.is_tempo(raw_tx):
             return decode_tempo_v2(raw_tx, self.escrow, self.chain_id)[0]
-        return self._decode(raw_tx)[0]
+        return self._as_included(raw_tx, self._decode(raw_tx)[0])
 
     def sequential_nonce(self, raw_tx: str) -> int | None:
         """A Tempo transaction: None (its nonce keys and expiring nonces are not modelled, as on memory-v2)."""
@@ -176,7 +178,11 @@ class EvmChainV2(EvmChain):
 
     def broadcast(self, raw_tx: str) -> str:
         if not tempo_tx.is_tempo(raw_tx):
-            return super().broadcast(raw_tx)
+            with self._lock:
+                tx = self.decode_tx(raw_tx)  # before it is mined: the stand-in hash reads the payer's opens
+                tx_hash = super().broadcast(raw_tx)
+                self._remember_open(raw_tx, tx)
+            return tx_hash
         return include_tempo_tx(self, raw_tx)
 
     def apply_foreign(self, sender: str, kind: str, args: tuple, expiring_nonce_hash: str | None = None) -> None:

@@ -23,6 +23,8 @@ deposit, operator, payee, salt, token}, topUp's {additionalDeposit, descriptor}.
 """
 from __future__ import annotations
 
+import attrs
+
 from wire.crypto import VoucherDomain, keccak, voucher_digest
 
 from ._common import (
@@ -40,7 +42,7 @@ from .base import ZERO_ADDRESS, ChainError, ChannelDescriptor, ChannelStateV2, D
 from .memory import MemoryChain, _Channel, _ecrecover
 from . import tempo_tx
 
-__all__ = ["MemoryChainV2", "decode_tempo_v2", "include_tempo_tx", "norm_descriptor"]
+__all__ = ["IncludedOpens", "MemoryChainV2", "decode_tempo_v2", "include_tempo_tx", "norm_descriptor"]
 
 _OPEN_ARGS = {"authorizedSigner", "deposit", "operator", "payee", "salt", "token"}
 _TOPUP_ARGS = {"additionalDeposit", "descriptor"}
@@ -117,7 +119,28 @@ def include_tempo_tx(chain, raw_tx: str) -> str:
         chain._tempo_seen.add(tx_hash)
     return tx_hash
 
-class MemoryChainV2(MemoryChain):
+
+class IncludedOpens:
+    """The stand-in expiringNonceHash of a backend-encoded open depends on the payer's opens before it is mined
+    (see the module docstring), so decoding the same open again after it was included would name another channel.
+    A transaction means one thing whenever it is decoded (the precompile hashes the transaction itself): both v2
+    backends remember the descriptor each included open created, by transaction hash, and decode that open as it.
+    A server that crashed after broadcasting an open and is sent the same credential again (rule A1) so finds the
+    channel the payer's deposit is in, instead of a phantom id."""
+
+    _included_opens: dict
+
+    def _remember_open(self, raw_tx: str, tx: DecodedTxV2) -> None:
+        if tx.kind == "open":
+            self._included_opens["0x" + keccak(bytes.fromhex(raw_tx[2:])).hex()] = tx.descriptor
+
+    def _as_included(self, raw_tx: str, tx: DecodedTxV2) -> DecodedTxV2:
+        d = self._included_opens.get("0x" + keccak(bytes.fromhex(raw_tx[2:])).hex()) if tx.kind == "open" else None
+        if d is None:
+            return tx
+        return attrs.evolve(tx, descriptor=d, channel_id=compute_channel_id_v2(d, tx.to, tx.chain_id))
+
+class MemoryChainV2(IncludedOpens, MemoryChain):
     """An in-process v2 escrow plus test token (see the module docstring)."""
 
     name = "memory-v2"
@@ -135,6 +158,7 @@ class MemoryChainV2(MemoryChain):
             super().reset()
             self._opens: dict[str, int] = {}
             self._tempo_seen: set[str] = set()  # hashes of the Tempo transactions already included
+            self._included_opens: dict[str, ChannelDescriptor] = {}
 
     # ------------------------------------------------------------------------ reads
 
@@ -212,7 +236,7 @@ class MemoryChainV2(MemoryChain):
     def decode_tx(self, raw_tx: str) -> DecodedTxV2:  # type: ignore[override]
         if tempo_tx.is_tempo(raw_tx):
             return self._decode_tempo(raw_tx)[0]
-        return self._decode(raw_tx)[0]
+        return self._as_included(raw_tx, self._decode(raw_tx)[0])
 
     def _decode_tempo(self, raw_tx: str) -> tuple[DecodedTxV2, str]:
         return decode_tempo_v2(raw_tx, self.escrow, self.chain_id)
@@ -247,6 +271,7 @@ class MemoryChainV2(MemoryChain):
             else:
                 args = (tx.descriptor, tx.amount)
             self._execute(tx.sender, tx.kind, args, nonce)
+            self._remember_open(raw_tx, tx)
         return "0x" + keccak(raw).hex()
 
     def _broadcast_tempo(self, raw_tx: str) -> str:
