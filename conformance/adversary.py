@@ -77,6 +77,7 @@ EXTRA_PROPERTIES = {
     "DM": "a client never answers a challenge naming another escrow contract or chainId (wire)",
     "LL": "after a lie, the client's next honest request is served within MAX_ROUND_TRIPS when the model's is",
     "ST": "every channel a client opened that the chain still escrows stays known to it (no stranded deposit)",
+    "TU": "a client's accepted topUp covers the voucher it then sends for the same request (top-up >= shortfall)",
     "CR": "after a crash between an open's broadcast and its record's commit, an authentic credential naming the "
           "channel leaves the server holding its record (no orphaned deposit; conformance/crash.py)",
     **WF_PROPERTIES,  # strict: the server's wire form (conformance/wire_form.py)

@@ -235,6 +235,7 @@ class Session:
         self.public_vouchers: dict = {}  # real channel -> (amount, signature) a settle transaction published
         self.opened: list = [dict() for _ in self.clients]  # ST: channels each client opened (wire), in its memory
         self.lied_to: set = set()  # LL: clients lied to since their last honest request
+        self.top_ups_judged = 0  # TU: accepted topUps followed by a voucher (TU is claimed only once one was)
         self.crash_watch = crash.CrashWatch()  # CR: channels orphaned by a crash after an open's broadcast
         self.b1 = None  # B1 on the implementation: its other configuration, fed the same inputs (conformance/b1.py)
         if self.b1_shadow and b1.capable(self.server):
@@ -323,6 +324,7 @@ class Session:
                       + self._liveness(step, synced, outcome, twin_info.outcome)
                       + self._exposure(step, wires, signed_before, prev_real) + self._domain(wires)
                       + self._after_lie(step, synced, outcome, twin_info.outcome, len(mine)) + self._stranded(wires)
+                      + self._top_up_short(step, wires, prev_real)
                       + lz + self.crash_watch.check(self, wires) + self.b1_take()
                       + wire_form_violations(wires))
         expected = [(p, m) for p, m in real_v if p in twin_ids]
@@ -659,6 +661,45 @@ class Session:
                                       f"not finalized on chain) and no longer knows it: a stranded deposit"))
         return out
 
+    def _top_up_short(self, step: dict, wires, prev: System) -> list:
+        """TU (rule H5b): a client's accepted topUp covers the charge it was made for: the first voucher the client
+        sends on the channel after it, in the same logical request, is at most the deposit right after that topUp
+        (the chain's deposit before the step plus the step's accepted topUps up to it; a replayed topUp counted
+        twice only makes the check weaker). A client that tops up only its configured amount when the shortfall
+        is larger fails it, whether it then tops up again or pays on a short deposit.
+        Not judged: a concurrent step (another device may pay between the topUp and the voucher), a lied step
+        (a stale first challenge may ask less than the honest one after it), and a channel after any topUp of
+        the step that was not answered 2xx (lost, dropped or refused: the chain may hold more than the wire shows)."""
+        if step["op"] not in ("request", "head") or step.get("lie"):
+            return []
+        deposit: dict = {}  # channel -> its deposit while the step's topUps are all known to have applied
+        blind: set = set()  # channels with a topUp of unknown effect in this step
+        after: dict = {}  # (client, channel) -> deposit right after its first topUp not yet followed by a voucher
+        out = []
+        for w in wires:
+            cid = w.channel_id
+            if not cid or cid in blind:
+                continue
+            if w.action == "topUp":
+                if w.status is None or not 200 <= w.status < 300 or w.fate != "delivered" or w.deposit is None:
+                    blind.add(cid)
+                    continue
+                if cid not in deposit:
+                    ch = prev.chain.channel(cid)
+                    deposit[cid] = ch.deposit if ch is not None else 0
+                deposit[cid] += w.deposit
+                if w.origin == "client":
+                    after.setdefault((w.client, cid), deposit[cid])
+            elif w.action == "voucher" and w.origin == "client" and w.amount is not None \
+                    and (w.client, cid) in after:
+                d = after.pop((w.client, cid))
+                self.top_ups_judged += 1
+                if w.amount > d:
+                    out.append(("TU", f"client {w.client} topped up {cid[:10]} to a deposit of {d}, short of the "
+                                      f"voucher of {w.amount} it then sent for the same request (rule H5b: a top-up "
+                                      f"adds at least the shortfall)"))
+        return out
+
     def _escrowed(self, cid: str) -> bool:
         ch = self.chain.get_channel(cid)
         return ch.exists and not ch.finalized
@@ -770,6 +811,7 @@ class Session:
         hinted = self.client_hinted and (self.server_hinted or self.cfg.lying_server)
         return {"HT": hinted, "RM": hinted, "WM": True, "HF": hinted, "CX": True, "LV": True, "XP": True, "DM": True,
                 "LL": self.cfg.lying_server, "ST": "ST" not in self.skipped,
+                "TU": self.top_ups_judged > 0,
                 "CR": "CR" not in self.skipped and self.crash_watch.crashes.get("broadcast", 0) > 0,
                 "LZ": any(r.step["op"] == "concurrent" and r.outcome not in ("noop", "skipped") for r in self.results),
                 **dict.fromkeys(WF_PROPERTIES, self.rc.strength == "strict"),

@@ -40,12 +40,13 @@ PROFILES = {
 
 # Prices and amounts as real services have them (draft "Cost Calculation", "Insufficient Balance During
 # Streaming"): each example draws one. name: (price, deposit, top_up, wallet). "unit" is the model checker's
-# world; "odd" has deposits and top-ups that are not multiples of the price, so balances are partial; "large"
+# world; "odd" has deposits and top-ups that are not multiples of the price, so balances are partial, and a top-up
+# smaller than the price, so a charge can be short of the deposit by more than one top-up (rule H5b); "large"
 # is 18-decimal token amounts; "bound" sits just under 2^96 (the v2 bound; v1's is 2^128), where an
 # implementation that computes in floats or 64-bit integers breaks.
 MONEY = {
     "unit": (1, 4, 2, 6),
-    "odd": (3, 10, 4, 20),
+    "odd": (3, 10, 2, 20),
     "large": (10**18, 4 * 10**18 + 7, 2 * 10**18 + 3, 10**19),
     "bound": (2**93, 2**95 + 3, 2**93 + 1, 2**96 - 1),
 }

@@ -302,22 +302,22 @@ V2_WIRE_CASES: tuple[Case, ...] = tuple(
 
 # ---------------------------------------------------------------------------- one deployment
 
-def _env(case: Case, workdir: str) -> tuple[Env, Any]:
+def _env(case: Case, workdir: str, price: int = PRICE) -> tuple[Env, Any]:
     chain = make_chain(case.chain)
     if case.chain == "memory-v2":
         chain.tx_format = "tempo"  # opens and topUps as Tempo 0x76 transactions, as mppx's server takes them
     chain.fund(PAYEE_KEY, 0)
     chain.fund(PAYER_KEY, WALLET)
     chain.fund(STRANGER_KEY, WALLET)
-    return Env(chain, PAYEE_KEY, PRICE, case.hinted, case.profile, 0, workdir), chain
+    return Env(chain, PAYEE_KEY, price, case.hinted, case.profile, 0, workdir), chain
 
 
-def deployment(case: Case, chain) -> dict:
+def deployment(case: Case, chain, price: int = PRICE) -> dict:
     domain = domain_of(chain)
     return {"chain": case.chain, "chainId": chain.chain_id, "escrow": chain.escrow, "token": chain.token,
             "voucherDomain": {"version": domain.version,
                               "name": "TIP20 Channel Reserve" if domain.version == "v2" else "Tempo Stream Channel"},
-            "price": PRICE, "hinted": case.hinted, "hintProfile": case.profile, "wallet": WALLET,
+            "price": price, "hinted": case.hinted, "hintProfile": case.profile, "wallet": WALLET,
             "keys": {"payer": "0x" + PAYER_KEY.hex(), "stranger": "0x" + STRANGER_KEY.hex(),
                      "payee": "0x" + PAYEE_KEY.hex()},
             "addresses": {"payer": address_of(PAYER_KEY), "stranger": address_of(STRANGER_KEY),
@@ -678,6 +678,7 @@ class ClientCase:
     requests: int = 1  # GETs the client makes, one after the other
     gone: bool = False  # the first paid request is answered 410 channel-not-found (a lie: the channel is live)
     chain: str = "memory"  # "memory-v2": the client-v2 set (Tempo transactions, descriptors, v2 vouchers)
+    price: int = PRICE  # the deployment's price (a case without history: the history's amounts assume PRICE)
 
 
 CLIENT_CASES: tuple[ClientCase, ...] = (
@@ -716,6 +717,16 @@ CLIENT_CASES: tuple[ClientCase, ...] = (
                "pay the client's top-up: it refuses to sign it (H5, deposit-exhausted) after its authentication voucher",
                ("H5",), history=(OPEN, _req("voucher", amount=2), _req("voucher", amount=3), _req("voucher", amount=4)),
                params={"topUp": 1000}, paths={"H5": "reject"}),
+    ClientCase("client-tops-up-shortfall", "price 3, top-up 1: the channel holds 4 with 3 accepted; after its "
+               "authentication voucher the client signs 6, 2 above the deposit: it tops up the shortfall 2, more than "
+               "its configured 1, then signs 6 (H5b; topping up 1 would leave the channel short of the charge and "
+               "need a second top-up)", ("H5", "H5b"), price=3, params={"topUp": 1},
+               history=(_req("open", deposit=4, amount=3),)),
+    ClientCase("client-shortfall-exhausted", "price 60: the channel holds 60, all accepted, and the wallet 40; the "
+               "next charge is 60 short of the deposit: the client refuses (H5b, deposit-exhausted) after its "
+               "authentication voucher, although its configured top-up of 1 is affordable (that top-up would not "
+               "make the charge payable)", ("H5b",), price=60, params={"topUp": 1},
+               history=(_req("open", deposit=60, amount=60),), paths={"H5b": "reject"}),
     ClientCase("client-floor-settled", "a stale hint below what the chain settled: the client signs its proven "
                "floor, never the hinted target below it (H3b); the server refuses the floor as public (UA2) and the "
                "client advances above it", ("H3b",),
@@ -839,7 +850,8 @@ def _altered(header: str, secret: bytes, changes: dict) -> str:
 
 
 def generate_client(case: ClientCase, workdir: str) -> dict:
-    env, chain = _env(Case(case.case_id, case.description, (), hinted=case.hinted, chain=case.chain), workdir)
+    env, chain = _env(Case(case.case_id, case.description, (), hinted=case.hinted, chain=case.chain), workdir,
+                      case.price)
     env = attrs.evolve(env, suggested_deposit=case.suggested_deposit)
     server = ModelServer("model")
     server.reset(env)
@@ -880,7 +892,8 @@ def generate_client(case: ClientCase, workdir: str) -> dict:
     out = {"n": 1, "op": "client", "rules": list(case.rules), "expect": {"signed": signed}}
     return {"format": FORMAT, "caseId": case.case_id, "description": case.description, "rules": list(case.rules),
             "modelVersion": model_version(),
-            "deployment": {**deployment(Case(case.case_id, "", (), hinted=case.hinted, chain=case.chain), chain),
+            "deployment": {**deployment(Case(case.case_id, "", (), hinted=case.hinted, chain=case.chain), chain,
+                                        case.price),
                            "client": {**CLIENT_PARAMS, **case.params}, "suggestedDeposit": case.suggested_deposit},
             "chainSetup": setup, "chainState": state,
             "request": {"method": "GET", "path": PAID_PATH, "times": case.requests},
@@ -926,7 +939,7 @@ def play_client(client, env: Env, doc: dict, chain) -> tuple[list, list]:
 
 def replay_client(doc: dict, make_client: Callable[[], Any], workdir: str) -> list[str]:
     env, chain = _env(Case(doc["caseId"], "", (), hinted=doc["deployment"]["hinted"], chain=doc["deployment"]["chain"]),
-                      workdir)
+                      workdir, doc["deployment"]["price"])
     for item in doc["chainSetup"]:
         if isinstance(item, str):
             chain.broadcast(item)

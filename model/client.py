@@ -4,7 +4,8 @@ One place per rule:
 - `choose_channel`: hydrate from hints, else recover from chain, else open (H1-H2).
 - `what_to_sign`: every amount the client signs on a channel, in one place: the target (H3,
   `amount_to_sign`), never below the proven floor (H3b, `proven_floor`), within the trust bound
-  (H4, `trust_bound`), a top-up first above the deposit (H5), the authentication voucher (UA3,
+  (H4, `trust_bound`), a top-up first above the deposit (H5) of at least the shortfall (H5b,
+  `top_up_amount`), the authentication voucher (UA3,
   `authentication`) and the close amount (X2 and UA2, `close_amount`, `above_settled`).
 - `next_credential` / `close_credential`: the credential that carries it (open, topUp, voucher, close),
   after the challenge checks H6 (price) and H7 (domain).
@@ -73,6 +74,16 @@ def hydrate(entry: Entry, hints: Hints) -> Entry:
         deposit=max(entry.deposit, hints.deposit or 0))
 
 
+def top_up_amount(cfg: ClientConfig, amount: int, deposit: int) -> int:
+    """Rule H5b: a top-up made because the voucher `amount` is above the on-chain `deposit` adds
+    max(cfg.top_up, shortfall), shortfall = amount - deposit. The configured top-up alone can be smaller
+    than the shortfall when prices, deposits and top-ups are not multiples of one another (price 5,
+    deposit 11, top-up 3: the third request needs 15); the channel would still be short of the very
+    charge it was topped up for, and the client would have to top up again (one more round trip, and
+    one more against its retry budget) or be refused."""
+    return max(cfg.top_up, amount - deposit)
+
+
 def trust_bound(floor: int, cfg: ClientConfig, cost: int) -> int:
     """Rule H4: the highest cumulative any hint can make this client sign:
     proven floor + this request's price + the configured allowance."""
@@ -110,6 +121,7 @@ class ClientRules:
     bound: Callable[[int, "ClientConfig", int], int] = trust_bound  # H4, on what it pays
     foreign: Callable[[Challenge], bool] = names_another_domain  # H7
     holds_escrow: Callable[[Chain, str], bool] = chain_holds_escrow  # G1
+    top_up: Callable[["ClientConfig", int, int], int] = top_up_amount  # H5b
 
 
 @attrs.frozen
@@ -118,7 +130,7 @@ class ClientConfig:
     payer: str  # the payer's address, which is also its voucher signer here
     hinted: bool = True
     deposit: int = 4  # what it escrows when it opens a channel
-    top_up: int = 2  # what it adds when a voucher would exceed the deposit
+    top_up: int = 2  # what it adds when a voucher would exceed the deposit (at least the shortfall, rule H5b)
     max_unproven: int = 0  # rule H4: how far above its proven floor a hint may take it
     max_price: int | None = None  # rule H6: the most it pays per request (None: any price)
     persist: bool = False  # keeps (channel, signed_max) across restarts
@@ -346,20 +358,23 @@ def next_credential(cfg: ClientConfig, st: ClientState, challenge: Challenge, ch
                                   authenticates=True)
         return Refused("hint-bound-exceeded", f"asked to sign {plan.amount}, proven floor + price allows {plan.bound}")
     deposit = chain.channel(entry.channel_id).deposit
-    if plan.top_up:
-        if chain.balance(cfg.payer) < cfg.top_up:
-            return Refused("deposit-exhausted", f"voucher {plan.amount} above deposit {deposit}")
+    if plan.top_up:  # rules H5 and H5b
+        add = cfg.rules.top_up(cfg, plan.amount, deposit)
+        if chain.balance(cfg.payer) < add:
+            return Refused("deposit-exhausted", f"voucher {plan.amount} above deposit {deposit}, top-up {add}")
         st = _remember(cfg, st, entry)
-        return st, top_up_credential(cfg, entry.channel_id, deposit)
+        return st, top_up_credential(cfg, entry.channel_id, deposit, add)
     entry = attrs.evolve(entry, deposit=deposit, signed_max=max(entry.signed_max, plan.amount))
     st = _remember(cfg, st, entry)
     return st, Credential("voucher", entry.channel_id, Voucher(entry.channel_id, plan.amount, cfg.payer))
 
 
-def top_up_credential(cfg: ClientConfig, channel_id: str, deposit: int) -> Credential:
-    """A signed topUp transaction. Its nonce is the deposit it was signed against, so
-    (like an account nonce) two top-ups signed from the same state apply once."""
-    return Credential("topUp", channel_id, amount=cfg.top_up, payer=cfg.payer, tx_nonce=deposit)
+def top_up_credential(cfg: ClientConfig, channel_id: str, deposit: int, amount: int | None = None) -> Credential:
+    """A signed topUp transaction adding `amount` (rule H5b's when paying; None: the configured top-up, a top-up
+    the payer makes of its own accord). Its nonce is the deposit it was signed against, so (like an account
+    nonce) two top-ups signed from the same state apply once."""
+    return Credential("topUp", channel_id, amount=cfg.top_up if amount is None else amount, payer=cfg.payer,
+                      tx_nonce=deposit)
 
 
 def close_credential(cfg: ClientConfig, st: ClientState, challenge: Challenge,

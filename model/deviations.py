@@ -37,3 +37,9 @@ def nothing_public(chain: Chain, voucher: Voucher) -> bool:
     """Replaces rule UA2 (GHSA-mv9j-8jvg-j8mr): a voucher at or below settled still buys content with
     an equal-voucher retry (V6) and still closes the channel."""
     return False
+
+
+def tops_up_configured(cfg, amount: int, deposit: int) -> int:
+    """Replaces rule H5b: a top-up adds the configured amount whatever the shortfall, so a charge above
+    deposit + top-up leaves the channel short of the charge it was topped up for."""
+    return cfg.top_up

@@ -226,6 +226,24 @@ def test_H5_top_up_when_voucher_exceeds_deposit():
     assert cred.action == "topUp"
 
 
+def test_H5b_top_up_covers_the_shortfall():
+    """A charge further above the deposit than the configured top-up: the top-up adds the shortfall, so the next
+    challenge is paid with a voucher, not answered with a second top-up; the planted bug adds top_up only."""
+    cfg = attrs.evolve(CC, top_up=1)
+    st = cl.ClientState(entry=cl.Entry("c1", 6, 6, 6, signed_max=6))
+    chain = opened(deposit=6, wallet=10)
+    _, cred = cl.next_credential(cfg, st, Challenge(3), chain, True)
+    assert (cred.action, cred.amount) == ("topUp", 3)  # 9 - 6, above top_up = 1
+    assert cl.next_credential(cfg, st, Challenge(1), chain, True)[1].amount == 1  # a shortfall of 1: top_up
+    chain = escrow.top_up(chain, A, "c1", cred.amount)
+    assert cl.next_credential(cfg, st, Challenge(3), chain, True)[1].voucher.amount == 9
+    bug = attrs.evolve(cfg, rules=attrs.evolve(cfg.rules, top_up=dv.tops_up_configured))
+    assert cl.next_credential(bug, st, Challenge(3), opened(deposit=6, wallet=10), True)[1].amount == 1
+    poor = opened(deposit=6, wallet=8)  # 2 left in the wallet, 3 needed: refused, nothing sent
+    r = cl.next_credential(cfg, st, Challenge(3), poor, True)
+    assert isinstance(r, cl.Refused) and r.reason == "deposit-exhausted"
+
+
 def test_R1_receipts_merge_by_max_and_never_touch_signed_max():
     e = cl.Entry("c1", 6, accepted=4, spent=3, signed_max=4)
     stale = Receipt("c1", 2, 2)

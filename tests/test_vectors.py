@@ -115,6 +115,22 @@ def test_client_replay_detects_a_client_that_signs_an_unproven_hint(exported, tm
     assert vectors.replay_client(doc, trusting, str(tmp_path))
 
 
+def test_client_replay_detects_a_client_that_tops_up_short(exported, tmp_path):
+    """Rule H5b's vectors: a client that tops up only its configured amount (the planted deviation) sends a topUp
+    the recording has no answer for, on both paths; the vector's own expectation is the shortfall."""
+    from model import deviations
+
+    def short():
+        return ModelClient("model", cfg_hook=lambda cfg: attrs.evolve(
+            cfg, rules=attrs.evolve(cfg.rules, top_up=deviations.tops_up_configured)))
+
+    for name in ("client-tops-up-shortfall", "client-shortfall-exhausted"):
+        doc = json.loads((exported / "client" / f"{name}.json").read_text())
+        assert vectors.replay_client(doc, short, str(tmp_path)), name
+    doc = json.loads((exported / "client" / "client-tops-up-shortfall.json").read_text())
+    assert [v.get("additionalDeposit") for v in doc["expect"]["signed"] if v["action"] == "topUp"] == [2]
+
+
 def test_v2_channel_id_is_the_descriptor_hash():
     """The seeded v2 channel id is keccak(abi.encode(descriptor, escrow, chainId)) as mppx computes it;
     pinned here so a change of the derivation shows (mppx itself checks it in the Node runner)."""

@@ -754,7 +754,9 @@ class SessionClient:
                 )
             needed = amount - st.deposit
             # What to add: `top_up` when configured, else as much as the channel was opened with
-            # (else its current deposit), so that top-ups stay rare; never more than max_deposit allows.
+            # (else its current deposit), so that top-ups stay rare, and never less than what this voucher
+            # needs (rule H5b: a smaller top-up would leave the channel short of this very charge); never
+            # more than max_deposit allows (amount <= max_deposit, so that still covers `needed`).
             refill = self.top_up if self.top_up is not None else (entry.opened_deposit or st.deposit)
             add = min(self.max_deposit - st.deposit, max(needed, refill))
             balance = self.chain.balance_of(self.address)

@@ -13,7 +13,8 @@ import attrs
 
 from .clients import (chain_after_restart_client, deposit_drain_client, forgets_live_channel_client,
                       ignores_domain_client, keeps_paying_client, overwrite_view_client, pays_any_price_client,
-                      refuses_head_client, signs_ahead_client, signs_below_own_client, sulks_after_gone_client)
+                      refuses_head_client, signs_ahead_client, signs_below_own_client, sulks_after_gone_client,
+                      tops_up_short_client)
 from .servers import (accepts_above_deposit_server, accepts_high_s_server, accepts_lower_server,
                       accepts_while_closing_server, charges_head_server, close_captures_settled_server,
                       close_captures_voucher_server, discloses_proof_server, settled_voucher_spends_server,
@@ -126,6 +127,9 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in [
     Mutant("client-sulks-after-gone", "client", "LL",
            "after any 410 refuses every later request: never pays the honest server again after a lie",
            sulks_after_gone_client, "model", ("client",)),
+    Mutant("client-tops-up-short", "client", "TU",
+           "tops up only its configured amount when the charge needs more (H5b): the channel stays short of the "
+           "charge the top-up was made for", tops_up_short_client, "model", ("client", "pair")),
     Mutant("server-loses-orphan", "server", "CR",
            "no adopt path: a channel opened on chain while the server crashed before committing its record is "
            "answered 410 channel-not-found ever after (an orphaned deposit)", loses_orphan_server, "model",

@@ -70,6 +70,12 @@ def ignores_domain_client():
     return _mutant("client-ignores-domain", rules=dict(foreign=deviations.ignores_domain))
 
 
+def tops_up_short_client():
+    """Bug: a top-up adds only the configured amount (rule H5b): a charge short of the deposit by more than that
+    leaves the channel short of it after the top-up."""
+    return _mutant("client-tops-up-short", rules=dict(top_up=deviations.tops_up_configured))
+
+
 class _KeepsPaying(ModelClient):
     """Bug: no retry budget: it answers every 402 with another voucher until the deposit runs out, so a server
     that takes vouchers and answers 402 keeps being paid."""
