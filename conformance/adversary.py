@@ -7,7 +7,9 @@
     twin on the same input (property SV), each probe's hints with `author_challenge` (SH).
 (c) `LyingServerSession`: the client under test faces the model server behind a liar that
     rewrites its answers (inflated or stale hints, hints for another channel, receipts going
-    backwards). H1, C1, the hint rule H3 and RM (the view never decreases) are checked.
+    backwards, ... `model/system.py` LIES; and CRAFTED_LIES: a forged highestVoucher proof, targets at
+    and one price above the trust bound). HB, CM, the hint rule H3 and RM (the view never decreases)
+    are checked.
 """
 from __future__ import annotations
 
@@ -452,8 +454,9 @@ class Liar:
     """Wraps the model server; rewrites its answers during a lying step exactly as the model's lying
     server does (model/system.py LIES): the first, unpaid challenge of a logical request (inflate,
     stale, other_channel, other_escrow), every challenge (price), every receipt (backwards_receipt), or the
-    answer to a paid request (gone, take_402, same_challenge: PAID_LIES). Rewritten responses carry LIE_HEADER,
-    so wire checks that assume honest hints (H3) skip them."""
+    answer to a paid request (gone, take_402, same_challenge: PAID_LIES); and the first challenge of
+    CRAFTED_LIES (forged_proof, edge_at, edge_over), which the twin is told through Act.stale. Rewritten
+    responses carry LIE_HEADER, so wire checks that assume honest hints (H3) skip them."""
 
     def __init__(self, inner: ModelServer):
         self.inner = inner
