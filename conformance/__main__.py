@@ -282,7 +282,7 @@ def cmd_mutants(args) -> int:
             continue
         spec = f"mutant:{name}"
         client, server = (spec, m.partner) if m.side == "client" else (m.partner, spec)
-        rc = _rc(args, client, server, "must")
+        rc = _rc(args, client, server, m.strength)
         t0 = time.monotonic()
         killed_by, machine_used = None, None
         for machine in m.machines:

@@ -84,7 +84,7 @@ FORGED_NOTE = "forged"  # the note of an adversary wire signed by another key (n
 
 EXTRA_PROPERTIES = {
     "SV": "the server's verdict on any credential equals model.server.handle's (voucher rule V1-V7, charge C1-C3)",
-    "SH": "the server's hints equal model.server.author_challenge's (S-H1..S-H3)",
+    "SH": "the server's hints equal model.server.author_challenge's (S-H1..S-H3); its deposit not below the one it verified",
     "HT": "a hinted client signs at least the requiredCumulative hinted for its channel (seed: sign the server target)",
     "RM": "a hinted client's view (accepted, spent) of a channel never decreases (receipts reconcile by max)",
     "WM": "a client's highest voucher per channel, read from the wire, never decreases while it keeps its memory",
@@ -127,10 +127,13 @@ class AdversarySession(Session):
         super().__init__(rc, workdir)
         self.other_key = hashlib.sha256(b"conformance:mallory:" + str(rc.seed).encode()).digest()
         self.adv_n = 0
+        self.verified_deposit: dict = {}  # real channel id -> its deposit after the server last accepted on it
 
     def do(self, step: dict) -> StepResult:
         if step["op"] not in ("adversary", "probe"):
-            return super().do(step)
+            res = super().do(step)
+            self._note_verified(res.wires)
+            return res
         n = len(self.steps) + 1
         self.steps.append(step)
         self.net.step = n
@@ -157,6 +160,7 @@ class AdversarySession(Session):
         res = StepResult(n, step, outcome, outcome, [(p, m) for p, m in real_v if p not in tids] + extra + self.b1_take(),
                          [(p, m) for p, m in real_v if p in tids], [], wires)
         self.results.append(res)
+        self._note_verified(wires)
         return res
 
     def extra_claims(self) -> dict:
@@ -183,7 +187,48 @@ class AdversarySession(Session):
         a, b = norm(rh, True), norm(mh, False)
         if a != b:
             return [("SH", f"hints (channel, accepted, spent, required) for payer {payer[:10]}: server {a}, model {b}")]
-        return []
+        return self._stale_snapshot(rh, mh)
+
+    def _stale_snapshot(self, rh, mh) -> list:
+        """SH on the chain mirrors a hint carries (SPEC_NOTES "stale hints"), once the hinted channel agrees.
+        must: the hinted deposit is at most the chain's and at least the deposit the chain held after the last
+        step in which the server accepted a credential on the channel (it verified the deposit then: draft
+        "Accounting State", deposit = "latest verified on-chain deposit"). strict: deposit and settled equal the
+        model's, which reads the chain at every challenge. A field the hint does not carry (v1 flat: no settled;
+        a legacy server: nothing) is not compared."""
+        if rh is None or mh is None or rh.channel_id is None:
+            return []
+        cid = rh.channel_id.lower()
+        ch = self.chain.get_channel(cid)
+        out = []
+        if rh.deposit is not None:
+            low = self.verified_deposit.get(cid)
+            if rh.deposit > ch.deposit or (low is not None and rh.deposit < low):
+                out.append(("SH", f"snapshot deposit {rh.deposit} on {cid[:10]}: the chain holds {ch.deposit}, and "
+                                  f"held {low} when the server last accepted a credential on it (stale after a topUp)"))
+            elif self.rc.strength == "strict" and rh.deposit != mh.deposit:
+                out.append(("SH", f"snapshot deposit {rh.deposit} on {cid[:10]}: model {mh.deposit} (the chain's)"))
+        if rh.settled is not None and self.rc.strength == "strict" and rh.settled != mh.settled:
+            out.append(("SH", f"snapshot settled {rh.settled} on {cid[:10]}: model {mh.settled} (the chain's; "
+                              f"stale after a settle)"))
+        # strict, the state behind the hint: only the payee settles (rule E3), so after its own settle the server's
+        # record knows the settled amount (draft "Accounting State" settledOnChain, "last cumulative amount settled
+        # on-chain"); this is what shows a stale settled where the hints cannot carry it (v1 flat). The record's
+        # deposit is not compared: a topUp made behind the server's back may lag until its next request.
+        rec = self.server.record(cid) if self.rc.strength == "strict" else None
+        if rec is not None and not rec.finalized and rec.settled != ch.settled:
+            out.append(("SH", f"snapshot record of {cid[:10]}: settled {rec.settled}, model {ch.settled} (the chain's; "
+                              f"stale after a settle)"))
+        return out
+
+    def _note_verified(self, wires) -> None:
+        """The deposit each channel has on chain after a step in which the server accepted a credential on it
+        (an open, voucher, topUp or close it answered 2xx): the floor of the hinted deposit in `must`."""
+        for w in wires:
+            if w.channel_id and w.action is not None and _ok(w.status):
+                ch = self.chain.get_channel(w.channel_id)
+                if ch.exists:
+                    self.verified_deposit[w.channel_id.lower()] = ch.deposit
 
     # -- attacks: compare verdicts
 

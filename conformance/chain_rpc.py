@@ -16,10 +16,11 @@ getChannel, getChannelById; any other call, e.g. the simulation of a transaction
 with empty data), eth_sendRawTransaction(Sync), eth_getTransactionReceipt. Anything else is refused and
 recorded in `unanswered`.
 
-Backends: memory-v2 applies every escrow call of a decoded transaction (`MemoryChainV2.apply_foreign`). On a
-backend without it (evm-v2) only the calls the harness can sign itself run: settle, close, topUp, requestClose
-and withdraw of an account whose key the harness holds (`keys`); an open is refused there, because evm-v2's
-escrow derives its own stand-in expiringNonceHash and so a different channel id than the SDK computed.
+Backends: memory-v2 and evm-v2 apply every escrow call of a decoded transaction (`apply_foreign`; evm-v2 relays
+it as an ordinary transaction of the same sender, an open through its escrow's harness-only `openWithNonceHash`,
+so the channel gets the id the SDK computed). On a backend without it only the calls the harness can sign itself
+run: settle, close, topUp, requestClose and withdraw of an account whose key the harness holds (`keys`); an open
+is refused there, because such an escrow derives its own expiringNonceHash and so another channel id.
 """
 from __future__ import annotations
 

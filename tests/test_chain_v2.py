@@ -162,6 +162,20 @@ def test_decode_open_and_topup(funded):
     assert (tx.kind, tx.channel_id, tx.amount, tx.descriptor) == ("topUp", funded.compute_channel_id(d), 5, d)
 
 
+def test_an_included_open_decodes_as_the_channel_it_created(funded):
+    """The stand-in expiringNonceHash reads the payer's opens, which the open itself raises: decoding the same
+    transaction again after it was mined must still name the channel it created (a server sent the same open
+    credential again after a crash finds the payer's deposit; FINDINGS 'Stale hints', CR on memory-v2), while
+    an open not yet sent decodes with the next stand-in hash."""
+    raw, d = funded.build_open_tx(PAYER, addr(PAYEE), DEPOSIT, SALT, addr(SIGNER))
+    funded.broadcast(raw)
+    cid = funded.compute_channel_id(d)
+    tx = funded.decode_tx(raw)
+    assert (tx.descriptor, tx.channel_id) == (d, cid) and funded.get_channel(cid).deposit == DEPOSIT
+    raw2, d2 = funded.build_open_tx(PAYER, addr(PAYEE), DEPOSIT, SALT, addr(SIGNER))
+    assert funded.decode_tx(raw2).descriptor == d2 != d
+
+
 # --------------------------------------------------------------------- settle and close
 
 

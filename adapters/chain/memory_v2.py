@@ -23,6 +23,8 @@ deposit, operator, payee, salt, token}, topUp's {additionalDeposit, descriptor}.
 """
 from __future__ import annotations
 
+import attrs
+
 from wire.crypto import VoucherDomain, keccak, voucher_digest
 
 from ._common import (
@@ -40,7 +42,7 @@ from .base import ZERO_ADDRESS, ChainError, ChannelDescriptor, ChannelStateV2, D
 from .memory import MemoryChain, _Channel, _ecrecover
 from . import tempo_tx
 
-__all__ = ["MemoryChainV2", "norm_descriptor"]
+__all__ = ["IncludedOpens", "MemoryChainV2", "decode_tempo_v2", "include_tempo_tx", "norm_descriptor"]
 
 _OPEN_ARGS = {"authorizedSigner", "deposit", "operator", "payee", "salt", "token"}
 _TOPUP_ARGS = {"additionalDeposit", "descriptor"}
@@ -81,7 +83,64 @@ class _ChannelV2(_Channel):
         self.descriptor = descriptor
 
 
-class MemoryChainV2(MemoryChain):
+
+def decode_tempo_v2(raw_tx: str, escrow: str, chain_id: int) -> tuple[DecodedTxV2, str]:
+    """A Tempo 0x76 open or topUp of the v2 escrow at `escrow` (the escrow call is its last call; the sender
+    recovered from its signature, an open's expiringNonceHash derived from the transaction as the precompile
+    does); (decoded, tx hash). Both v2 backends decode Tempo transactions with it."""
+    tx = tempo_tx.decode(raw_tx)
+    if tx.chain_id != chain_id:
+        raise ChainError("WrongChain", f"transaction is for chain {tx.chain_id}, this is {chain_id}")
+    kind, args = tempo_tx.escrow_call(tx, escrow)
+    if kind == "open":
+        payee, operator, token, deposit, salt, signer = args
+        d = ChannelDescriptor(tx.sender, payee, operator, token, salt, signer, tx.expiring_nonce_hash)
+    else:
+        d = norm_descriptor(dict(zip(_DESCRIPTOR_FIELDS, args[0])))
+        deposit = args[1]
+    cid = compute_channel_id_v2(d, escrow, chain_id)
+    return DecodedTxV2(kind, tx.sender, escrow, tx.chain_id, cid, d, deposit), tx.tx_hash
+
+
+def include_tempo_tx(chain, raw_tx: str) -> str:
+    """Include a Tempo transaction on a v2 backend: its escrow call as its sender through `chain.apply_foreign`
+    (with the sender's next nonce: Tempo's nonce keys and expiring nonces are not modelled; a transaction included
+    before, kept in `chain._tempo_seen`, is InvalidNonce). Returns its hash."""
+    with chain._lock:
+        tx, tx_hash = decode_tempo_v2(raw_tx, chain.escrow, chain.chain_id)
+        if tx_hash in chain._tempo_seen:
+            raise ChainError("InvalidNonce", f"transaction {tx_hash} was already included")
+        d = tx.descriptor
+        if tx.kind == "open":
+            args: tuple = (d.payee, d.operator, d.token, tx.amount, d.salt, d.authorized_signer)
+        else:
+            args = (d, tx.amount)
+        chain.apply_foreign(tx.sender, tx.kind, args, d.expiring_nonce_hash if tx.kind == "open" else None)
+        chain._tempo_seen.add(tx_hash)
+    return tx_hash
+
+
+class IncludedOpens:
+    """The stand-in expiringNonceHash of a backend-encoded open depends on the payer's opens before it is mined
+    (see the module docstring), so decoding the same open again after it was included would name another channel.
+    A transaction means one thing whenever it is decoded (the precompile hashes the transaction itself): both v2
+    backends remember the descriptor each included open created, by transaction hash, and decode that open as it.
+    A server that crashed after broadcasting an open and is sent the same credential again (rule A1) so finds the
+    channel the payer's deposit is in, instead of a phantom id."""
+
+    _included_opens: dict
+
+    def _remember_open(self, raw_tx: str, tx: DecodedTxV2) -> None:
+        if tx.kind == "open":
+            self._included_opens["0x" + keccak(bytes.fromhex(raw_tx[2:])).hex()] = tx.descriptor
+
+    def _as_included(self, raw_tx: str, tx: DecodedTxV2) -> DecodedTxV2:
+        d = self._included_opens.get("0x" + keccak(bytes.fromhex(raw_tx[2:])).hex()) if tx.kind == "open" else None
+        if d is None:
+            return tx
+        return attrs.evolve(tx, descriptor=d, channel_id=compute_channel_id_v2(d, tx.to, tx.chain_id))
+
+class MemoryChainV2(IncludedOpens, MemoryChain):
     """An in-process v2 escrow plus test token (see the module docstring)."""
 
     name = "memory-v2"
@@ -99,6 +158,7 @@ class MemoryChainV2(MemoryChain):
             super().reset()
             self._opens: dict[str, int] = {}
             self._tempo_seen: set[str] = set()  # hashes of the Tempo transactions already included
+            self._included_opens: dict[str, ChannelDescriptor] = {}
 
     # ------------------------------------------------------------------------ reads
 
@@ -176,23 +236,10 @@ class MemoryChainV2(MemoryChain):
     def decode_tx(self, raw_tx: str) -> DecodedTxV2:  # type: ignore[override]
         if tempo_tx.is_tempo(raw_tx):
             return self._decode_tempo(raw_tx)[0]
-        return self._decode(raw_tx)[0]
+        return self._as_included(raw_tx, self._decode(raw_tx)[0])
 
     def _decode_tempo(self, raw_tx: str) -> tuple[DecodedTxV2, str]:
-        """A Tempo 0x76 open or topUp (the escrow call is its last call; the sender recovered from its signature,
-        an open's expiringNonceHash derived from the transaction as the precompile does); (decoded, tx hash)."""
-        tx = tempo_tx.decode(raw_tx)
-        if tx.chain_id != self.chain_id:
-            raise ChainError("WrongChain", f"transaction is for chain {tx.chain_id}, this is {self.chain_id}")
-        kind, args = tempo_tx.escrow_call(tx, self.escrow)
-        if kind == "open":
-            payee, operator, token, deposit, salt, signer = args
-            d = ChannelDescriptor(tx.sender, payee, operator, token, salt, signer, tx.expiring_nonce_hash)
-        else:
-            d = norm_descriptor(dict(zip(_DESCRIPTOR_FIELDS, args[0])))
-            deposit = args[1]
-        cid = compute_channel_id_v2(d, self.escrow, self.chain_id)
-        return DecodedTxV2(kind, tx.sender, self.escrow, tx.chain_id, cid, d, deposit), tx.tx_hash
+        return decode_tempo_v2(raw_tx, self.escrow, self.chain_id)
 
     def _decode_args(self, kind: str, args: object, sender: str, chain_id: int) -> DecodedTxV2:  # type: ignore[override]
         if not isinstance(args, dict) or set(args) != (_OPEN_ARGS if kind == "open" else _TOPUP_ARGS):
@@ -224,23 +271,11 @@ class MemoryChainV2(MemoryChain):
             else:
                 args = (tx.descriptor, tx.amount)
             self._execute(tx.sender, tx.kind, args, nonce)
+            self._remember_open(raw_tx, tx)
         return "0x" + keccak(raw).hex()
 
     def _broadcast_tempo(self, raw_tx: str) -> str:
-        """Include a Tempo transaction: its escrow call as its sender (with the sender's next nonce: Tempo's
-        nonce keys and expiring nonces are not modelled; a transaction included before is InvalidNonce)."""
-        with self._lock:
-            tx, tx_hash = self._decode_tempo(raw_tx)
-            if tx_hash in self._tempo_seen:
-                raise ChainError("InvalidNonce", f"transaction {tx_hash} was already included")
-            d = tx.descriptor
-            if tx.kind == "open":
-                args: tuple = (d.payee, d.operator, d.token, tx.amount, d.salt, d.authorized_signer)
-            else:
-                args = (d, tx.amount)
-            self.apply_foreign(tx.sender, tx.kind, args, d.expiring_nonce_hash if tx.kind == "open" else None)
-            self._tempo_seen.add(tx_hash)
-        return tx_hash
+        return include_tempo_tx(self, raw_tx)
 
     def apply_foreign(self, sender: str, kind: str, args: tuple, expiring_nonce_hash: str | None = None) -> None:
         """MemoryChain.apply_foreign with v2 args (descriptors as ChannelDescriptor); an open takes the

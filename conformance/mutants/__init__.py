@@ -21,6 +21,7 @@ from .servers import (accepts_above_deposit_server, accepts_high_s_server, accep
                       racy_charge_server, racy_close_server, racy_idempotency_server,
                       required_spent_plus_price_server, skips_challenge_binding_server, trusts_source_server)
 from .servers import adopt_trusts_credential_server, legacy_refuses_equal_server, loses_orphan_server
+from .servers import settle_not_mirrored_server, topup_not_mirrored_server
 from .servers import close_no_signer_check_server, replay_skips_signer_server
 from .clients import bound_extra_price_client, proof_signer_unchecked_client
 
@@ -35,6 +36,9 @@ class Mutant:
     partner: str  # the bundled implementation on the other side
     machines: tuple = ("pair",)
     hinted: bool = True
+    # the strength whose properties the bug breaks: "strict" for a deviation from the model's reading that no
+    # draft MUST forbids (SPEC_NOTES "stale hints"); the mutants command runs it in that strength
+    strength: str = "must"
 
 
 MUTANTS: dict[str, Mutant] = {m.name: m for m in [
@@ -135,6 +139,12 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in [
     Mutant("server-legacy-refuses-equal", "server", "B1",
            "its legacy configuration refuses a voucher equal to acceptedCumulative (V6) that its hinted one accepts: "
            "the two modes diverge on one credential", legacy_refuses_equal_server, "model", ("server",)),
+    Mutant("server-topup-not-mirrored", "server", "SH",
+           "hints the deposit of the open after a topUp, even once it verified vouchers against the larger "
+           "deposit (SPEC_NOTES stale hints: a `must`)", topup_not_mirrored_server, "model", ("server",)),
+    Mutant("server-settle-not-mirrored", "server", "SH",
+           "keeps the settled amount of the open in its record and snapshot after its own settle (SPEC_NOTES "
+           "stale hints: `strict` only)", settle_not_mirrored_server, "model", ("server",), strength="strict"),
     Mutant("server-close-no-signer-check", "server", "TP2",
            "checks a close voucher's amount but not its signer (X1) and closes with its own highest voucher: a "
            "third party's close signed by its own key finalizes the payer's channel", close_no_signer_check_server,

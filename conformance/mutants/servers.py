@@ -477,6 +477,81 @@ def legacy_refuses_equal_server():
     return _adapter("server-legacy-refuses-equal", LegacyRefusesEqual)
 
 
+# --- stale hints (issue 9 items 7/9): the snapshot's deposit / settled from a mirror that is never refreshed ---
+
+
+class _ColumnFrozenTx:
+    """Inside a write transaction: an update rewrites every column but `column`, which keeps what the row held
+    (the value written when the channel was first recorded)."""
+
+    def __init__(self, tx, column):
+        self._tx, self._column = tx, column
+
+    def __getattr__(self, name):
+        return getattr(self._tx, name)
+
+    def update(self, rec):
+        cur = self._tx.get(rec.channel_id)
+        if cur is not None:
+            rec = attrs.evolve(rec, **{self._column: getattr(cur, self._column)})
+        return self._tx.update(rec)
+
+
+class _ColumnFrozenStore:
+    def __init__(self, store, column):
+        self._store, self._column = store, column
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+    @contextlib.contextmanager
+    def transaction(self):
+        with self._store.transaction() as tx:
+            yield _ColumnFrozenTx(tx, self._column)
+
+
+class _HintsFromMirror(SessionServer):
+    """The hint's `column` (deposit or settled) comes from the stored record, not from a chain read, and the
+    record's mirror of that column is written once, at the open (or adopt), and never refreshed after. The
+    server's decisions still read the chain (voucher checks, close capture), so only the hint and the record
+    the adapter reports go stale."""
+
+    column = ""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.store = _ColumnFrozenStore(self.store, self.column)
+
+    def _hints_for(self, rec, content):
+        hints, sig = super()._hints_for(rec, content)
+        if hints is not None and getattr(hints, self.column) is not None:
+            hints = attrs.evolve(hints, **{self.column: getattr(rec, self.column)})
+        return hints, sig
+
+
+class TopUpNotMirrored(_HintsFromMirror):
+    """Bug: a topUp (the payer's own on-chain transaction, or the topUp credential this server broadcast) never
+    reaches the record's deposit: every later challenge hints the deposit of the open, even after vouchers above
+    it were verified against the chain (SPEC_NOTES "stale hints")."""
+
+    column = "deposit"
+
+
+class SettleNotMirrored(_HintsFromMirror):
+    """Bug: the server's own settle transaction never reaches the record's settled amount: the record and every
+    later snapshot keep the settled amount of the open (SPEC_NOTES "stale hints": a `strict` deviation)."""
+
+    column = "settled"
+
+
+def topup_not_mirrored_server():
+    return _adapter("server-topup-not-mirrored", TopUpNotMirrored)
+
+
+def settle_not_mirrored_server():
+    return _adapter("server-settle-not-mirrored", SettleNotMirrored)
+
+
 # --- adversary teeth (issue 9 items 5/6/9): signer checks on the paths that look harmless ---------------------
 
 

@@ -14,7 +14,9 @@ pragma solidity 0.8.26;
 /// named at open (zero for none) may settle and close like the payee.
 /// One stand-in: Tempo derives expiringNonceHash from the open transaction,
 /// which no contract can see; here it is keccak256(abi.encode(payer, the
-/// number of channels the payer opened before)), as unique per open.
+/// number of channels the payer opened before)), as unique per open. The
+/// harness relays an SDK's own open (a Tempo transaction, whose hash it
+/// decodes) through `openWithNonceHash`, which takes that hash instead.
 contract TIP20ChannelEscrow {
     struct ChannelDescriptor {
         address payer;
@@ -99,17 +101,40 @@ contract TIP20ChannelEscrow {
         returns (bytes32 channelId)
     {
         bytes32 nonceHash = keccak256(abi.encode(msg.sender, opensOf[msg.sender]));
-        ChannelDescriptor memory d =
-            ChannelDescriptor(msg.sender, payee, operator, token, salt, authorizedSigner, nonceHash);
+        channelId = _open(ChannelDescriptor(msg.sender, payee, operator, token, salt, authorizedSigner, nonceHash), deposit);
+    }
+
+    /// @notice Harness-only: `open` with the expiringNonceHash the precompile derives from the open
+    /// transaction, given by the caller. An SDK that signs a Tempo 0x76 transaction (which py-evm cannot
+    /// execute) computes its channel id from that hash; the harness relays the decoded open through this
+    /// entry point as the payer, so the channel the SDK named exists. The payer names only its own channels
+    /// (msg.sender is the payer) and an id already in use reverts, so it grants nothing `open` does not.
+    function openWithNonceHash(
+        address payee,
+        address operator,
+        address token,
+        uint96 deposit,
+        bytes32 salt,
+        address authorizedSigner,
+        bytes32 expiringNonceHash
+    ) external returns (bytes32 channelId) {
+        channelId = _open(
+            ChannelDescriptor(msg.sender, payee, operator, token, salt, authorizedSigner, expiringNonceHash), deposit
+        );
+    }
+
+    function _open(ChannelDescriptor memory d, uint96 deposit) private returns (bytes32 channelId) {
         channelId = _id(d);
         Channel storage ch = _channels[channelId];
         if (ch.descriptor.payer != address(0)) revert ChannelAlreadyExists();
 
         ch.descriptor = d;
         ch.state.deposit = deposit;
-        opensOf[msg.sender] += 1;
-        _pull(token, msg.sender, deposit);
-        emit ChannelOpened(channelId, msg.sender, payee, operator, token, authorizedSigner, salt, nonceHash, deposit);
+        opensOf[d.payer] += 1;
+        _pull(d.token, d.payer, deposit);
+        emit ChannelOpened(
+            channelId, d.payer, d.payee, d.operator, d.token, d.authorizedSigner, d.salt, d.expiringNonceHash, deposit
+        );
     }
 
     function settle(ChannelDescriptor calldata descriptor, uint96 cumulativeAmount, bytes calldata signature) external {
