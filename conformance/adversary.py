@@ -7,7 +7,9 @@
     twin on the same input (property SV), each probe's hints with `author_challenge` (SH).
 (c) `LyingServerSession`: the client under test faces the model server behind a liar that
     rewrites its answers (inflated or stale hints, hints for another channel, receipts going
-    backwards). H1, C1, the hint rule H3 and RM (the view never decreases) are checked.
+    backwards, ... `model/system.py` LIES; and CRAFTED_LIES: a forged highestVoucher proof, targets at
+    and one price above the trust bound). HB, CM, the hint rule H3 and RM (the view never decreases)
+    are checked.
 """
 from __future__ import annotations
 
@@ -32,10 +34,10 @@ from .network import LIE_HEADER, decode_credential
 from .wire_form import WF_PROPERTIES
 from .model_impl import ModelServer, challenge_from_response, wire_descriptor
 
-THIRD_PARTY_KINDS = ("thirdparty_replay", "thirdparty_close")
+THIRD_PARTY_KINDS = ("thirdparty_replay", "thirdparty_close", "forged_close")
 ADVERSARY_KINDS = ("lower", "replay", "above_deposit", "forged", "high_s", "other_channel", "advance_nokey",
                    "head_advance", "lower_after_advance", "keyed_retry", "probe_after_advance",
-                   "forged_above_deposit") + THIRD_PARTY_KINDS
+                   "forged_above_deposit", "forged_replay") + THIRD_PARTY_KINDS
 # The union with the attacks of mppx's former dedicated machines: `compact` is the variant same:compact,
 # `idem_replay` is keyed_retry's retry; `forged_above_deposit` (another key's signature on an amount above the
 # deposit: refused either way; strict compares which check speaks first, SPEC_NOTES "order of the voucher
@@ -45,7 +47,25 @@ ADVERSARY_KINDS = ("lower", "replay", "above_deposit", "forged", "high_s", "othe
 # highestVoucher signature), and the vouchers the chain published (`Session.public_vouchers`, from the settle
 # transactions). It replays the best voucher it holds on the victim's channel as a content request (TP1: never
 # served, nothing charged) or as a cooperative close (TP2: nothing closes or changes), reading every answer
-# for more (a refusal that discloses a higher voucher is tried again).
+# for more (a refusal that discloses a higher voucher is tried again). `forged_close` needs no loot: the third
+# party signs a close voucher for the channel's whole (public, on-chain) deposit with its own key; a server that
+# checks a close's amount but not its signer (X1) finalizes the payer's channel for it (TP2).
+# `forged_replay` (issue 9 item 9): unspent authorization (head_advance, the payer's), then a voucher at exactly
+# acceptedCumulative signed by another key, with a fresh Idempotency-Key: the equal-voucher path (V6) and the
+# idempotency path (I1) must verify the signer like an advance (V2), else the forgery buys content (SV).
+# Lies of machine (c) beyond the model's LIES (issue 9 items 5/6), each on the first challenge of a request:
+#   forged_proof  inflate's hints (the whole deposit accepted, spent, required) with a highestVoucher for that
+#                 amount signed by another key (rule H3/H4: a proof counts only if it recovers to the payer's
+#                 signer on this channel; a client that reads its amount unchecked signs the deposit: HB)
+#   edge_at       accepted = required = exactly the trust bound (proven floor + price + allowance, rule H4), no
+#                 proof: the most a hint may make a client sign, which it signs
+#   edge_over     the same, one price above the bound: a client whose bound is one price loose signs it (HB)
+# The twin is told each as the model's `stale_402` lie carrying the very challenge the liar sends (Act.stale: the
+# model's "the first challenge is this one"), built from the twin's own honest challenge, so both lie alike
+# without a rule of its own in the model (a forged proof is no proof to the spec's client: `verified_proof`).
+CRAFTED_LIES = ("forged_proof", "edge_at", "edge_over")
+CLIENT_LIES = LIES + CRAFTED_LIES  # what machine (c)'s `lie` op draws
+
 VARIANT_KINDS = ("same:upper_hex", "same:key_order", "same:whitespace", "same:foreign_source", "same:compact",
                  "not:chain_id", "not:escrow", "not:amount")
 
@@ -58,7 +78,9 @@ VARIANT_KINDS = ("same:upper_hex", "same:key_order", "same:whitespace", "same:fo
 # server must refuse it and change nothing (httpauth "Challenge Binding").
 STRICT_ONLY_VARIANTS = ("same:upper_hex", "same:compact")
 PAYER_SIGNED_KINDS = ("lower", "replay", "above_deposit", "advance_nokey", "head_advance", "lower_after_advance",
-                      "keyed_retry", "keyed_advance", "probe_after_advance")  # the adversary holds the payer's key for these
+                      "keyed_retry", "keyed_advance", "probe_after_advance",
+                      "forged_replay")  # the adversary holds the payer's key for these (but for a FORGED_NOTE wire)
+FORGED_NOTE = "forged"  # the note of an adversary wire signed by another key (not the payer's: it authorizes nothing)
 
 EXTRA_PROPERTIES = {
     "SV": "the server's verdict on any credential equals model.server.handle's (voucher rule V1-V7, charge C1-C3)",
@@ -126,7 +148,7 @@ class AdversarySession(Session):
         for w in wires:  # the adversary holds the payer's key: its valid vouchers are the payer's
             payers_voucher = step.get("kind") in PAYER_SIGNED_KINDS or (
                 str(step.get("kind")).startswith("same:") and _ok(w.status))  # a refused variant authorizes nothing
-            if w.origin == "adversary" and w.amount is not None and payers_voucher:
+            if w.origin == "adversary" and w.amount is not None and payers_voucher and w.note != FORGED_NOTE:
                 self.signed[w.channel_id] = max(self.signed.get(w.channel_id, 0), w.amount)
         nxt = self.project()
         info = StepInfo(act=act, outcome=outcome, charged=tuple((w.channel_id, w.charged) for w in wires if w.charged),
@@ -287,30 +309,71 @@ class AdversarySession(Session):
             payload = kind_cls(channel_id=cid, cumulative_amount=amount, signature=sig,
                                descriptor=wire_descriptor(self.deployment.descriptor(cid)))
             auth = wire.encode_authorization(wire.Credential(challenge=wc, payload=payload))
-            before, chain_before = self.server.record(cid), self.chain.get_channel(cid)
-            w, resp = self.net.send_raw(httpx.Request(method, BASE_URL + PAID_PATH,
-                                                      headers={PAYER_HEADER: victim, "Authorization": auth}))
-            after, chain_after = self.server.record(cid), self.chain.get_channel(cid)
-            status = resp.status_code if resp is not None else None
-            said = (f"{kind}: the third party sent {method} {payload.action} cumulative={amount} on {cid[:10]} "
-                    f"(a voucher it saw in public) and got {status} {w.problem}")
-            if method == "GET" and (_ok(status) or after.spent != before.spent):
-                out.append(("TP1", f"{said}; spent {before.spent} -> {after.spent}"))
-            changed = ((after.accepted, after.spent, after.finalized) != (before.accepted, before.spent, before.finalized)
-                       or (chain_after.finalized, chain_after.settled, chain_after.deposit)
-                       != (chain_before.finalized, chain_before.settled, chain_before.deposit))
-            if changed or (method == "HEAD" and _ok(status)):
-                out.append(("TP2", f"{said}; record (accepted, spent, finalized) {before.accepted}, {before.spent}, "
-                                   f"{before.finalized} -> {after.accepted}, {after.spent}, {after.finalized}; chain "
-                                   f"finalized {chain_before.finalized} -> {chain_after.finalized}"))
+            resp, out = self._third_party_send(kind, method, payload, auth, victim, "a voucher it saw in public")
             if out:
                 break
             self._overheard(resp, loot)
         return out
 
+    def _third_party_send(self, kind, method, payload, auth, victim, whose) -> tuple:
+        """Send one third-party credential; (response, TP1/TP2 violations): served, charged, or anything changed
+        in the record (accepted, spent, finalized) or on chain (finalized, settled, deposit)."""
+        cid, amount = payload.channel_id, payload.cumulative_amount
+        before, chain_before = self.server.record(cid), self.chain.get_channel(cid)
+        w, resp = self.net.send_raw(httpx.Request(method, BASE_URL + PAID_PATH,
+                                                  headers={PAYER_HEADER: victim, "Authorization": auth}))
+        after, chain_after = self.server.record(cid), self.chain.get_channel(cid)
+        status = resp.status_code if resp is not None else None
+        said = (f"{kind}: the third party sent {method} {payload.action} cumulative={amount} on {cid[:10]} "
+                f"({whose}) and got {status} {w.problem}")
+        out = []
+        if method == "GET" and (_ok(status) or after.spent != before.spent):
+            out.append(("TP1", f"{said}; spent {before.spent} -> {after.spent}"))
+        changed = ((after.accepted, after.spent, after.finalized) != (before.accepted, before.spent, before.finalized)
+                   or (chain_after.finalized, chain_after.settled, chain_after.deposit)
+                   != (chain_before.finalized, chain_before.settled, chain_before.deposit))
+        if changed or (method == "HEAD" and _ok(status)):
+            out.append(("TP2", f"{said}; record (accepted, spent, finalized) {before.accepted}, {before.spent}, "
+                               f"{before.finalized} -> {after.accepted}, {after.spent}, {after.finalized}; chain "
+                               f"finalized {chain_before.finalized} -> {chain_after.finalized}"))
+        return resp, out
+
+    def _forged_close(self, step) -> list:
+        """The third party closes the victim's channel with a voucher it signed itself (no loot needed): for the
+        channel's whole on-chain deposit (public; it covers max(spent, settled) and is above settled, so only the
+        signer check of rule X1 refuses it). The channel is the one the victim's challenge hints (public, rule
+        S-H3), else the victim's current one (the chain shows every channel and its payer)."""
+        i, kind = step.get("client", 0), step["kind"]
+        self._twin_info = StepInfo(act=Act("duplicate", i), outcome="noop")
+        victim = self.addrs[i]
+        _, unpaid = self.net.send_raw(httpx.Request("HEAD", BASE_URL + PAID_PATH, headers={PAYER_HEADER: victim}))
+        wc, ch = challenge_from_response(unpaid, self.domain) if unpaid is not None else (None, None)
+        if wc is None:
+            return []
+        cid = ch.hints.channel_id if ch is not None and ch.hints is not None else None
+        if cid is None:
+            e = self.twin.clients[i].entry
+            cid = self.map.get(e.channel_id) if e is not None else None
+        chain_ch = self.chain.get_channel(cid) if cid is not None else None
+        if (chain_ch is None or not chain_ch.exists or chain_ch.finalized or chain_ch.deposit <= chain_ch.settled
+                or self.server.record(cid) is None):
+            return []  # nothing a cooperative close could take
+        amount = chain_ch.deposit
+        sig = sign_voucher(self.other_key, self.domain, cid, amount)
+        payload = wire.ClosePayload(channel_id=cid, cumulative_amount=amount, signature=sig,
+                                    descriptor=wire_descriptor(self.deployment.descriptor(cid)))
+        auth = wire.encode_authorization(wire.Credential(challenge=wc, payload=payload))
+        _, out = self._third_party_send(kind, "HEAD", payload, auth, victim, "signed by its own key")
+        return out
+
     def _attack(self, step) -> list:
+        if step["kind"] == "forged_close":
+            return self._forged_close(step)
         if step["kind"] in THIRD_PARTY_KINDS:
             return self._third_party(step)
+        if step["kind"] == "forged_replay":  # unspent authorization, then another key's voucher at accepted
+            return (self._attack(dict(step, kind="head_advance"))
+                    + self._attack(dict(step, kind="forged_at_accepted")))
         if step["kind"] == "lower_after_advance":  # unspent authorization, then a lower voucher
             return (self._attack(dict(step, kind="head_advance"))
                     + self._attack(dict(step, kind="lower")))
@@ -336,14 +399,16 @@ class AdversarySession(Session):
         price = self.rc.price
         # head_advance authorizes two prices ahead without buying anything: unspent authorization,
         # the state where "lower" vouchers and requiredCumulative = max(accepted, spent + price) matter
-        amount = {"lower": trec.accepted - price, "replay": trec.accepted, "above_deposit": tch.deposit + price,
+        amount = {"lower": trec.accepted - price, "replay": trec.accepted, "forged_at_accepted": trec.accepted,
+                  "above_deposit": tch.deposit + price,
                   "forged_above_deposit": tch.deposit + price, "head_advance": trec.accepted + 2 * price,
                   "keyed_advance": trec.accepted + 2 * price}.get(kind, trec.accepted + price)
         if amount < 0 or amount > self.deployment.max_amount:
             return []  # no voucher of the deployment's type can say it (above 2^96-1 on v2): nothing to send
         key_bytes, signer = self.keys[i], self.addrs[i]
         sig_cid = rcid
-        if kind in ("forged", "forged_above_deposit"):
+        forged = kind in ("forged", "forged_above_deposit", "forged_at_accepted")
+        if forged:
             key_bytes, signer = self.other_key, address_of(self.other_key)
         if kind == "other_channel":
             sig_cid = "0x" + hashlib.sha256(rcid.encode()).hexdigest()
@@ -373,6 +438,8 @@ class AdversarySession(Session):
             headers[IDEMPOTENCY_HEADER] = key
         before = self.server.record(rcid)
         w, resp = self.net.send_raw(httpx.Request(method, BASE_URL + PAID_PATH, headers=headers))
+        if forged:
+            w.note = FORGED_NOTE  # not the payer's voucher: it raises nothing the payer signed
         self._last_attack = (i, method, headers, rcid, key, w.status == 200)
         if kind.startswith("not:"):  # a challenge the server never issued: refused, nothing changes
             after = self.server.record(rcid)
@@ -433,8 +500,9 @@ class Liar:
     """Wraps the model server; rewrites its answers during a lying step exactly as the model's lying
     server does (model/system.py LIES): the first, unpaid challenge of a logical request (inflate,
     stale, other_channel, other_escrow), every challenge (price), every receipt (backwards_receipt), or the
-    answer to a paid request (gone, take_402, same_challenge: PAID_LIES). Rewritten responses carry LIE_HEADER,
-    so wire checks that assume honest hints (H3) skip them."""
+    answer to a paid request (gone, take_402, same_challenge: PAID_LIES); and the first challenge of
+    CRAFTED_LIES (forged_proof, edge_at, edge_over), which the twin is told through Act.stale. Rewritten
+    responses carry LIE_HEADER, so wire checks that assume honest hints (H3) skip them."""
 
     def __init__(self, inner: ModelServer):
         self.inner = inner
@@ -446,8 +514,12 @@ class Liar:
         self.originals: dict = {}  # price lie: id of a lied challenge -> the server's own challenge
         self.last_unpaid: dict = {}  # stale_402: (payer, method) -> the last 402 sent to an unpaid request
 
-    def arm(self, lie: Optional[str]) -> None:
+    forger_key = hashlib.sha256(b"conformance:liar-forger").digest()  # signs forged_proof's highestVoucher
+
+    def arm(self, lie: Optional[str], edge: Optional[int] = None) -> None:
+        """`edge`: the amount edge_at/edge_over hint as accepted and required (LyingServerSession._craft)."""
         self.lie, self.challenged, self.paid_lied, self.recorded = lie, False, False, False
+        self.edge = edge
 
     def __getattr__(self, item):
         return getattr(self.inner, item)
@@ -508,7 +580,7 @@ class Liar:
         first = resp.status_code == 402 and "authorization" not in request.headers and not self.challenged
         if first:
             self.challenged = True
-            if lie in ("inflate", "stale", "other_channel", "other_escrow"):
+            if lie in ("inflate", "stale", "other_channel", "other_escrow") + CRAFTED_LIES:
                 return self._rewrite_challenge(resp, lie)
             if lie == "stale_402" and self._unpaid_key(request) in self.last_unpaid:
                 old = self.last_unpaid[self._unpaid_key(request)]
@@ -530,16 +602,18 @@ class Liar:
                 headers.append((PAYER_HEADER, rec.payer))
         return httpx.Request(request.method, request.url, headers=headers)
 
-    def _hinted_details(self, hints, wc, lie):
-        """methodDetails carrying `hints` (no voucher proof: a liar has no signature for what it claims). The lie
-        keeps the deployment's marks: the protocol, and (same channel) the v2 snapshot's descriptor."""
+    def _hinted_details(self, hints, wc, lie, proof_signature=None):
+        """methodDetails carrying `hints` (no voucher proof: a liar has no signature of the payer for what it
+        claims; forged_proof's is another key's). The lie keeps the deployment's marks: the protocol, and (same
+        channel) the v2 snapshot's descriptor."""
         srv = self.inner
         orig = wc.decoded_request().method_details
         base = wire.MethodDetails(escrow_contract=srv.chain.escrow, chain_id=srv.chain.chain_id,
                                   session_protocol=orig.session_protocol)
         desc = orig.session_snapshot.descriptor if orig.session_snapshot is not None and lie != "other_channel" else None
         return method_details_with_hints(base, hints, srv.cfg.profile, chain_id=srv.chain.chain_id,
-                                         escrow=srv.chain.escrow, highest_voucher_signature=None, descriptor=desc)
+                                         escrow=srv.chain.escrow, highest_voucher_signature=proof_signature,
+                                         descriptor=desc)
 
     def _rewrite_challenge(self, resp, lie):
         srv = self.inner
@@ -571,9 +645,17 @@ class Liar:
             return resp
         h = ch.hints
         chain_ch = srv.chain.get_channel(h.channel_id)
-        if lie == "inflate":
+        proof_signature = None
+        if lie in ("inflate", "forged_proof"):
             top = chain_ch.deposit
             h = attrs.evolve(h, accepted=top, required=top, spent=top, deposit=top, proof=None)
+            if lie == "forged_proof":
+                proof_signature = sign_voucher(self.forger_key, srv.domain, h.channel_id, top)
+                h = attrs.evolve(h, proof=Voucher(h.channel_id, top, address_of(self.forger_key)))
+        elif lie in ("edge_at", "edge_over"):
+            if self.edge is None:
+                return resp  # nothing to lie about (the twin is told the honest challenge too)
+            h = attrs.evolve(h, accepted=self.edge, required=self.edge, proof=None)
         elif lie == "stale":
             h = attrs.evolve(h, accepted=chain_ch.settled, spent=chain_ch.settled, required=chain_ch.settled,
                              proof=None)
@@ -581,7 +663,8 @@ class Liar:
             h = attrs.evolve(h, channel_id=OTHER_CHANNEL, proof=None)
         if h.settled is None:
             h = attrs.evolve(h, settled=0)
-        req = wc.decoded_request().model_copy(update={"method_details": self._hinted_details(h, wc, lie)})
+        md = self._hinted_details(h, wc, lie, proof_signature)
+        req = wc.decoded_request().model_copy(update={"method_details": md})
         c = wire.Challenge.issue(srv.secret, realm=wc.realm, request=req, expires=wc.expires)
         return self._marked(resp, lie, **{"www-authenticate": wire.format_www_authenticate(c)})
 
@@ -601,7 +684,8 @@ class LyingServerSession(Session):
         self.cfg = attrs.evolve(self.cfg, lying_server=True)
 
     def do(self, step: dict) -> StepResult:
-        self.liar.arm(step.get("lie"))
+        self._crafted, edge = self._craft(step) if step.get("lie") in CRAFTED_LIES else (None, None)
+        self.liar.arm(step.get("lie"), edge)
         try:
             res = super().do(step)
         finally:
@@ -620,7 +704,34 @@ class LyingServerSession(Session):
                 self.served[w.channel_id] = self.served.get(w.channel_id, 0) + w.charged
         return out
 
+    def _craft(self, step) -> tuple:
+        """(the twin's first challenge, the edge amount) of a crafted lie (CRAFTED_LIES), from the twin before the
+        step: its honest first challenge (the model server's, which the liar's server is) with the lie's hints.
+        No hints to lie about: the honest challenge and no edge."""
+        from model import client as mcl
+
+        i = step.get("client", 0)
+        c = self.cfg.clients[i]
+        ch = msv.author_challenge(self.cfg.server, self.twin.server, self.twin.chain, c.payer, True, True)
+        h = ch.hints
+        if h is None or not h.has_values or self.twin.chain.channel(h.channel_id) is None:
+            return ch, None
+        chain_ch = self.twin.chain.channel(h.channel_id)
+        if step["lie"] == "forged_proof":
+            top = chain_ch.deposit
+            return attrs.evolve(ch, hints=attrs.evolve(h, accepted=top, required=top, spent=top, deposit=top,
+                                                       proof=Voucher(h.channel_id, top,
+                                                                     address_of(self.liar.forger_key)))), None
+        st = self.twin.clients[i]  # the client's memory of the hinted channel (model/client.py _remembered)
+        known = next((e for e in (st.entry, st.persisted) + st.kept if e is not None and e.channel_id == h.channel_id),
+                     None) or mcl.Entry(h.channel_id)
+        bound = mcl.trust_bound(mcl.proven_floor(known, self.twin.chain, None, c.payer), c, ch.price)
+        edge = bound + (ch.price if step["lie"] == "edge_over" else 0)
+        return attrs.evolve(ch, hints=attrs.evolve(h, accepted=edge, required=edge, proof=None)), edge
+
     def _act(self, step):
+        if step.get("lie") in CRAFTED_LIES:  # the model's hook for "the first challenge is this one" (see above)
+            return Act("lying_request", step.get("client", 0), lie="stale_402", stale=self._crafted)
         if step.get("lie"):
             i = step.get("client", 0)
             stale = self.twin_unpaid.get((self.cfg.clients[i].payer, True)) if step["lie"] == "stale_402" else None

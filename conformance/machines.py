@@ -117,7 +117,7 @@ def concurrent_kinds(rc: RunConfig, machine: str) -> tuple:
 
 
 def build_machine(rc: RunConfig, collector: Collector, machine: str = "pair"):
-    from .adversary import ADVERSARY_KINDS, LIES, VARIANT_KINDS
+    from .adversary import ADVERSARY_KINDS, CLIENT_LIES, VARIANT_KINDS
 
     rc = machine_config(rc, machine)
     clients = st.integers(0, rc.n_clients - 1)
@@ -183,7 +183,7 @@ def build_machine(rc: RunConfig, collector: Collector, machine: str = "pair"):
                 return self._targeted(data, step["client"])
             if op == "lie":
                 step = {"op": "request", "client": step["client"],
-                        "lie": data.draw(st.sampled_from(LIES), label="lie"),
+                        "lie": data.draw(st.sampled_from(CLIENT_LIES), label="lie"),
                         "key": data.draw(st.booleans().map(lambda b: not b), label="key")}
             self._do(step)
 

@@ -462,6 +462,10 @@ class ModelClient:
 
     def _fresh(self, method, path):
         resp = self._send(method, path, None, None)
+        return self._challenge(resp)
+
+    def _challenge(self, resp: httpx.Response):
+        """(wire challenge, model Challenge) of a 402: the hints' highestVoucher carries its recovered signer."""
         return challenge_from_response(resp, self.domain)
 
     # -- the protocol
@@ -509,7 +513,7 @@ class ModelClient:
                 if challenge is None:
                     return Outcome("failed:no-challenge")
                 continue
-            wc2, ch2 = challenge_from_response(resp, self.domain)
+            wc2, ch2 = self._challenge(resp)
             if ch2 is None:
                 return Outcome(f"failed:{problem_slug(resp)}", resp.status_code)
             wc, challenge = wc2, ch2

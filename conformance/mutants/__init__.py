@@ -23,6 +23,8 @@ from .servers import (accepts_above_deposit_server, accepts_high_s_server, accep
                       required_spent_plus_price_server, skips_challenge_binding_server, trusts_source_server)
 from .servers import adopt_trusts_credential_server, legacy_refuses_equal_server, loses_orphan_server
 from .servers import settle_not_mirrored_server, topup_not_mirrored_server
+from .servers import close_no_signer_check_server, replay_skips_signer_server
+from .clients import bound_extra_price_client, proof_signer_unchecked_client
 
 
 @attrs.frozen
@@ -147,4 +149,19 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in [
     Mutant("server-settle-not-mirrored", "server", "SH",
            "keeps the settled amount of the open in its record and snapshot after its own settle (SPEC_NOTES "
            "stale hints: `strict` only)", settle_not_mirrored_server, "model", ("server",), strength="strict"),
+    Mutant("server-close-no-signer-check", "server", "TP2",
+           "checks a close voucher's amount but not its signer (X1) and closes with its own highest voucher: a "
+           "third party's close signed by its own key finalizes the payer's channel", close_no_signer_check_server,
+           "model", ("server",)),
+    Mutant("server-replay-skips-signer", "server", "SV",
+           "skips signature verification on a voucher equal to acceptedCumulative (the V6/I1 replay path): a "
+           "voucher at accepted signed by another key buys content on unspent authorization",
+           replay_skips_signer_server, "model", ("server",)),
+    Mutant("client-proof-signer-unchecked", "client", "HB",
+           "takes a hint's highestVoucher as proof without recovering its signer (H3/H4): a lying server's proof "
+           "signed by another key makes it sign the whole deposit", proof_signer_unchecked_client, "model",
+           ("client",)),
+    Mutant("client-bound-extra-price", "client", "HB",
+           "its trust bound (H4) allows one price more than proven floor + price + allowance: a hint one price "
+           "above the bound is signed", bound_extra_price_client, "model", ("client",)),
 ]}

@@ -113,3 +113,30 @@ class _SulksAfterGone(ModelClient):
 
 def sulks_after_gone_client():
     return _SulksAfterGone("client-sulks-after-gone")
+
+
+# --- adversary teeth (issue 9 items 5/6): the edges of rule H4 (conformance/adversary.py CRAFTED_LIES) ---
+
+
+class _ProofSignerUnchecked(ModelClient):
+    """Bug: the snapshot's highestVoucher is taken as proof on its amount and channel alone; its signature is
+    never recovered (as if the server could only hold the payer's vouchers), so a lying server's proof signed by
+    another key raises the proven floor of rule H4 to whatever it claims."""
+
+    def _challenge(self, resp):
+        wc, ch = super()._challenge(resp)
+        if ch is not None and ch.hints is not None and ch.hints.proof is not None:
+            ch = attrs.evolve(ch, hints=attrs.evolve(ch.hints, proof=attrs.evolve(ch.hints.proof, signer=self.addr)))
+        return wc, ch
+
+
+def proof_signer_unchecked_client():
+    return _ProofSignerUnchecked("client-proof-signer-unchecked")
+
+
+def bound_extra_price_client():
+    """Bug: rule H4's bound counts the request's price twice (floor + 2 x price + allowance): a hint one price
+    above the real bound is signed."""
+    from model.client import trust_bound
+
+    return _mutant("client-bound-extra-price", rules=dict(bound=lambda floor, cfg, cost: trust_bound(floor, cfg, cost) + cost))

@@ -550,3 +550,79 @@ def topup_not_mirrored_server():
 
 def settle_not_mirrored_server():
     return _adapter("server-settle-not-mirrored", SettleNotMirrored)
+
+
+# --- adversary teeth (issue 9 items 5/6/9): signer checks on the paths that look harmless ---------------------
+
+
+class _OwnVoucherClose:
+    """The deployment, except that a cooperative close goes on chain with the server's own highest voucher."""
+
+    def __init__(self, deployment, amount: int, signature: str):
+        self._deployment, self._amount, self._signature = deployment, amount, signature
+
+    def __getattr__(self, name):
+        return getattr(self._deployment, name)
+
+    def close(self, payee_key, channel_id, cumulative_amount, capture_amount, signature):
+        return self._deployment.close(payee_key, channel_id, self._amount, capture_amount,
+                                      bytes.fromhex(self._signature[2:]))
+
+
+class CloseNoSignerCheck(SessionServer):
+    """Bug: a cooperative close is read as "the payer asks to settle up": the close voucher's amount is checked
+    (X1: covers max(spent, settled), above settled, within the deposit) but not who signed it, and the escrow
+    is called with the highest voucher the server already holds (which the escrow does verify), so the close
+    succeeds whoever sent it: anyone can finalize a payer's channel (TP2)."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self._local = threading.local()  # this thread is inside a close (the unchecked path)
+
+    def _close(self, cred, p):
+        rec = self.store.get(p.channel_id)
+        if rec is None or not rec.highest_signature or rec.accepted_cumulative < rec.spent:
+            return super()._close(cred, p)
+        real_dep = self.deployment
+        self.deployment = _OwnVoucherClose(real_dep, rec.accepted_cumulative, rec.highest_signature)
+        self._local.closing = True
+        try:
+            return super()._close(cred, p)
+        finally:
+            self.deployment, self._local.closing = real_dep, False
+
+    def _check_signer(self, st, cid, amount, signature):
+        if getattr(self._local, "closing", False):
+            return None  # the bug: "the escrow checks the voucher we submit"
+        return super()._check_signer(st, cid, amount, signature)
+
+
+class ReplaySkipsSigner(SessionServer):
+    """Bug: a voucher equal to acceptedCumulative is taken for the one already held (the idempotent replay of
+    rules V6 and I1), so its signature is never verified: anyone who reads acceptedCumulative (a hint) sends a
+    voucher of that amount signed by any key, and is served from the payer's unspent authorization (SV, TP1)."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self._local = threading.local()  # this thread's voucher equals acceptedCumulative (the unchecked path)
+
+    def _voucher(self, method, path, content, cred, p, key):
+        rec = self.store.get(p.channel_id)
+        self._local.equal = rec is not None and p.cumulative_amount == rec.accepted_cumulative
+        try:
+            return super()._voucher(method, path, content, cred, p, key)
+        finally:
+            self._local.equal = False
+
+    def _check_signer(self, st, cid, amount, signature):
+        if getattr(self._local, "equal", False):
+            return None  # the bug: "the same amount as the voucher we hold: nothing new to verify"
+        return super()._check_signer(st, cid, amount, signature)
+
+
+def close_no_signer_check_server():
+    return _adapter("server-close-no-signer-check", CloseNoSignerCheck)
+
+
+def replay_skips_signer_server():
+    return _adapter("server-replay-skips-signer", ReplaySkipsSigner)
