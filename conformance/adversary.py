@@ -67,6 +67,7 @@ CRAFTED_LIES = ("forged_proof", "edge_at", "edge_over")
 CLIENT_LIES = LIES + CRAFTED_LIES  # what machine (c)'s `lie` op draws
 
 VARIANT_KINDS = ("same:upper_hex", "same:key_order", "same:whitespace", "same:foreign_source", "same:compact",
+                 "same:leading_zeros", "either:empty_post", "either:padded",
                  "not:chain_id", "not:escrow", "not:amount")
 
 # Wire variance (draft "Encoding Conventions", httpauth "Credentials"): adversary kinds too (op "variant" of the
@@ -76,7 +77,18 @@ VARIANT_KINDS = ("same:upper_hex", "same:key_order", "same:whitespace", "same:fo
 # count in `strict` only; JSON key order, whitespace and the informational `source` count always. `not:*` echoes a
 # challenge whose request was altered (another chainId, escrow or price): never the same challenge, so the
 # server must refuse it and change nothing (httpauth "Challenge Binding").
-STRICT_ONLY_VARIANTS = ("same:upper_hex", "same:compact")
+# `same:leading_zeros` writes cumulativeAmount "00<n>": the schema's `^[0-9]+$` admits it and we read it as n
+# (SPEC_NOTES section 5, item 7), but "Encoding Conventions" shows canonical decimals, so refusing it is a strict
+# deviation only. `either:empty_post` sends the advance as a POST with an empty body and `Content-Length: 0`. The
+# drafts allow voucher updates "via any HTTP method" and name HEAD for pure top-ups, so two readings conform: a
+# content request (served and charged like the GET: the reference server) or a voucher update (accepted, charged
+# nothing, a 2xx with no content: mppx's 204). The twin follows the reading the answer shows; what neither reading
+# allows is content delivered for nothing (a 2xx with a body and no charge); refusing it changes nothing and is a
+# strict deviation only ("Servers SHOULD support voucher updates via any HTTP method"). `either:padded` pads the
+# token with "=":
+# the grammar is base64url-nopad ("Credentials"), a client MUST NOT send it, and no rule says a server must refuse
+# it: either a refusal that changes nothing or the canonical verdict passes, in both strengths.
+STRICT_ONLY_VARIANTS = ("same:upper_hex", "same:compact", "same:leading_zeros")
 PAYER_SIGNED_KINDS = ("lower", "replay", "above_deposit", "advance_nokey", "head_advance", "lower_after_advance",
                       "keyed_retry", "keyed_advance", "probe_after_advance",
                       "forged_replay")  # the adversary holds the payer's key for these (but for a FORGED_NOTE wire)
@@ -147,7 +159,7 @@ class AdversarySession(Session):
         dup_key, closes = self._ghosts(wires, prev_real)
         for w in wires:  # the adversary holds the payer's key: its valid vouchers are the payer's
             payers_voucher = step.get("kind") in PAYER_SIGNED_KINDS or (
-                str(step.get("kind")).startswith("same:") and _ok(w.status))  # a refused variant authorizes nothing
+                str(step.get("kind")).startswith(("same:", "either:")) and _ok(w.status))  # a refused variant authorizes nothing
             if w.origin == "adversary" and w.amount is not None and payers_voucher and w.note != FORGED_NOTE:
                 self.signed[w.channel_id] = max(self.signed.get(w.channel_id, 0), w.amount)
         nxt = self.project()
@@ -250,6 +262,8 @@ class AdversarySession(Session):
             pl["signature"] = to_compact(pl["signature"])
         elif kind == "same:foreign_source":
             obj["source"] = "did:pkh:eip155:1:0x" + "5e" * 20
+        elif kind == "same:leading_zeros":
+            pl["cumulativeAmount"] = "00" + str(pl["cumulativeAmount"])
         elif kind.startswith("not:"):
             req = json.loads(wire.b64url_decode(obj["challenge"]["request"]))
             md = req.setdefault("methodDetails", {})
@@ -266,7 +280,10 @@ class AdversarySession(Session):
             text = json.dumps(obj, indent=2)
         else:
             text = json.dumps(obj, separators=(",", ":"), sort_keys=True)
-        return "Payment " + base64.urlsafe_b64encode(text.encode()).rstrip(b"=").decode()
+        if kind == "either:padded" and len(text.encode()) % 3 == 0:
+            text += " "  # a length that base64 pads (JSON allows the trailing whitespace)
+        token = base64.urlsafe_b64encode(text.encode()).decode()
+        return "Payment " + (token if kind == "either:padded" else token.rstrip("="))
 
     # -- the third party: TP1, TP2
 
@@ -416,7 +433,7 @@ class AdversarySession(Session):
         sig = sign_voucher(key_bytes, self.domain, sig_cid, amount)
         if kind == "high_s":
             sig, signer = to_high_s(sig), None
-        method = "HEAD" if kind == "head_advance" else "GET"
+        method = {"head_advance": "HEAD", "either:empty_post": "POST"}.get(kind, "GET")
         self.adv_n += 1
         key = None if kind in ("replay", "advance_nokey", "lower", "head_advance") else f"adv{self.adv_n}"
         # a fresh challenge to echo
@@ -431,13 +448,16 @@ class AdversarySession(Session):
         # channel's payer or signer, and `same:foreign_source` tests a foreign one)
         cred = wire.Credential(challenge=wc, payload=payload,
                                source=f"did:pkh:eip155:{self.deployment.chain_id}:{self.addrs[i]}")
-        variant = kind.startswith(("same:", "not:"))
+        variant = kind.startswith(("same:", "not:", "either:"))
         auth = self._rewrite(kind, cred) if variant else wire.encode_authorization(cred)
         headers = {PAYER_HEADER: self.addrs[i], "Authorization": auth}
         if key:
             headers[IDEMPOTENCY_HEADER] = key
         before = self.server.record(rcid)
-        w, resp = self.net.send_raw(httpx.Request(method, BASE_URL + PAID_PATH, headers=headers))
+        if method == "POST":  # an empty body, said explicitly (a body-less POST is still a content request)
+            headers["Content-Length"] = "0"
+        w, resp = self.net.send_raw(httpx.Request(method, BASE_URL + PAID_PATH, headers=headers,
+                                                  content=b"" if method == "POST" else None))
         if forged:
             w.note = FORGED_NOTE  # not the payer's voucher: it raises nothing the payer signed
         self._last_attack = (i, method, headers, rcid, key, w.status == 200)
@@ -450,12 +470,26 @@ class AdversarySession(Session):
                                f"{after and (after.accepted, after.spent)}")]
             return []
         real_status = resp.status_code if resp is not None else None
+        content = method != "HEAD"
+        if kind == "either:empty_post" and _ok(real_status) and not w.charged:  # the voucher-update reading
+            if resp is not None and resp.content:
+                return [("SV", f"{kind}: a POST with an empty body was answered {real_status} with a "
+                               f"{len(resp.content)}-byte body and charged nothing (content delivered for free; a "
+                               f"voucher update answers without content)")]
+            content = False
+        lenient = kind == "either:padded" or (kind == "either:empty_post" and self.rc.strength != "strict")
+        if lenient and not _ok(real_status):  # refusing it (a SHOULD for POST): nothing may change
+            after = self.server.record(rcid)
+            if before and after and (after.accepted, after.spent) != (before.accepted, before.spent):
+                return [("SV", f"{kind}: a refused credential ({real_status} {w.problem}) changed (accepted, spent) "
+                               f"{(before.accepted, before.spent)} -> {(after.accepted, after.spent)}")]
+            return []  # the twin does not advance either
         strict_only = kind in STRICT_ONLY_VARIANTS
         if strict_only and self.rc.strength != "strict" and not _ok(real_status):
             return []  # refusing a SHOULD-accept form is a strict deviation; the twin does not advance either
         # the twin: model.server.handle on the same input
         r = StepRun(self.cfg, self.twin, act)
-        mreq = MRequest(self.addrs[i], method != "HEAD", MCredential("voucher", tcid, Voucher(tcid, amount, signer)), key)
+        mreq = MRequest(self.addrs[i], content, MCredential("voucher", tcid, Voucher(tcid, amount, signer)), key)
         if signer == self.addrs[i]:
             r.note_signature(i, mreq.credential)
         mresp = r.deliver(mreq, self.cfg.fleet == "hinted")

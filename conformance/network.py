@@ -72,6 +72,10 @@ def decode_credential(request: httpx.Request):
     try:
         return wire.parse_authorization(auth)
     except wire.WireError:
+        pass
+    try:  # a padded token (adversary variant either:padded) still says what it says, for the log
+        return wire.parse_authorization(auth.rstrip("= \t")) if auth.rstrip(" \t").endswith("=") else "malformed"
+    except wire.WireError:
         return "malformed"
 
 

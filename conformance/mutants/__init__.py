@@ -24,6 +24,7 @@ from .servers import (accepts_above_deposit_server, accepts_high_s_server, accep
 from .servers import adopt_trusts_credential_server, legacy_refuses_equal_server, loses_orphan_server
 from .servers import settle_not_mirrored_server, topup_not_mirrored_server
 from .servers import close_no_signer_check_server, replay_skips_signer_server
+from .servers import bodiless_post_free_server
 from .clients import bound_extra_price_client, proof_signer_unchecked_client
 
 
@@ -92,6 +93,9 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in [
     Mutant("server-trusts-source", "server", "SV",
            "refuses a valid voucher whose informational `source` names someone else (wire variance)",
            trusts_source_server, "model", ("server",)),
+    Mutant("server-bodiless-post-free", "server", "SV",
+           "serves a paid POST with an empty body (Content-Length: 0) like a HEAD: accepted, not charged",
+           bodiless_post_free_server, "model", ("server",)),
     Mutant("server-close-captures-settled", "server", "CX",
            "close captures only the settled amount, not max(spent, settled) (X2): the payer gets back what it "
            "was served", close_captures_settled_server, "model", ("pair", "server")),

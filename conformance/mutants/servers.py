@@ -258,6 +258,32 @@ def trusts_source_server():
     return _adapter("server-trusts-source", TrustsSource)
 
 
+class BodilessPostFree(SessionServer):
+    """Bug (wire variance, issue 9 item 4): decides "cost-free" by the body but still serves the content, so a paid
+    POST with an empty body and `Content-Length: 0` gets its voucher accepted and the content delivered, and nothing
+    is charged. Either reading of such a POST conforms (content, charged; or a voucher update, 2xx without content),
+    content for free is neither (SPEC_NOTES, wire variance)."""
+
+    _local = threading.local()
+
+    def handle(self, method, path, headers):
+        self._local.bodiless = method.upper() == "POST" and headers.get("content-length", "").strip() == "0"
+        try:
+            return super().handle(method, path, headers)
+        finally:
+            self._local.bodiless = False
+
+    def _serve(self, tx, rec, method, path, content, cred, key, tx_hash=None):
+        if getattr(self._local, "bodiless", False):
+            reply = super()._serve(tx, rec, method, path, False, cred, key, tx_hash)
+            return attrs.evolve(reply, body=b'{"content":true}')
+        return super()._serve(tx, rec, method, path, content, cred, key, tx_hash)
+
+
+def bodiless_post_free_server():
+    return _adapter("server-bodiless-post-free", BodilessPostFree)
+
+
 # --- rule UA (SPEC_NOTES 4b): the third party of the server machine (adversary.py THIRD_PARTY_KINDS) ---
 
 class DisclosesProofToAnyone(SessionServer):
