@@ -1,7 +1,7 @@
 """Crash points inside a request (issue 9 item 3): the server dies after an open's broadcast and before the commit of
 its record (point `broadcast`), or after the commit and before the response leaves (point `respond`).
 
-A crash is a network fault of a `request` step (`fault: crash_broadcast | crash_commit`), armed like the others
+A crash is a network fault of a `request` step (`fault: crash_after_broadcast | crash_after_commit`, conformance/steps.py), armed like the others
 for the first request of the logical request that carries a voucher. The harness network (conformance/network.py)
 sets the armed point while the server handles that request; the harness's `Env.checkpoint` raises
 `ServerCrash` when the server reaches it (a bridge adapter is asked through `crashAt`); the network then restarts
@@ -20,7 +20,7 @@ from typing import Optional
 
 from .interface import CHECKPOINTS, CRASH_POINTS, ServerCrash
 
-FAULT_POINTS = {"crash_broadcast": "broadcast", "crash_commit": "respond"}
+FAULT_POINTS = {"crash_after_broadcast": "broadcast", "crash_after_commit": "respond"}
 """The request faults that crash the server, and the crash point each arms."""
 SIGNATURE_PROBLEMS = ("invalid-signature", "signer-mismatch", "malformed-credential")
 

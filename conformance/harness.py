@@ -37,11 +37,10 @@ from adapters.chain.deployment import deployment_of
 
 from .model_impl import escrow_channel, recover_or_none
 from .network import Network
+from .steps import HARNESS_OPS, MODEL_OPS, TWIN_FAULT, canonical_step
 from .wire_form import WF_PROPERTIES
 
 ALL_FAULTS = ("none", "hold_request", "hold_response")
-FAULT_NAMES = {"none": "none", "lose_request": "hold_request", "drop_response": "hold_response",
-               "crash_broadcast": "crash_after_broadcast", "crash_commit": "hold_response"}  # conformance/crash.py
 NAMES = ("alice", "alice2", "alice3")
 
 
@@ -284,6 +283,7 @@ class Session:
     # ------------------------------------------------------------- steps
 
     def do(self, step: dict) -> StepResult:
+        step = canonical_step(step)  # a step of an older trace reads in today's names (conformance/steps.py)
         n = len(self.steps) + 1
         self.steps.append(step)
         self.net.step = n
@@ -365,12 +365,10 @@ class Session:
         if op == "concurrent":
             return Act("concurrent", i)
         if op == "request":
-            return Act("request", i, FAULT_NAMES[step.get("fault", "none")])
-        kinds = {"head": "head", "duplicate": "duplicate", "deliver_held": "deliver_held_request",
-                 "restart_client": "restart_client", "restart_server": "restart_server", "settle": "settle",
-                 "top_up_chain": "top_up", "request_close": "request_close", "advance_time": "advance_time",
-                 "close": "close"}
-        return Act(kinds[op], i)
+            return Act("request", i, TWIN_FAULT[step.get("fault", "none")])
+        if op not in MODEL_OPS:
+            raise ValueError(f"unknown step {step}: ops are {MODEL_OPS + HARNESS_OPS} (conformance/steps.py)")
+        return Act(op, i)  # the one vocabulary: a model op is named as the model's action
 
     def _real(self, step: dict) -> str:
         op, i = step["op"], step.get("client", 0)
@@ -385,7 +383,7 @@ class Session:
         if op == "duplicate":
             self.net.redeliver(i)
             return "done"
-        if op == "deliver_held":
+        if op == "deliver_held_request":
             self.net.deliver_held(i)
             return "done"
         if op == "restart_client":
@@ -414,12 +412,12 @@ class Session:
                         # the settle transaction publishes the voucher: the third party (adversary.py) holds it
                         self.public_vouchers[cid] = (rec.accepted, rec.highest_signature)
             return "done"
-        if op in ("top_up_chain", "request_close"):
+        if op in ("top_up", "request_close"):
             cid = c.view().channel_id
             if cid is None:
                 return "noop"
             try:
-                if op == "top_up_chain":
+                if op == "top_up":
                     raw = self.deployment.topup_tx(self.keys[i], cid, self.rc.top_up)
                     self.chain.broadcast(raw)
                     mirror = lambda ch, dep: ch.broadcast(raw)  # noqa: E731
@@ -459,7 +457,7 @@ class Session:
             return StepInfo(act=act, outcome="done")
         r = StepRun(cfg, s, act)
         outcome = "done"
-        if op in ("duplicate", "deliver_held"):
+        if op in ("duplicate", "deliver_held_request"):
             if op == "duplicate":
                 req = s.net[i].last
                 if not any(w.origin == "duplicate" for w in self.net.log if w.step == len(self.steps)):
@@ -479,12 +477,12 @@ class Session:
             r.clients[i] = mcl.restart(c, r.clients[i])
             if not c.persist:
                 r.own[i] = ()
-        elif op in ("top_up_chain", "request_close"):
+        elif op in ("top_up", "request_close"):
             e = r.clients[i].entry
             outcome = "noop"
             if e is not None:
-                f = escrow.top_up if op == "top_up_chain" else escrow.request_close
-                args = (r.chain, cfg.clients[i].payer, e.channel_id) + ((cfg.clients[i].top_up,) if op == "top_up_chain" else ())
+                f = escrow.top_up if op == "top_up" else escrow.request_close
+                args = (r.chain, cfg.clients[i].payer, e.channel_id) + ((cfg.clients[i].top_up,) if op == "top_up" else ())
                 done = f(*args)
                 if not isinstance(done, Rejected):
                     r.chain, outcome = done, "done"

@@ -88,12 +88,12 @@ def new_session(rc: RunConfig, machine: str) -> Session:
 def operations(rc: RunConfig, machine: str) -> list[str]:
     """The step kinds of a machine, weighted by repetition (sampled_from shrinks towards the
     first entry: a plain request)."""
-    ops = ["request"] * 6 + ["head", "duplicate", "restart_client", "restart_server", "settle", "top_up_chain",
+    ops = ["request"] * 6 + ["head", "duplicate", "restart_client", "restart_server", "settle", "top_up",
                               "request_close", "advance_time", "close"]
     if machine != "server":  # the server machine's adversary already drives its rare states (and kills stay fast)
         ops += ["targeted"]
     if rc.faults:
-        ops += ["deliver_held"]
+        ops += ["deliver_held_request"]
     if machine == "server":
         ops += ["adversary"] * 8 + ["variant"] * 4 + ["probe"] * 4
     if machine == "client":
@@ -121,7 +121,7 @@ def build_machine(rc: RunConfig, collector: Collector, machine: str = "pair"):
 
     rc = machine_config(rc, machine)
     clients = st.integers(0, rc.n_clients - 1)
-    faults = st.sampled_from(["none", "none", "lose_request", "drop_response"] if rc.faults else ["none"])
+    faults = st.sampled_from(["none", "none", "hold_request", "hold_response"] if rc.faults else ["none"])
     ops = operations(rc, machine)
     kinds = concurrent_kinds(rc, machine)
     counter = [0]
@@ -164,7 +164,7 @@ def build_machine(rc: RunConfig, collector: Collector, machine: str = "pair"):
             if op == "request":
                 step["fault"] = data.draw(faults, label="fault")
                 step["key"] = data.draw(st.booleans().map(lambda b: not b), label="key")
-                if step["fault"] == "drop_response":
+                if step["fault"] == "hold_response":
                     step["fault"] = self._crash_fault(step["client"])
             if op == "restart_client":
                 step["keep"] = data.draw(st.booleans().map(lambda b: not b), label="keep")
@@ -221,9 +221,9 @@ def build_machine(rc: RunConfig, collector: Collector, machine: str = "pair"):
 
             points = crash_points(self.session.server)
             if "broadcast" in points and not self._has_channel(i):
-                return "crash_broadcast"
+                return "crash_after_broadcast"
             self.drops = getattr(self, "drops", 0) + 1
-            return "crash_commit" if "respond" in points and self.drops % 2 == 0 else "drop_response"
+            return "crash_after_commit" if "respond" in points and self.drops % 2 == 0 else "hold_response"
 
         def _targeted(self, data, i: int) -> None:
             kinds = ["pending_forced_close", "close_after_advance"]

@@ -3,11 +3,11 @@
 Every exchange is decoded (wire/headers.py) and logged as a `Wire` record, so
 properties are computed from what actually crossed the wire. Faults:
 
-* lose_request:  the request never reaches the server now (held; the harness may
+* hold_request:  the request never reaches the server now (held; the harness may
                  deliver it later with `deliver_held`), the client sees a ConnectError;
-* drop_response: the server applies the request, the client sees a ReadError;
+* hold_response: the server applies the request, the client sees a ReadError;
 * redeliver:     the harness sends a copy of a client's last paid request again;
-* crash_broadcast, crash_commit: the server crashes inside the request at a crash point (conformance/crash.py),
+* crash_after_broadcast, crash_after_commit: the server crashes inside the request at a crash point (conformance/crash.py),
                  is restarted on its durable store (`on_crash`), and the client sees a ReadError.
 
 A fault is armed for one client and strikes the first request carrying a
@@ -190,9 +190,9 @@ class Network(httpx.BaseTransport):
             if origin == "client" and cred not in (None, "malformed"):
                 self.last[client] = copy_request(request)
                 payer = request.headers.get(PAYER_HEADER, "")
-                self.last_sent[client] = (self.nonce_of(payer) if payer else 0, fault == "lose_request")
+                self.last_sent[client] = (self.nonce_of(payer) if payer else 0, fault == "hold_request")
             self.log.append(w)
-            if fault == "lose_request":
+            if fault == "hold_request":
                 payer = request.headers.get(PAYER_HEADER, "")
                 self.held[client] = (copy_request(request), self.nonce_of(payer) if payer else 0)
                 self.lost += 1
@@ -239,7 +239,7 @@ class Network(httpx.BaseTransport):
             w.form = wire_form(resp, w.charged, self.price)
         if self.mirror is not None and not concurrent:
             self.mirror(request, w, None)
-        if fault == "drop_response":
+        if fault == "hold_response":
             w.fate = "response-dropped"
             return w, None
         return w, resp

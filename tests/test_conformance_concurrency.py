@@ -93,7 +93,7 @@ STEPS = [
     {"op": "request", "client": 0, "fault": "none"},
     {"op": "request", "client": 1, "fault": "none"},
     {"op": "concurrent", "client": 0, "kind": "devices", "schedule": [0, 1, 0, 1, 1]},
-    {"op": "top_up_chain", "client": 0},
+    {"op": "top_up", "client": 0},
     {"op": "concurrent", "client": 0, "kind": "retry", "ahead": 2, "schedule": [0, 1, 0, 1]},
     {"op": "concurrent", "client": 0, "kind": "topup_voucher", "schedule": [0, 1, 0, 1, 1]},
     {"op": "concurrent", "client": 1, "kind": "close_charge", "ahead": 1, "schedule": [0, 1, 1, 0]},

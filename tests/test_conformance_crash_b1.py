@@ -13,9 +13,9 @@ LEGACY_SERVER = "conformance.reference_impl:legacy_server"
 
 # a crash after the open's broadcast, then the same client goes on; a crash after the commit, then a retry
 CRASH_STEPS = [
-    {"op": "request", "client": 0, "fault": "crash_broadcast", "key": True},
+    {"op": "request", "client": 0, "fault": "crash_after_broadcast", "key": True},
     {"op": "request", "client": 0, "fault": "none", "key": True},
-    {"op": "request", "client": 1, "fault": "crash_commit", "key": True},
+    {"op": "request", "client": 1, "fault": "crash_after_commit", "key": True},
     {"op": "request", "client": 1, "fault": "none", "key": True},
     {"op": "duplicate", "client": 1},
     {"op": "settle"},

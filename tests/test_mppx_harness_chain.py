@@ -138,7 +138,7 @@ def test_mppx_opens_and_tops_up_its_own_channel_on_the_harness_chain(node):
 def test_after_a_lost_open_response_the_client_keeps_its_channel(node):
     s = _session(n_clients=1, wallet=20)
     try:
-        assert s.do(dict(REQ, fault="drop_response")).outcome == "unknown"
+        assert s.do(dict(REQ, fault="hold_response")).outcome == "unknown"
         assert s.do(REQ).outcome == "served"
         opened = [c for c in s.known_channels() if s.chain.get_channel(c).exists]
         assert len(opened) == 1, f"the payer has {len(opened)} channels with deposits locked"

@@ -232,7 +232,7 @@ class _Spy:
 
 
 STEPS = [{"op": "request", "client": 0}, {"op": "request", "client": 0}, {"op": "request", "client": 1},
-         {"op": "top_up_chain", "client": 0}, {"op": "settle"}, {"op": "request", "client": 0},
+         {"op": "top_up", "client": 0}, {"op": "settle"}, {"op": "request", "client": 0},
          {"op": "close", "client": 0}, {"op": "request", "client": 1}, {"op": "request_close", "client": 1},
          {"op": "advance_time"}, {"op": "request", "client": 1}]
 
