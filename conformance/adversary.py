@@ -24,6 +24,7 @@ from wire.crypto import address_of, sign_voucher, to_high_s
 from model.messages import Credential as MCredential
 from model.messages import Request as MRequest
 from model.records import Voucher
+from model.properties import b1_other_mode
 from model.system import LIE_PRICE_FACTOR, LIES, OTHER_CHANNEL, Act, Exchange, StepInfo, StepRun
 import wire
 from wire.profiles import method_details_with_hints
@@ -488,7 +489,7 @@ class AdversarySession(Session):
         if strict_only and self.rc.strength != "strict" and not _ok(real_status):
             return []  # refusing a SHOULD-accept form is a strict deviation; the twin does not advance either
         # the twin: model.server.handle on the same input
-        r = StepRun(self.cfg, self.twin, act)
+        r = StepRun(self.cfg, self.twin, act, shadow=b1_other_mode)
         mreq = MRequest(self.addrs[i], content, MCredential("voucher", tcid, Voucher(tcid, amount, signer)), key)
         if signer == self.addrs[i]:
             r.note_signature(i, mreq.credential)
@@ -780,7 +781,7 @@ class LyingServerSession(Session):
 
     def _twin(self, step, act):
         if act.kind == "lying_request":
-            from model.system import step as model_step
+            from model.check import step as model_step
 
             cfg = self.cfg
             if not step.get("key", True):  # a request without an Idempotency-Key, as Session._twin does

@@ -39,8 +39,9 @@ from model import server as msv
 from model.messages import Request as MRequest
 from wire.crypto import sign_voucher
 from model.records import Voucher
+from model.properties import b1_other_mode
 from model.system import Act, Exchange, StepInfo, StepRun
-from model.system import step as model_step
+from model.check import step as model_step
 import wire
 
 from .interface import BASE_URL, IDEMPOTENCY_HEADER, PAID_PATH, PAYER_HEADER
@@ -448,7 +449,7 @@ def run_step(session, step: dict, prev_real):
 def _twin_raw(session, act: Act, mreqs: list, outcome: str) -> StepInfo:
     """The twin applies the linearized requests (channel ids mapped to the twin's names), like the adversary."""
     back = {r: t for t, r in session.map.items()}
-    r = StepRun(session.cfg, session.twin, act)
+    r = StepRun(session.cfg, session.twin, act, shadow=b1_other_mode)
     hinted = session.cfg.fleet == "hinted"
     for m in mreqs:
         c = m.credential

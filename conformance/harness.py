@@ -28,8 +28,9 @@ from model.base import Rejected, fm_set
 from wire.crypto import address_of
 from model.properties import PROPERTIES, check_state, check_step
 from model.records import Voucher
+from model.properties import b1_other_mode
 from model.system import MAX_ROUND_TRIPS, PRICES_PER_REQUEST, Act, Config, Exchange, StepInfo, System, StepRun, initial
-from model.system import step as model_step
+from model.check import step as model_step
 
 from . import b1, crash, registry
 from .interface import PAID_PATH, ClientParams, Env
@@ -455,7 +456,7 @@ class Session:
             return info
         if op == "restart_server":
             return StepInfo(act=act, outcome="done")
-        r = StepRun(cfg, s, act)
+        r = StepRun(cfg, s, act, shadow=b1_other_mode)
         outcome = "done"
         if op in ("duplicate", "deliver_held_request"):
             if op == "duplicate":

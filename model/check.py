@@ -23,9 +23,18 @@ from collections import deque
 
 import attrs
 
-from .properties import PROPERTIES, check_state, check_step
+from .properties import PROPERTIES, b1_other_mode, check_state, check_step
 from .scenarios import Scenario, default_scenarios
-from .system import Act, Config, StepInfo, System, actions, initial, step
+from .symmetry import canonical_keys
+from .system import Act, Config, StepInfo, System, actions, initial, transition
+
+
+def step(cfg: Config, s: System, act: Act) -> tuple[System, StepInfo]:
+    """The checker's step: one action of the rules (`model.system.transition`), observed for property B1
+    (`b1_other_mode`), then the symmetry reduction (`model.symmetry`), so that states that differ only in
+    Idempotency-Key names are one state."""
+    nxt, info = transition(cfg, s, act, None, b1_other_mode)
+    return canonical_keys(nxt, tuple(c.name for c in cfg.clients)), info
 
 
 @attrs.frozen

@@ -11,7 +11,7 @@ one is what `python -m model.check` runs. The rules (`model/server.py`,
 `model/client.py`, `model/system.py`) are not touched by any of this.
 
 What the profile showed (cProfile, `rollout mix p=1`, depth 4, 6,309 transitions):
-70% of the time is `system.step`, i.e. the rules (`attrs.evolve` 25%,
+70% of the time is `check.step`, i.e. the rules (`attrs.evolve` 25%,
 `server.handle` twice per delivery for B1 22%, the symmetry reduction 17%), then
 deep hashing of `System` (151,562 `hash` calls for 6,310 look-ups, 9%) and the
 property checks. Counting inputs (depth 5): 43,520 `server.handle` calls had only
@@ -36,7 +36,7 @@ action never reads another client's state. So:
   is rebuilt on a violation by replaying the actions: `step` is a pure function).
 
 The symmetry reduction (`model.symmetry.canonical_keys`) is applied to every
-successor exactly as `model.system.step` applies it. Partial-order reduction is not
+successor exactly as `model.check.step` applies it. Partial-order reduction is not
 used: it would change the state and transition counts this module must reproduce.
 """
 from __future__ import annotations
@@ -45,11 +45,11 @@ import time
 
 from . import ghosts
 from . import server as sv
-from .check import Counterexample, Result
-from .properties import PROPERTIES
+from .check import Counterexample, Result, step
+from .properties import PROPERTIES, b1_other_mode
 from . import symmetry as sym
 from .symmetry import canonical_keys
-from .system import Act, Config, System, actions, initial, step, transition
+from .system import Act, Config, System, actions, initial, transition
 
 
 def _applicable(cfg: Config, props) -> tuple[list, list]:
@@ -159,18 +159,18 @@ class _Space:
         return sym.is_canonical(sym.live_keys(parts), [o[x] for x in e[4:4 + k]], self.names)
 
     def successor(self, s: System, e: tuple[int, ...], act: Act):
-        """(canonical successor, its encoding, StepInfo): what `model.system.step(cfg, s, act)` gives."""
+        """(canonical successor, its encoding, StepInfo): what `model.check.step(cfg, s, act)` gives."""
         i, k = act.client, self.k
         raw = None
         if i < 0 or act.kind.startswith("attack_"):
-            raw, info = transition(self.cfg, s, act, self.handle)
+            raw, info = transition(self.cfg, s, act, self.handle, b1_other_mode)
             re = self.encode(raw)
         else:
             ci, ni, oi = 4 + i, 4 + k + i, 4 + 2 * k + i
             key = (act, e[0], e[1], e[3], e[ci], e[ni], e[oi])
             hit = self.memo.get(key)
             if hit is None:
-                raw, info = transition(self.cfg, s, act, self.handle)
+                raw, info = transition(self.cfg, s, act, self.handle, b1_other_mode)
                 re = self.encode(raw)
                 lost = raw.lost_requests - s.lost_requests
                 others = [j for j in range(4, 4 + 3 * k) if j not in (ci, ni, oi)]

@@ -177,6 +177,13 @@ def c1_client_monotone(cfg, prev: System, info: StepInfo, nxt):
 
 # --- backward compatibility ------------------------------------------------------
 
+def b1_other_mode(handle, server_cfg, server, chain, req, hinted: bool, resp):
+    """The checker's shadow of one delivery (model.system.StepRun `shadow`): the same request, from the same
+    server and chain, against the other hint mode. (req, hinted answer, legacy answer) for B1 below."""
+    _, _, other = handle(server_cfg, server, chain, req, not hinted)
+    return (req, resp, other) if hinted else (req, other, resp)
+
+
 def b1_same_verdict(cfg, prev, info: StepInfo, nxt):
     for req, hinted, legacy in info.server_answers:
         if req.credential is None:

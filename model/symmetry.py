@@ -2,7 +2,7 @@
 
 Idempotency-Keys are opaque names, so two states that differ only in the names of
 the live keys are one state: `canonical_keys` renumbers each client's live keys
-1..k in order of issue (and its request counter to k). `model.system.step` applies
+1..k in order of issue (and its request counter to k). `model.check.step` applies
 it after every transition (`model.system.transition`), so the plain explorer, the
 optimized one and the harness's model twin all see the same canonical states.
 """

@@ -7,8 +7,9 @@ for the transition properties of `model.properties`.
 
 Ghost variables (`signed`, `served_value`, `own_signed`, `lost_requests`) exist
 only to state properties; no party reads them (how they grow: `model.ghosts`).
-`transition` is the rules; `step` adds the checker's symmetry reduction
-(`model.symmetry`).
+`transition` is the rules. The checker's work is not here: `model.check.step` adds the symmetry reduction
+(`model.symmetry`), and property B1's second evaluation of every delivery (the same request against the other
+hint mode) is a `shadow` the checker passes in (`model.properties.b1_other_mode`).
 """
 from __future__ import annotations
 
@@ -23,7 +24,6 @@ from . import server as sv
 from .base import FrozenMap, Rejected, fm_get, fm_set
 from .chain import Chain
 from .messages import Challenge, Credential, Request, Response
-from .symmetry import canonical_keys
 
 Fleet = Literal["hinted", "legacy", "mixed"]
 Fault = Literal["none", "hold_request", "hold_response", "crash_after_broadcast"]
@@ -281,9 +281,10 @@ def _lie_receipt(act: Act, resp: Response) -> Response:
 class StepRun:
     """Mutable scratch for one step; the result is frozen into System and StepInfo."""
 
-    def __init__(self, cfg: Config, s: System, act: Act, handle=None):
+    def __init__(self, cfg: Config, s: System, act: Act, handle=None, shadow=None):
         self.cfg, self.act = cfg, act
         self.handle = sv.handle if handle is None else handle  # the checker passes a memoized sv.handle
+        self.shadow = shadow  # the checker's B1 observer of each delivery (model.properties.b1_other_mode)
         self.chain, self.server = s.chain, s.server
         self.clients, self.net = list(s.clients), list(s.net)
         self.signed, self.own = s.signed, list(s.own_signed)
@@ -331,9 +332,8 @@ class StepRun:
             settled_before = ch.settled if ch else 0
         old_server, old_chain = self.server, self.chain
         self.server, self.chain, resp = self.handle(self.cfg.server, self.server, self.chain, req, hinted)
-        # B1: the same request against the other hint mode must give the same verdict.
-        _, _, other = self.handle(self.cfg.server, old_server, old_chain, req, not hinted)
-        self.answers.append((req, resp, other) if hinted else (req, other, resp))
+        if self.shadow is not None:  # the checker's: (req, hinted answer, legacy answer) for property B1
+            self.answers.append(self.shadow(self.handle, self.cfg.server, old_server, old_chain, req, hinted, resp))
         if req.credential is not None:
             after = self.server.record(req.credential.channel_id)
             d = (after.spent if after else 0) - (before.spent if before else 0)
@@ -359,17 +359,11 @@ class StepRun:
             self.clients[i] = cl.on_gone(c, st, self.chain, self.net[i].last.credential.channel_id)
 
 
-def step(cfg: Config, s: System, act: Act) -> tuple[System, StepInfo]:
-    """One action, then the checker's symmetry reduction (model.symmetry) so that states that differ
-    only in Idempotency-Key names are one state."""
-    nxt, info = transition(cfg, s, act)
-    return canonical_keys(nxt, tuple(c.name for c in cfg.clients)), info
-
-
-def transition(cfg: Config, s: System, act: Act, handle=None) -> tuple[System, StepInfo]:
+def transition(cfg: Config, s: System, act: Act, handle=None, shadow=None) -> tuple[System, StepInfo]:
     """One action applied to the whole deployment (the rules), before any symmetry reduction.
-    `handle` replaces `model.server.handle` (the checker passes a memoized one; same answers)."""
-    r = StepRun(cfg, s, act, handle)
+    `handle` replaces `model.server.handle` (the checker passes a memoized one; same answers); `shadow`, when
+    given, observes each delivery for StepInfo.server_answers (the checker's B1; the rules never read it)."""
+    r = StepRun(cfg, s, act, handle, shadow)
     k = act.kind
     if k in ("request", "head", "lying_request", "lying_price_request"):
         _logical_request(r, act.client, content=(k != "head"), lying=k.startswith("lying"))

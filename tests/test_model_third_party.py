@@ -10,7 +10,8 @@ from model.check import explore
 from model.messages import Challenge, Credential, Request
 from model.records import Hints, Voucher
 from model.scenarios import default_scenarios
-from model.system import ATTACKER, Act, initial, step
+from model.check import step
+from model.system import ATTACKER, Act, initial
 
 A, P = "0xa", "0xpayee"
 CFG = sv.ServerConfig(payee=P, price=1)
