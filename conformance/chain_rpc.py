@@ -104,6 +104,7 @@ class HarnessRpc:
         self.log: list = []  # (side, method)
         self.unanswered: list = []
         self.applied: list = []  # (side, sender, escrow function)
+        self.calls: list = []  # (side, sender, escrow function, decoded arguments): what each transaction published
 
     def add_key(self, key: bytes) -> None:
         self.keys[address_of(key)] = key
@@ -240,6 +241,7 @@ class HarnessRpc:
         if not calls:
             raise CallbackRefused("the transaction makes no escrow call the harness chain models", type="rejected")
         fn, args = calls[-1]
+        self.calls.append((side, sender, fn, tuple(args)))
         reverted = None
         try:
             cid, event = self._apply(sender, fn, args, decoded.get("expiringNonceHash"))

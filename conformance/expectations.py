@@ -106,6 +106,16 @@ MPPX_FINDINGS = {
     "F19": ("against the draft and mppx (security; rule UA)", "anyone who knows a channelId gets the highest "
             "voucher's signature in the snapshot, is served on the payer's unspent authorization with it, and closes "
             "the channel with it", "SPEC_NOTES 4b (UA1, UA2); draft 'Cross-Session Replay Prevention', 'Session Snapshot'"),
+    "F137": ("against the draft and mppx (security: griefing; rule UA2)", "after the payee settles (mppx's own "
+             "tempo.settle), anyone closes the payer's channel with the voucher the settle transaction published: "
+             "a cooperative close at cumulative = settled is accepted (204, channel finalized, the rest refunded)",
+             "SPEC_NOTES 4b (UA2: a close voucher must be above settled); draft 'Cooperative Close' (covers "
+             "max(spent, settled)), 'Settlement' (close with the settled amount)"),
+    "F138": ("project property LV / R2 (no draft MUST; the draft's snapshot table has no highestVoucher)",
+             "the snapshot carries no highestVoucher (0.7.0): a client that lost its store sees acceptedCumulative "
+             "above anything it can prove, cannot follow the hint within its trust bound (rule H4) and stops "
+             "(refused:hint-bound-exceeded), where the model server proves the amount to the authenticated payer",
+             "SPEC_NOTES H4, UA1/UA3, section 5 item 4; draft 'Session Snapshot'"),
     "F21": ("deviation from httpauth 'Credentials' (source is optional, a payer identifier; no draft MUST)",
             "a credential whose `source` is absent or names another DID is refused (verification-failed, 'credential "
             "source does not match channel'): mppx binds the optional source to the channel's payer or signer",
@@ -136,8 +146,9 @@ MPPX_FINDINGS = {
                                 "top-ups or settlements until the next voucher", "draft 'Session Snapshot' table"),
 }
 
-_MPPX_SERVER_MUST = {"TP1": ("F19",), "TP2": ("F19",), "SV": ("F1", "F2", "F5", "F21", "F8"), "S4": ("F1",), "D3": ("F8",), "S6": ("F8",),
-                     "SH": ("F11", "F13", "F20", "F19", "F25"), "LV": ("F20", "F2"), "R2": ("F20", "F2")}
+_MPPX_SERVER_MUST = {"TP1": ("F19",), "TP2": ("F19", "F137"), "SV": ("F1", "F2", "F5", "F21", "F8"), "S4": ("F1",), "D3": ("F8",), "S6": ("F8",),
+                     "SH": ("F11", "F13", "F20", "F19", "F25"), "LV": ("F20", "F2", "F138"), "R2": ("F20", "F2", "F138"),
+                     "D1": ("F138",), "D2": ("F138",)}
 _MPPX_SERVER_STRICT = dict(_MPPX_SERVER_MUST, SV=("F1", "F2", "F5", "F7", "F8", "F12", "F21"), WF1=("F6",),
                            WF2=("F9",), WF3=("F10",), EQ=("F20",))
 # mppx's client (the generic client machine: mppx against the model server and its liar)

@@ -252,6 +252,8 @@ class MppxServer:
             **({"suggestedDeposit": str(env.suggested_deposit)} if env.suggested_deposit and self.rpc else {}))
         self.payee = self.config["recipient"].lower()
         self.can_restart = "server.restart" in capabilities(self.manifest)
+        self.settle_path: Optional[str] = None  # which settle ran last: "implementation" (server.settle) or "harness"
+        self.last_settle: Optional[dict] = None  # the adapter's answer to server.settle
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         method = request.method.upper()
@@ -294,8 +296,12 @@ class MppxServer:
                              hv.get("signature"))
 
     def settle(self, channel_id: str) -> None:
-        """The payee's settle of the stored highest voucher on the harness's chain (a no-op when the escrow refuses
-        it, e.g. a stored high-s voucher; and off a harness chain, where nothing runs: runner.bridge_gap)."""
+        """The payee's settle of the stored highest voucher on the harness's chain, through the implementation's
+        own settle (`server.settle`: mppx's `tempo.settle(store, client, channelId)`, which sends the transaction
+        through the rpc callback and records what it settled). A release without it is settled by the harness
+        with the payee's key from the stored voucher (`settle_path` says which ran). A no-op when the settle is
+        refused (nothing stored, a stored high-s voucher the escrow reverts), and off a harness chain, where
+        nothing runs (runner.bridge_gap)."""
         from adapters.chain.base import ChainError
 
         r = self.raw_record(channel_id)
@@ -305,6 +311,12 @@ class MppxServer:
         st = self.env.chain.get_channel(channel_id)
         if not st.exists or st.finalized:
             return
+        if "server.settle" in capabilities(self.manifest):
+            self.settle_path = "implementation"
+            with _Offer(self.a, self.rpc):
+                self.last_settle = self.a.call("server.settle", channelId=channel_id)
+            return
+        self.settle_path = "harness"
         ref = st.descriptor if is_v2_chain(self.env.chain) else channel_id  # v2 names a channel by descriptor
         try:
             self.env.chain.settle(self.env.payee_key, ref, int(hv["cumulativeAmount"]), bytes.fromhex(hv["signature"][2:]))

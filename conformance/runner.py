@@ -270,7 +270,13 @@ def _which_finding(session, candidates: tuple) -> Optional[str]:
         if "SV" in props and kind == "same:compact":
             seen.add("F5")
         if props & {"TP1", "TP2"} and kind.startswith("thirdparty_"):
-            seen.add("F19")  # the third party is served on, or closes, the payer's channel with a disclosed voucher
+            published = getattr(session, "public_vouchers", {})
+            if any(w.origin == "adversary" and w.action == "close" and w.status is not None and 200 <= w.status < 300
+                   and w.amount is not None and w.amount <= published.get(w.channel_id, (-1, ""))[0]
+                   for w in r.wires):
+                seen.add("F137")  # it closed the payer's channel with the voucher a settle transaction published
+            else:
+                seen.add("F19")  # the third party is served on, or closes, the payer's channel with a disclosed voucher
         if "SV" in props and kind == "same:foreign_source":
             seen.add("F21")
         if "SV" in props and kind == "forged_above_deposit" and any(
@@ -305,6 +311,11 @@ def _which_finding(session, candidates: tuple) -> Optional[str]:
                 seen.add("F25")  # the hinted acceptedCumulative is spent + price, above what was accepted
         if "DM" in props and r.step.get("lie") == "other_escrow":
             seen.add("F26")
+        if props & {"LV", "R2"} and str(r.outcome) == "refused:hint-bound-exceeded":
+            hinted = [w.hints for w in r.wires if w.origin == "client" and w.status == 402 and w.hints
+                      and "accepted" in w.hints]
+            if hinted and all(h.get("proof") is None for h in hinted):
+                seen.add("F138")  # the snapshot carries no highestVoucher: nothing lets the client trust its hint
     for i, w in enumerate(wires):  # F19: a challenge to a request without a credential discloses the highest
         # voucher (rule UA1), and the client pays on it at once: the twin's server discloses nothing there, so its
         # client authenticates first (UA3) and the records part (a later SH compares hints of different states)

@@ -54,7 +54,8 @@ SERVER_FINDING_TRACES = {"F1": "F1-high-s.json", "F2": "F2-settled-resubmission.
                          "F9": "F9-required-top-up.json", "F10": "F10-lowercase-hex.json",
                          "F11": "F11-required-cumulative.json", "F12": "F12-check-order.json",
                          "F13": "F13-pending-close-hinted.json", "F20": "F20-open-on-head.json",
-                         "F21": "F21-source-bound.json", "F25": "F25-accepted-above-highest.json"}
+                         "F21": "F21-source-bound.json", "F25": "F25-accepted-above-highest.json",
+                         "F137": "F137-close-with-settled-voucher.json", "F138": "F138-no-proof-in-snapshot.json"}
 PAIR_FINDING_TRACES = {"F16": "F16-lost-open-response.json", "F17": "F17-forced-close.json"}
 
 # Test vectors computed by mppx@0.11.0 (mppx-0.11-notes.md).

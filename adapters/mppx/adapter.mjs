@@ -99,6 +99,9 @@ const sessionV1 = HAS_V2 ? undefined : MppxClientModule.session
 const HAS_V1_SERVER = !HAS_V2 && typeof tempoServer?.session === 'function' && typeof MppxServer?.create === 'function'
 const HAS_V1_FETCH_CLIENT = typeof sessionV1 === 'function' && typeof MppxFetchClient?.create === 'function'
 const HAS_SERVER = HAS_V2_SERVER || HAS_V1_SERVER
+// The one-shot settle of the stored highest voucher that mppx's users call (`tempo.settle(store, client, channelId)`
+// of mppx/server); releases without it answer server.settle `unsupported`.
+const HAS_SETTLE = HAS_V2_SERVER && typeof tempoServer?.settle === 'function'
 const SESSIONS = HAS_V2 ? ['v2'] : ['v1']
 
 /** The v2 channel's voucher signer: mppx's own resolver from 0.8.14, else the draft's rule (zero = payer). */
@@ -944,7 +947,7 @@ function makeServer(cfg, store = Store.memory()) {
     ],
   })
   const route = mppx.session(cfg.expires === undefined ? {} : { expires: cfg.expires })
-  return { cfg, store, account, mppx, route }
+  return { cfg, store, account, client, mppx, route }
 }
 
 function getServer() {
@@ -1159,6 +1162,22 @@ async function serve(request) {
 }
 
 /** A process restart of the server on the same durable store (Store.memory() stands for the database). */
+// The payee settles through mppx's own API on the harness's chain (the rpc callback): mppx reads its stored highest
+// voucher, sends the settle transaction, waits for the receipt and records settledOnChain. A settle mppx itself
+// refuses (no voucher, an unknown channel, a reverted transaction) answers {settled: false, reason}: a payee's
+// settle that did not happen, not an adapter failure.
+async function serverSettle(input) {
+  if (!HAS_SETTLE) throw unsupported(`mppx ${MPPX_VERSION} exports no tempo.settle (mppx/server)`)
+  const channelId = readHex(input, 'channelId', 32).toLowerCase()
+  const s = getServer()
+  try {
+    const txHash = await tempoServer.settle(s.store, s.client, channelId, { account: s.account })
+    return { settled: true, txHash }
+  } catch (error) {
+    return { settled: false, reason: `${error?.name ?? 'Error'}: ${String(error?.message ?? error).split('\n')[0]}` }
+  }
+}
+
 async function serverRestart() {
   const s = getServer()
   server = makeServer(s.cfg, s.store)
@@ -1208,11 +1227,12 @@ const UNSUPPORTED = {
 
 // Ops this release can answer (the rest answer `unsupported` and are left out of hello's capabilities).
 const V2_OPS = ['snapshot.parse', 'snapshot.format', 'client.next_credential', 'server.configure',
-  'server.seed_channel', 'server.challenge', 'server.handle', 'server.record', 'server.restart',
+  'server.seed_channel', 'server.challenge', 'server.handle', 'server.record', 'server.restart', 'server.settle',
   'chain.set_channel', 'chain.get_channel']
 function listed(op) {
   if (op === 'client.fetch') return HAS_FETCH_CLIENT || HAS_V1_FETCH_CLIENT
   if (op === 'server.seed_channel') return HAS_V2_SERVER
+  if (op === 'server.settle') return HAS_SETTLE
   if (op.startsWith('server.')) return HAS_SERVER
   if (V2_OPS.includes(op)) return HAS_V2
   return true
@@ -1255,6 +1275,7 @@ const OPS = {
   'server.handle': serverHandle,
   'server.record': serverRecord,
   'server.restart': serverRestart,
+  'server.settle': serverSettle,
   'chain.set_channel': chainSetChannel,
   'chain.get_channel': chainGetChannel,
   'tx.decode': txDecode,
