@@ -86,9 +86,8 @@ VARIANT_KINDS = ("same:upper_hex", "same:key_order", "same:whitespace", "same:fo
 # nothing, a 2xx with no content: mppx's 204). The twin follows the reading the answer shows; what neither reading
 # allows is content delivered for nothing (a 2xx with a body and no charge); refusing it changes nothing and is a
 # strict deviation only ("Servers SHOULD support voucher updates via any HTTP method"). `either:padded` pads the
-# token with "=":
-# the grammar is base64url-nopad ("Credentials"), a client MUST NOT send it, and no rule says a server must refuse
-# it: either a refusal that changes nothing or the canonical verdict passes, in both strengths.
+# token with "=": the grammar is base64url-nopad ("Credentials"), a client MUST NOT send it, and no rule says a
+# server must refuse it: either a refusal that changes nothing or the canonical verdict passes, in both strengths.
 STRICT_ONLY_VARIANTS = ("same:upper_hex", "same:compact", "same:leading_zeros")
 PAYER_SIGNED_KINDS = ("lower", "replay", "above_deposit", "advance_nokey", "head_advance", "lower_after_advance",
                       "keyed_retry", "keyed_advance", "probe_after_advance",
@@ -455,7 +454,7 @@ class AdversarySession(Session):
         if key:
             headers[IDEMPOTENCY_HEADER] = key
         before = self.server.record(rcid)
-        if method == "POST":  # an empty body, said explicitly (a body-less POST is still a content request)
+        if method == "POST":  # an empty body, said explicitly (either:empty_post)
             headers["Content-Length"] = "0"
         w, resp = self.net.send_raw(httpx.Request(method, BASE_URL + PAID_PATH, headers=headers,
                                                   content=b"" if method == "POST" else None))

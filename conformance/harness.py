@@ -26,11 +26,11 @@ from model import client as mcl
 from model import server as msv
 from model.base import Rejected, fm_set
 from wire.crypto import address_of
-from model.properties import PROPERTIES, check_state, check_step
+from model.properties import PROPERTIES, b1_other_mode, check_state, check_step
 from model.records import Voucher
-from model.properties import b1_other_mode
 from model.system import MAX_ROUND_TRIPS, PRICES_PER_REQUEST, Act, Config, Exchange, StepInfo, System, StepRun, initial
 from model.check import step as model_step
+from model.scenarios import ALL_FAULTS
 
 from . import b1, crash, registry
 from .interface import PAID_PATH, ClientParams, Env
@@ -41,7 +41,6 @@ from .network import Network
 from .steps import HARNESS_OPS, MODEL_OPS, TWIN_FAULT, canonical_step
 from .wire_form import WF_PROPERTIES
 
-ALL_FAULTS = ("none", "hold_request", "hold_response")
 NAMES = ("alice", "alice2", "alice3")
 
 

@@ -189,7 +189,7 @@ def build_machine(rc: RunConfig, collector: Collector, machine: str = "pair"):
 
         def _adversary_kind(self, data, i: int, pool: tuple = ADVERSARY_KINDS) -> str:
             """Coverage first: the attack (or wire variant) kinds this example has not yet tried on a live channel,
-            before any repeats. Drawn uniformly from all ~16 attacks or 8 variants, some seeds never sent one kind
+            before any repeats. Drawn uniformly from all ~16 attacks or 11 variants, some seeds never sent one kind
             (high_s, same:foreign_source) while a client held a channel, and the one-rule bug only it reaches
             survived the ci profile (server-accepts-high-s seed 3, server-trusts-source seed 2). A kind counts as
             tried only when the client has a channel: without one every attack is a no-op, so a client without one
