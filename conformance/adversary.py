@@ -19,6 +19,7 @@ from typing import Optional
 import attrs
 import httpx
 
+from model import ghosts as mghosts
 from model import server as msv
 from wire.crypto import address_of, sign_voucher, to_high_s
 from model.messages import Credential as MCredential
@@ -29,7 +30,7 @@ from model.system import LIE_PRICE_FACTOR, LIES, OTHER_CHANNEL, Act, Exchange, S
 import wire
 from wire.profiles import method_details_with_hints
 
-from .harness import RunConfig, Session, StepResult, wire_form_violations
+from .harness import RunConfig, Session, StepResult, keyed_charges, wire_form_violations
 from .interface import BASE_URL, IDEMPOTENCY_HEADER, PAID_PATH, PAYER_HEADER
 from .network import LIE_HEADER, decode_credential
 from .wire_form import WF_PROPERTIES
@@ -152,11 +153,12 @@ class AdversarySession(Session):
         self.net.step = n
         start = len(self.net.log)
         prev_real, prev_twin = self.project(), self.twin
+        prev_g, prev_tg = self.ghosts(), self.twin_ghosts
         act = Act("duplicate", step.get("client", 0))  # a server-only delivery, like a duplicate
         extra = self._probe(step) if step["op"] == "probe" else self._attack(step)
         outcome = "done"
         wires = self.net.log[start:]
-        dup_key, closes = self._ghosts(wires, prev_real)
+        closes = self._ghosts(wires, prev_real)
         for w in wires:  # the adversary holds the payer's key: its valid vouchers are the payer's
             payers_voucher = step.get("kind") in PAYER_SIGNED_KINDS or (
                 str(step.get("kind")).startswith(("same:", "either:")) and _ok(w.status))  # a refused variant authorizes nothing
@@ -164,10 +166,10 @@ class AdversarySession(Session):
                 self.signed[w.channel_id] = max(self.signed.get(w.channel_id, 0), w.amount)
         nxt = self.project()
         info = StepInfo(act=act, outcome=outcome, charged=tuple((w.channel_id, w.charged) for w in wires if w.charged),
-                        duplicate_with_key=dup_key, closes=tuple(closes))
-        real_v = self._check(prev_real, info, nxt)
+                        keyed_charges=keyed_charges(wires), closes=tuple(closes))
+        real_v = self._check(prev_real, prev_g, info, nxt, self.ghosts())
         twin_info = self._twin_info
-        twin_v = self._check(prev_twin, twin_info, self.twin)
+        twin_v = self._check(prev_twin, prev_tg, twin_info, self.twin, self.twin_ghosts)
         tids = {p for p, _ in twin_v}
         extra += wire_form_violations(wires)  # WF1-WF3 (strict only; conformance/wire_form.py)
         res = StepResult(n, step, outcome, outcome, [(p, m) for p, m in real_v if p not in tids] + extra + self.b1_take(),
@@ -495,8 +497,9 @@ class AdversarySession(Session):
         mresp = r.deliver(mreq, self.cfg.fleet == "hinted")
         r.exchanges.append(Exchange(mreq, mresp))
         self.twin = r.freeze()
+        self.twin_ghosts = mghosts.observe(self.twin_ghosts, r)
         self._twin_info = StepInfo(act=act, exchanges=tuple(r.exchanges), outcome="done", charged=tuple(r.charged),
-                                   duplicate_with_key=r.info.get("recharged_key", False))
+                                   keyed_charges=tuple(r.keyed_charges))
         out = []
         said = (f"{kind}: {method} voucher cumulative={amount} on {rcid[:10]}: server answered "
                 f"{real_status} {w.problem}, model {mresp.status} {mresp.problem}")
@@ -787,7 +790,7 @@ class LyingServerSession(Session):
                 cl = list(cfg.clients)
                 cl[act.client] = attrs.evolve(cl[act.client], use_keys=False)
                 cfg = attrs.evolve(cfg, clients=tuple(cl))
-            self.twin, info = model_step(cfg, self.twin, act)
+            self.twin, self.twin_ghosts, info = model_step(cfg, self.twin, self.twin_ghosts, act)
             self._note_unpaid(info)
             return info
         info = super()._twin(step, act)

@@ -35,6 +35,7 @@ from typing import Callable, Optional, Sequence
 import attrs
 import httpx
 
+from model import ghosts as mghosts
 from model import server as msv
 from model.messages import Request as MRequest
 from wire.crypto import sign_voucher
@@ -464,8 +465,9 @@ def _twin_raw(session, act: Act, mreqs: list, outcome: str) -> StepInfo:
         resp = r.deliver(m2, hinted)
         r.exchanges.append(Exchange(m2, resp))
     session.twin = r.freeze()
+    session.twin_ghosts = mghosts.observe(session.twin_ghosts, r)
     return StepInfo(act=act, exchanges=tuple(r.exchanges), outcome=outcome, charged=tuple(r.charged),
-                    duplicate_with_key=r.info.get("recharged_key", False), closes=tuple(r.closes),
+                    keyed_charges=tuple(r.keyed_charges), closes=tuple(r.closes),
                     server_answers=tuple(r.answers))
 
 
@@ -474,20 +476,20 @@ def _twin_devices(session, act: Act, outcome: str) -> StepInfo:
     the real ones (first: device 0 first). It is the twin's continuation only; LZ is the exchange-level check."""
     best = None
     for order in ((0, 1), (1, 0)):
-        s, infos = session.twin, []
+        s, g, infos = session.twin, session.twin_ghosts, []
         for i in order:
-            s, info = model_step(session.cfg, s, Act("request", i))
+            s, g, info = model_step(session.cfg, s, g, Act("request", i))
             infos.append(info)
         ok = all(session.server.record(rc) is not None and s.server.record(t) is not None
                  and (s.server.record(t).accepted, s.server.record(t).spent)
                  == (session.server.record(rc).accepted, session.server.record(rc).spent)
                  for t, rc in session.map.items() if s.server.record(t) is not None)
         if best is None or ok:
-            best = (s, infos)
+            best = (s, g, infos)
         if ok:
             break
-    session.twin, infos = best
+    session.twin, session.twin_ghosts, infos = best
     return StepInfo(act=act, exchanges=sum((i.exchanges for i in infos), ()), outcome=outcome,
                     signatures=sum((i.signatures for i in infos), ()), charged=sum((i.charged for i in infos), ()),
-                    duplicate_with_key=any(i.duplicate_with_key for i in infos),
+                    keyed_charges=sum((i.keyed_charges for i in infos), ()),
                     closes=sum((i.closes for i in infos), ()), server_answers=sum((i.server_answers for i in infos), ()))

@@ -26,6 +26,8 @@ from model import client as mcl
 from model import server as msv
 from model.base import Rejected, fm_set
 from wire.crypto import address_of
+from model import ghosts as mghosts
+from model.ghosts import Ghosts
 from model.properties import PROPERTIES, b1_other_mode, check_state, check_step
 from model.records import Voucher
 from model.system import MAX_ROUND_TRIPS, PRICES_PER_REQUEST, Act, Config, Exchange, StepInfo, System, StepRun, initial
@@ -143,6 +145,11 @@ class StepResult:
     wires: list
 
 
+def keyed_charges(wires) -> tuple[tuple[str, str], ...]:
+    """StepInfo.keyed_charges of the real run: (channel, Idempotency-Key) of each charged wire that carried a key."""
+    return tuple((w.channel_id, w.key) for w in wires if w.charged and w.key)
+
+
 class Session:
     b1_shadow = False  # run the server's other configuration side by side (B1; the server machine sets it)
 
@@ -204,8 +211,9 @@ class Session:
             forced_close=True, top_up=True, close=True, head=True, duplicates=True, wallet=rc.wallet,
             deployment=dep.protocol)
         self.twin: System = initial(self.cfg)
+        self.twin_ghosts: Ghosts = mghosts.initial(len(self.clients))  # the checker's ghosts of the twin
         self.domain = dep.domain
-        # ghosts of the real run (model/system.py names)
+        # ghosts of the real run (model/ghosts.py names; `ghosts()` freezes them)
         self.signed: dict = {}
         self.own = [dict() for _ in self.clients]
         self.served: dict = {}
@@ -275,10 +283,14 @@ class Session:
             v = c.view()
             e = None if v.channel_id is None else mcl.Entry(v.channel_id, 0, v.accepted, v.spent, v.signed_max)
             clients.append(mcl.ClientState(entry=e))
-        return System(chain, msv.Server(channels=recs), tuple(clients), tuple(self.twin.net),
-                      signed=tuple(sorted(self.signed.items())),
+        return System(chain, msv.Server(channels=recs), tuple(clients), tuple(self.twin.net))
+
+    def ghosts(self) -> Ghosts:
+        """The real run's ghosts now, as the properties read them (model/ghosts.py)."""
+        return Ghosts(signed=tuple(sorted(self.signed.items())),
                       own_signed=tuple(tuple(sorted(o.items())) for o in self.own),
-                      served_value=tuple(sorted(self.served.items())), lost_requests=self.net.lost)
+                      served_value=tuple(sorted(self.served.items())), lost_requests=self.net.lost,
+                      charged_keys=frozenset(self.charged_keys))
 
     # ------------------------------------------------------------- steps
 
@@ -289,6 +301,7 @@ class Session:
         self.net.step = n
         start = len(self.net.log)
         prev_real, prev_twin = self.project(), self.twin
+        prev_g, prev_tg = self.ghosts(), self.twin_ghosts
         synced = not self._state_mismatches() and not self._chain_mismatches()
         signed_before = dict(self.signed)
         act = self._act(step)
@@ -304,7 +317,7 @@ class Session:
             self.net.disarm()
             twin_info = self._twin(step, act)
         wires = self.net.log[start:]
-        dup_key, closes = self._ghosts(wires, prev_real)
+        closes = self._ghosts(wires, prev_real)
         if lz:
             closes = []  # a concurrent history with no linearization has no "spent before the close" (LZ says so)
         nxt = self.project()
@@ -315,9 +328,9 @@ class Session:
             signatures=tuple((w.client, w.channel_id, w.amount) for w in wires
                              if w.origin == "client" and w.amount is not None),
             charged=tuple((w.channel_id, w.charged) for w in wires if w.charged),
-            duplicate_with_key=dup_key, closes=tuple(closes), fresh_receipt=(outcome == "served"))
-        real_v = self._check(prev_real, info, nxt)
-        twin_v = self._check(prev_twin, twin_info, self.twin)
+            keyed_charges=keyed_charges(wires), closes=tuple(closes), fresh_receipt=(outcome == "served"))
+        real_v = self._check(prev_real, prev_g, info, nxt, self.ghosts())
+        twin_v = self._check(prev_twin, prev_tg, twin_info, self.twin, self.twin_ghosts)
         twin_ids = {p for p, _ in twin_v}
         violations = ([(p, m) for p, m in real_v if p not in twin_ids] + self._client_checks_wires(wires)
                       + self._wire_checks(step, wires, prev_real) + self._close_checks(closes)
@@ -338,22 +351,23 @@ class Session:
         """The B1 violations the shadow found in this step's exchanges (conformance/b1.py)."""
         return self.b1.take() if self.b1 is not None else []
 
-    def _check(self, prev, info, nxt):
+    def _check(self, prev, prev_g, info, nxt, nxt_g):
+        """The properties of one step: `prev_g` / `nxt_g` are the ghosts before and after it."""
         props = [p for p in PROPERTIES if p.id not in self.skipped and p.id != "HB"]
-        out = check_step(self.cfg, prev, info, nxt, props) + check_state(self.cfg, nxt, props)
+        out = check_step(self.cfg, prev, prev_g, info, nxt, props) + check_state(self.cfg, nxt, nxt_g, props)
         if "HB" not in self.skipped:
-            out += self._h1_sequential(prev, info, nxt)
+            out += self._h1_sequential(prev, prev_g, info, nxt)
         return out
 
-    def _h1_sequential(self, prev, info, nxt):
+    def _h1_sequential(self, prev, prev_g, info, nxt):
         """HB with the floor raised by the signatures made earlier in the same step (a logical
         request may sign more than once: what the payer signed a moment ago is authorized)."""
         from model.properties import h1_hint_bound
 
-        signed = dict(prev.signed)
+        signed = dict(prev_g.signed)
         for sig in info.signatures:
-            p = attrs.evolve(prev, signed=tuple(sorted(signed.items())))
-            v = h1_hint_bound(self.cfg, p, attrs.evolve(info, signatures=(sig,)), nxt)
+            g = attrs.evolve(prev_g, signed=tuple(sorted(signed.items())))
+            v = h1_hint_bound(self.cfg, prev, g, attrs.evolve(info, signatures=(sig,)), nxt)
             if v:
                 return [("HB", v)]
             _, cid, amount = sig
@@ -451,7 +465,7 @@ class Session:
             cl[i] = attrs.evolve(cl[i], use_keys=False)
             cfg = attrs.evolve(cfg, clients=tuple(cl))
         if op in ("request", "head", "settle", "advance_time", "close"):
-            self.twin, info = model_step(cfg, s, act)
+            self.twin, self.twin_ghosts, info = model_step(cfg, s, self.twin_ghosts, act)
             return info
         if op == "restart_server":
             return StepInfo(act=act, outcome="done")
@@ -476,7 +490,7 @@ class Session:
             c = cfg.clients[i] if keep else attrs.evolve(cfg.clients[i], persist=False)
             r.clients[i] = mcl.restart(c, r.clients[i])
             if not c.persist:
-                r.own[i] = ()
+                r.forgot.append(i)
         elif op in ("top_up", "request_close"):
             e = r.clients[i].entry
             outcome = "noop"
@@ -487,22 +501,22 @@ class Session:
                 if not isinstance(done, Rejected):
                     r.chain, outcome = done, "done"
         self.twin = r.freeze()
+        self.twin_ghosts = mghosts.observe(self.twin_ghosts, r)
         return StepInfo(act=act, exchanges=tuple(r.exchanges), outcome=outcome,
-                        charged=tuple(r.charged), duplicate_with_key=r.info.get("recharged_key", False),
+                        charged=tuple(r.charged), keyed_charges=tuple(r.keyed_charges),
                         closes=tuple(r.closes), server_answers=tuple(r.answers))
 
     # -- ghosts of the real run
 
-    def _ghosts(self, wires, prev_real: System):
-        dup_key, closes = False, []
+    def _ghosts(self, wires, prev_real: System) -> list:
+        """Advances the real run's ghosts over the step's wires; returns its closes (as StepInfo.closes)."""
+        closes = []
         for w in wires:
             cid = w.channel_id
             if w.origin == "client" and w.amount is not None and w.action in ("open", "voucher", "close"):
                 self.signed[cid] = max(self.signed.get(cid, 0), w.amount)
                 self.own[w.client][cid] = max(self.own[w.client].get(cid, 0), w.amount)
             if w.charged and w.key:
-                if (cid, w.key) in self.charged_keys:
-                    dup_key = True
                 self.charged_keys.add((cid, w.key))
             if w.status == 200 and w.method != "HEAD" and w.action in ("open", "voucher"):
                 if w.key and (cid, w.key) in self.served_keys:
@@ -515,7 +529,7 @@ class Session:
                 before = prev_real.chain.channel(cid)
                 after = self.chain.get_channel(cid)
                 closes.append((cid, after.settled, w.spent_before, before.settled if before else 0))
-        return dup_key, closes
+        return closes
 
     def _map_channels(self, wires, twin_info: StepInfo) -> None:
         real = [w.channel_id for w in wires if w.action == "open" and w.origin == "client"]

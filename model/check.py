@@ -23,18 +23,29 @@ from collections import deque
 
 import attrs
 
+from . import ghosts
+from .ghosts import Ghosts
 from .properties import PROPERTIES, b1_other_mode, check_state, check_step
 from .scenarios import Scenario, default_scenarios
 from .symmetry import canonical_keys
 from .system import Act, Config, StepInfo, System, actions, initial, transition
 
+Explored = tuple[System, Ghosts]
+"""A state of the search: the deployment (the rules' state) and the checker's ghosts (`model.ghosts`)."""
 
-def step(cfg: Config, s: System, act: Act) -> tuple[System, StepInfo]:
+
+def start(cfg: Config) -> Explored:
+    """The initial explored state."""
+    return initial(cfg), ghosts.initial(len(cfg.clients))
+
+
+def step(cfg: Config, s: System, g: Ghosts, act: Act) -> tuple[System, Ghosts, StepInfo]:
     """The checker's step: one action of the rules (`model.system.transition`), observed for property B1
-    (`b1_other_mode`), then the symmetry reduction (`model.symmetry`), so that states that differ only in
-    Idempotency-Key names are one state."""
+    (`b1_other_mode`), the ghosts advanced from what it reports (`model.ghosts.observe`), then the symmetry
+    reduction (`model.symmetry`), so that states that differ only in Idempotency-Key names are one state."""
     nxt, info = transition(cfg, s, act, None, b1_other_mode)
-    return canonical_keys(nxt, tuple(c.name for c in cfg.clients)), info
+    nxt, ng = canonical_keys(nxt, ghosts.observe(g, info), tuple(c.name for c in cfg.clients))
+    return nxt, ng, info
 
 
 @attrs.frozen
@@ -92,42 +103,44 @@ class Result:
 
 
 def explore(cfg: Config, depth: int, props=PROPERTIES, stop_at_first: bool = True) -> Result:
-    start = time.perf_counter()
-    s0 = initial(cfg)
-    parent: dict[System, tuple[System, Act, StepInfo] | None] = {s0: None}
-    frontier = deque([(s0, 0)])
+    began = time.perf_counter()
+    e0 = start(cfg)
+    parent: dict[Explored, tuple[Explored, Act, StepInfo] | None] = {e0: None}
+    frontier = deque([(e0, 0)])
     transitions, max_rt = 0, 0
 
-    def trace_to(s: System) -> list:
+    def trace_to(e: Explored) -> list:
         out = []
-        while parent[s] is not None:
-            prev, act, info = parent[s]
+        while parent[e] is not None:
+            prev, act, info = parent[e]
             out.append((act, info))
-            s = prev
+            e = prev
         return out[::-1]
 
-    bad = check_state(cfg, s0, props)
+    bad = check_state(cfg, *e0, props)
     if bad:
-        return Result(1, 0, time.perf_counter() - start, 0, Counterexample(*bad[0], ()), 0)
+        return Result(1, 0, time.perf_counter() - began, 0, Counterexample(*bad[0], ()), 0)
     while frontier:
-        s, d = frontier.popleft()
+        e, d = frontier.popleft()
         if d >= depth:
             continue
+        s, g = e
         for act in actions(cfg, s):
-            nxt, info = step(cfg, s, act)
+            nxt, ng, info = step(cfg, s, g, act)
             transitions += 1
             max_rt = max(max_rt, info.round_trips)
-            bad = check_step(cfg, s, info, nxt, props)
-            if not bad and nxt not in parent:
-                bad = check_state(cfg, nxt, props)
+            ne = (nxt, ng)
+            bad = check_step(cfg, s, g, info, nxt, props)
+            if not bad and ne not in parent:
+                bad = check_state(cfg, nxt, ng, props)
             if bad:
-                trace = tuple(trace_to(s)) + ((act, info),)
-                return Result(len(parent), transitions, time.perf_counter() - start, d + 1,
+                trace = tuple(trace_to(e)) + ((act, info),)
+                return Result(len(parent), transitions, time.perf_counter() - began, d + 1,
                               Counterexample(bad[0][0], bad[0][1], trace), max_rt)
-            if nxt not in parent:
-                parent[nxt] = (s, act, info)
-                frontier.append((nxt, d + 1))
-    return Result(len(parent), transitions, time.perf_counter() - start, depth, None, max_rt)
+            if ne not in parent:
+                parent[ne] = (e, act, info)
+                frontier.append((ne, d + 1))
+    return Result(len(parent), transitions, time.perf_counter() - began, depth, None, max_rt)
 
 
 def run_scenario(sc: Scenario, depth: int | None = None, fast: bool = True) -> tuple[Result, bool]:

@@ -17,12 +17,14 @@ deep hashing of `System` (151,562 `hash` calls for 6,310 look-ups, 9%) and the
 property checks. Counting inputs (depth 5): 43,520 `server.handle` calls had only
 710 distinct (server, chain, request, hint mode) arguments, and 34,440 transitions
 only 13,563 distinct projections (chain, server, the acting client's state, its
-network slot, its own-signed ghost, the shared ghosts, the action): a client's
-action never reads another client's state. So:
+network slot, the action; then also its own-signed ghost and the shared ghosts):
+a client's action never reads another client's state, and no rule reads a ghost
+(`model.ghosts`: they are advanced from the StepInfo, once per distinct report). So:
 
-- **compact canonical encoding**: a state is a tuple of small ints, one per
-  component (chain, server, each client, each network slot, each own-signed
-  ghost, the shared ghosts), each component interned once by value (`_Interner`);
+- **compact canonical encoding**: an explored state (System, Ghosts) is a tuple of
+  small ints, one per component (chain, server, the third party's loot, each client,
+  each network slot, each own-signed ghost, the shared ghosts), each component
+  interned once by value (`_Interner`);
   the visited set hashes int tuples, not nested records, and a component carried
   over unchanged from the parent is found by identity, never re-hashed;
 - **transition memo**: a client's action is applied once per distinct projection;
@@ -45,11 +47,12 @@ import time
 
 from . import ghosts
 from . import server as sv
-from .check import Counterexample, Result, step
+from .check import Counterexample, Result, start, step
+from .ghosts import Ghosts
 from .properties import PROPERTIES, b1_other_mode
 from . import symmetry as sym
 from .symmetry import canonical_keys
-from .system import Act, Config, System, actions, initial, transition
+from .system import Act, Config, System, actions, transition
 
 
 def _applicable(cfg: Config, props) -> tuple[list, list]:
@@ -61,9 +64,9 @@ def _applicable(cfg: Config, props) -> tuple[list, list]:
 
 def _replay(cfg: Config, acts: list[Act]) -> tuple:
     """The trace (act, StepInfo) of a path of actions from the initial state."""
-    s, out = initial(cfg), []
+    (s, g), out = start(cfg), []
     for act in acts:
-        s, info = step(cfg, s, act)
+        s, g, info = step(cfg, s, g, act)
         out.append((act, info))
     return tuple(out)
 
@@ -92,9 +95,9 @@ class _Interner:
 
 
 class _Space:
-    """The encoding of states as int tuples:
-    (chain, server, tallies, keys, client_0..client_k-1, net_0.., own_0..), where tallies are the ghosts
-    (signed, served_value, lost_requests) and keys (charged_keys, loot)."""
+    """The encoding of explored states (System, Ghosts) as int tuples:
+    (chain, server, shared ghosts, loot, client_0..client_k-1, net_0.., own_0..), where the shared ghosts are
+    (signed, served_value, lost_requests, charged_keys) and own_i is client i's own-signed ghost."""
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
@@ -103,34 +106,41 @@ class _Space:
         self.parts = _Interner()
         self.memo: dict = {}
         self.handled: dict = {}
+        self.observed: dict = {}  # (ghost components, what a step reported) -> the ghost components after it
         self.canonical: dict = {}  # raw successor's encoding -> (canonical successor, its encoding)
         self.name_set = set(self.names)
         self.server_keys: dict = {}  # component number -> the clients' keys it holds (model.symmetry)
         self.ghost_keys: dict = {}
         self.net_keys: dict = {}
-        self.states: dict = {}  # canonical encoding -> the System it decodes to (built once)
+        self.states: dict = {}  # canonical encoding -> the (System, Ghosts) it decodes to (built once)
 
-    def encode(self, s: System) -> tuple[int, ...]:
+    def encode(self, s: System, g: Ghosts) -> tuple[int, ...]:
         n = self.parts.number
-        return ((n(s.chain), n(s.server), n((s.signed, s.served_value, s.lost_requests)), n((s.charged_keys, s.loot)))
-                + tuple(n(c) for c in s.clients) + tuple(n(x) for x in s.net) + tuple(n(o) for o in s.own_signed))
+        return ((n(s.chain), n(s.server), n((g.signed, g.served_value, g.lost_requests, g.charged_keys)), n(s.loot))
+                + tuple(n(c) for c in s.clients) + tuple(n(x) for x in s.net) + tuple(n(o) for o in g.own_signed))
 
-    def decode(self, e: tuple[int, ...]) -> System:
+    def decode(self, e: tuple[int, ...]) -> tuple[System, Ghosts]:
         o, k = self.parts.objects, self.k
-        signed, served, lost = o[e[2]]
-        charged, loot = o[e[3]]
-        return System(o[e[0]], o[e[1]], tuple(o[x] for x in e[4:4 + k]), tuple(o[x] for x in e[4 + k:4 + 2 * k]),
-                      signed, tuple(o[x] for x in e[4 + 2 * k:]), served, lost, charged, loot)
+        signed, served, lost, charged = o[e[2]]
+        s = System(o[e[0]], o[e[1]], tuple(o[x] for x in e[4:4 + k]), tuple(o[x] for x in e[4 + k:4 + 2 * k]),
+                   o[e[3]])
+        return s, Ghosts(signed, tuple(o[x] for x in e[4 + 2 * k:]), served, lost, charged)
 
-    def tally(self, t: int, info, lost: int) -> int:
-        """The ghosts `signed`, `served_value`, `lost_requests` (component `t`) after a step that signed
-        `info.signatures`, charged `info.charged` and lost `lost` more requests (model.ghosts)."""
-        signed, served, n = self.parts.objects[t]
-        for _, cid, amount in info.signatures:
-            signed = ghosts.note_signed(signed, cid, amount)
-        for cid, d in info.charged:
-            served = ghosts.note_served(served, cid, d)
-        return self.parts.number((signed, served, n + lost))
+    def observe(self, e: tuple[int, ...], info) -> tuple[int, ...]:
+        """The ghost components of `e` after a step that reported `info` (`model.ghosts.observe`), once per
+        distinct (ghosts, report)."""
+        k = self.k
+        mine = (e[2],) + e[4 + 2 * k:]
+        report = (info.signatures, info.charged, info.keyed_charges, info.held_requests, info.forgot)
+        key = (mine, report)
+        out = self.observed.get(key)
+        if out is None:
+            o, n = self.parts.objects, self.parts.number
+            signed, served, lost, charged = o[e[2]]
+            g = ghosts.observe(Ghosts(signed, tuple(o[x] for x in e[4 + 2 * k:]), served, lost, charged), info)
+            out = self.observed[key] = ((n((g.signed, g.served_value, g.lost_requests, g.charged_keys)),)
+                                        + tuple(n(x) for x in g.own_signed))
+        return out
 
     def handle(self, cfg, server, chain, req, hinted):
         """`server.handle`, answered once per distinct input (it is a pure function)."""
@@ -154,34 +164,36 @@ class _Space:
         per component)."""
         k, o = self.k, self.parts.objects
         parts = [self._keys(self.server_keys, e[1], sym.server_keys),
-                 self._keys(self.ghost_keys, e[3], lambda g, names: sym.charged_keys(g[0], names))]
+                 self._keys(self.ghost_keys, e[2], lambda g, names: sym.charged_keys(g[3], names))]
         parts += [self._keys(self.net_keys, x, sym.net_keys) for x in e[4 + k:4 + 2 * k]]
         return sym.is_canonical(sym.live_keys(parts), [o[x] for x in e[4:4 + k]], self.names)
 
     def successor(self, s: System, e: tuple[int, ...], act: Act):
-        """(canonical successor, its encoding, StepInfo): what `model.check.step(cfg, s, act)` gives."""
+        """(canonical successor (System, Ghosts), its encoding, StepInfo): what `model.check.step` gives.
+        The rules never read the ghosts, so a client's action is memoized on its projection without them and
+        the ghosts are advanced from the StepInfo."""
         i, k = act.client, self.k
         raw = None
         if i < 0 or act.kind.startswith("attack_"):
             raw, info = transition(self.cfg, s, act, self.handle, b1_other_mode)
-            re = self.encode(raw)
+            re = self.encode_rules(raw, e)
         else:
-            ci, ni, oi = 4 + i, 4 + k + i, 4 + 2 * k + i
-            key = (act, e[0], e[1], e[3], e[ci], e[ni], e[oi])
+            ci, ni = 4 + i, 4 + k + i
+            key = (act, e[0], e[1], e[3], e[ci], e[ni])
             hit = self.memo.get(key)
             if hit is None:
                 raw, info = transition(self.cfg, s, act, self.handle, b1_other_mode)
-                re = self.encode(raw)
-                lost = raw.lost_requests - s.lost_requests
-                others = [j for j in range(4, 4 + 3 * k) if j not in (ci, ni, oi)]
-                if all(re[j] == e[j] for j in others) and re[2] == self.tally(e[2], info, lost):
-                    # the action changed only its projection and the tallies its StepInfo states: reusable
-                    self.memo[key] = (re[0], re[1], re[3], re[ci], re[ni], re[oi], lost, info)
+                re = self.encode_rules(raw, e)
+                if all(re[j] == e[j] for j in range(4, 4 + 2 * k) if j not in (ci, ni)):
+                    # the action changed only its projection: reusable on every state with the same projection
+                    self.memo[key] = (re[0], re[1], re[3], re[ci], re[ni], info)
             else:
-                ch, srv, keys, c, net, own, lost, info = hit
+                ch, srv, loot, c, net, info = hit
                 re = list(e)
-                re[0], re[1], re[2], re[3], re[ci], re[ni], re[oi] = ch, srv, self.tally(e[2], info, lost), keys, c, net, own
+                re[0], re[1], re[3], re[ci], re[ni] = ch, srv, loot, c, net
                 re = tuple(re)
+        g = self.observe(e, info)
+        re = (re[0], re[1], g[0], re[3]) + re[4:4 + 2 * k] + g[1:]
         if self.keys_canonical(re):  # the symmetry reduction would change nothing (the common case)
             nxt = self.states.get(re)
             if nxt is None:
@@ -189,20 +201,25 @@ class _Space:
             return nxt, re, info
         got = self.canonical.get(re)
         if got is None:  # the symmetry reduction, once per distinct raw successor that needs it
-            nxt = canonical_keys(self.decode(re) if raw is None else raw, self.names)
-            ne = self.encode(nxt)
+            nxt = canonical_keys(*self.decode(re), self.names)
+            ne = self.encode(*nxt)
             got = self.canonical[re] = (self.states.setdefault(ne, self.decode(ne)), ne)
         return got[0], got[1], info
+
+    def encode_rules(self, raw: System, e: tuple[int, ...]) -> tuple[int, ...]:
+        """The encoding of a successor's System, with the ghost components of `e` (advanced later)."""
+        n, k = self.parts.number, self.k
+        return ((n(raw.chain), n(raw.server), e[2], n(raw.loot)) + tuple(n(c) for c in raw.clients)
+                + tuple(n(x) for x in raw.net) + e[4 + 2 * k:])
 
 
 def explore(cfg: Config, depth: int, props=PROPERTIES, stop_at_first: bool = True) -> Result:
     """Breadth-first to `depth`; the same answer as `model.check.explore`."""
-    start = time.perf_counter()
+    began = time.perf_counter()
     state_checks, step_checks = _applicable(cfg, props)
     space = _Space(cfg)
-    s0 = initial(cfg)
-    e0 = space.encode(s0)
-    s0 = space.decode(e0)  # built from canonical components
+    e0 = space.encode(*start(cfg))
+    s0, g0 = space.decode(e0)  # built from canonical components
     index: dict[tuple, int] = {e0: 0}
     parent: list[int] = [-1]
     via: list[Act | None] = [None]
@@ -214,46 +231,46 @@ def explore(cfg: Config, depth: int, props=PROPERTIES, stop_at_first: bool = Tru
             n = parent[n]
         return out[::-1]
 
-    def first_state_violation(s: System):
+    def first_state_violation(s: System, g: Ghosts):
         for pid, fn in state_checks:
-            v = fn(cfg, s)
+            v = fn(cfg, s, g)
             if v:
                 return pid, v
         return None
 
-    bad = first_state_violation(s0)
+    bad = first_state_violation(s0, g0)
     if bad:
-        return Result(1, 0, time.perf_counter() - start, 0, Counterexample(*bad, ()), 0)
+        return Result(1, 0, time.perf_counter() - began, 0, Counterexample(*bad, ()), 0)
     transitions, max_rt = 0, 0
-    level: list[tuple[System, tuple, int]] = [(s0, e0, 0)]
+    level: list[tuple[System, Ghosts, tuple, int]] = [(s0, g0, e0, 0)]
     for d in range(depth):
-        nxt_level: list[tuple[System, tuple, int]] = []
-        for s, e, n in level:
+        nxt_level: list[tuple[System, Ghosts, tuple, int]] = []
+        for s, g, e, n in level:
             for act in actions(cfg, s):
-                nxt, ne, info = space.successor(s, e, act)
+                (nxt, ng), ne, info = space.successor(s, e, act)
                 transitions += 1
                 if info.round_trips > max_rt:
                     max_rt = info.round_trips
                 bad = None
                 for pid, fn in step_checks:
-                    v = fn(cfg, s, info, nxt)
+                    v = fn(cfg, s, g, info, nxt)
                     if v:
                         bad = (pid, v)
                         break
                 seen = index.get(ne)
                 if bad is None and seen is None:
-                    bad = first_state_violation(nxt)
+                    bad = first_state_violation(nxt, ng)
                 if bad is not None:
                     trace = _replay(cfg, path_to(n) + [act])
-                    return Result(len(index), transitions, time.perf_counter() - start, d + 1,
+                    return Result(len(index), transitions, time.perf_counter() - began, d + 1,
                                   Counterexample(bad[0], bad[1], trace), max_rt)
                 if seen is None:
                     m = len(parent)
                     index[ne] = m
                     parent.append(n)
                     via.append(act)
-                    nxt_level.append((nxt, ne, m))
+                    nxt_level.append((nxt, ng, ne, m))
         if not nxt_level:
             break
         level = nxt_level
-    return Result(len(index), transitions, time.perf_counter() - start, depth, None, max_rt)
+    return Result(len(index), transitions, time.perf_counter() - began, depth, None, max_rt)

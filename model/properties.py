@@ -1,7 +1,7 @@
 """The numbered properties. Each traces to SPEC_NOTES.md (same ids).
 
-State properties look at one `System`; step properties look at a transition
-(previous state, what happened, next state). `applies(cfg)` says in which
+State properties look at one `System` and the checker's ghosts there (`model.ghosts`); step properties look
+at a transition (previous state, the ghosts before the step, what happened, next state). `applies(cfg)` says in which
 deployments a property is claimed: e.g. the one-price exposure bound is claimed
 for hinted clients behind a fully hinted fleet, not for a legacy fleet.
 """
@@ -12,6 +12,7 @@ from typing import Callable
 import attrs
 
 from .base import fm_get
+from .ghosts import Ghosts, recharged_keys
 from .system import Config, StepInfo, System
 
 Violation = str
@@ -23,8 +24,8 @@ class Property:
     title: str
     source: str
     applies: Callable[[Config], bool]
-    state: Callable[[Config, System], Violation | None] | None = None
-    step: Callable[[Config, System, StepInfo, System], Violation | None] | None = None
+    state: Callable[[Config, System, Ghosts], Violation | None] | None = None
+    step: Callable[[Config, System, Ghosts, StepInfo, System], Violation | None] | None = None
 
 
 def _always(cfg: Config) -> bool:
@@ -55,7 +56,7 @@ def _live_records(s: System):
 
 # --- safety ------------------------------------------------------------------
 
-def s1_monotone(cfg, prev: System, info: StepInfo, nxt: System):
+def s1_monotone(cfg, prev: System, g: Ghosts, info: StepInfo, nxt: System):
     for cid, rec in prev.server.channels:
         new = nxt.server.record(cid)
         if new is None:
@@ -71,7 +72,7 @@ def s1_monotone(cfg, prev: System, info: StepInfo, nxt: System):
     return None
 
 
-def s2_bounds(cfg, s: System):
+def s2_bounds(cfg, s: System, g: Ghosts):
     for cid, rec, ch in _live_records(s):
         if not rec.spent <= rec.accepted:
             return f"S2: {cid} spent={rec.spent} > accepted={rec.accepted}"
@@ -80,14 +81,14 @@ def s2_bounds(cfg, s: System):
     return None
 
 
-def s3_settled(cfg, s: System):
+def s3_settled(cfg, s: System, g: Ghosts):
     for cid, rec, ch in _live_records(s):
         if ch is not None and ch.settled > max(rec.accepted, rec.spent):
             return f"S3: {cid} settled={ch.settled} > accepted={rec.accepted}"
     return None
 
 
-def s4_highest(cfg, s: System):
+def s4_highest(cfg, s: System, g: Ghosts):
     for cid, rec, ch in _live_records(s):
         v = rec.highest
         if v.amount != rec.accepted or v.channel_id != cid or ch is None or v.signer != ch.signer:
@@ -95,22 +96,22 @@ def s4_highest(cfg, s: System):
     return None
 
 
-def s5_conservation(cfg, s: System):
+def s5_conservation(cfg, s: System, g: Ghosts):
     total = cfg.wallet * len(cfg.payers)
     if s.chain.total_tokens() != total:
         return f"S5: tokens on chain {s.chain.total_tokens()} != minted {total}"
     return None
 
 
-def s6_spent_is_served(cfg, s: System):
+def s6_spent_is_served(cfg, s: System, g: Ghosts):
     for cid, rec, _ in _live_records(s):
-        served = fm_get(s.served_value, cid, 0)
+        served = fm_get(g.served_value, cid, 0)
         if rec.spent != served:
             return f"S6: {cid} spent={rec.spent} but content served is worth {served}"
     return None
 
 
-def s7_capture(cfg, prev, info: StepInfo, nxt):
+def s7_capture(cfg, prev, g: Ghosts, info: StepInfo, nxt):
     for cid, capture, spent, settled in info.closes:
         if capture > max(spent, settled):
             return f"S7: close of {cid} captured {capture} > max(spent={spent}, settled={settled})"
@@ -119,9 +120,9 @@ def s7_capture(cfg, prev, info: StepInfo, nxt):
 
 # --- no double-spend -----------------------------------------------------------
 
-def _exposure(s: System, cid: str) -> int:
+def _exposure(s: System, g: Ghosts, cid: str) -> int:
     rec = s.server.record(cid)
-    return fm_get(s.signed, cid, 0) - (rec.spent if rec else 0)
+    return fm_get(g.signed, cid, 0) - (rec.spent if rec else 0)
 
 
 def _open_channels(s: System):
@@ -130,10 +131,10 @@ def _open_channels(s: System):
             yield cid
 
 
-def d1_exposure_one_price(cfg, s: System):
+def d1_exposure_one_price(cfg, s: System, g: Ghosts):
     for cid in _open_channels(s):
-        if _exposure(s, cid) > cfg.server.price:
-            return f"D1: on {cid} the payer signed {fm_get(s.signed, cid, 0)} but was charged {_exposure_spent(s, cid)} (more than one price ahead)"
+        if _exposure(s, g, cid) > cfg.server.price:
+            return f"D1: on {cid} the payer signed {fm_get(g.signed, cid, 0)} but was charged {_exposure_spent(s, cid)} (more than one price ahead)"
     return None
 
 
@@ -142,24 +143,25 @@ def _exposure_spent(s, cid):
     return rec.spent if rec else 0
 
 
-def d2_exposure_lost(cfg, s: System):
-    bound = cfg.server.price * (1 + s.lost_requests)
+def d2_exposure_lost(cfg, s: System, g: Ghosts):
+    bound = cfg.server.price * (1 + g.lost_requests)
     for cid in _open_channels(s):
-        if _exposure(s, cid) > bound:
-            return f"D2: on {cid} signed {fm_get(s.signed, cid, 0)} - charged {_exposure_spent(s, cid)} > price x (1 + {s.lost_requests} lost requests)"
+        if _exposure(s, g, cid) > bound:
+            return f"D2: on {cid} signed {fm_get(g.signed, cid, 0)} - charged {_exposure_spent(s, cid)} > price x (1 + {g.lost_requests} lost requests)"
     return None
 
 
-def d3_idempotency_key(cfg, prev, info: StepInfo, nxt):
-    if info.duplicate_with_key:
-        return f"D3: a repeated request with the same Idempotency-Key was charged again: {info.charged}"
+def d3_idempotency_key(cfg, prev, g: Ghosts, info: StepInfo, nxt):
+    again = recharged_keys(g, info)
+    if again:
+        return f"D3: a repeated request with the same Idempotency-Key was charged again: {again} ({info.charged})"
     return None
 
 
-def h1_hint_bound(cfg, prev: System, info: StepInfo, nxt):
+def h1_hint_bound(cfg, prev: System, g: Ghosts, info: StepInfo, nxt):
     for i, cid, amount in info.signatures:
         ch = prev.chain.channel(cid)
-        floor = max(fm_get(prev.signed, cid, 0), ch.settled if ch else 0)
+        floor = max(fm_get(g.signed, cid, 0), ch.settled if ch else 0)
         limit = floor + cfg.server.price + cfg.clients[i].max_unproven
         if amount > limit:
             return (f"HB: {cfg.clients[i].name} signed {amount} on {cid}; what the payer had already authorized "
@@ -167,9 +169,9 @@ def h1_hint_bound(cfg, prev: System, info: StepInfo, nxt):
     return None
 
 
-def c1_client_monotone(cfg, prev: System, info: StepInfo, nxt):
+def c1_client_monotone(cfg, prev: System, g: Ghosts, info: StepInfo, nxt):
     for i, cid, amount in info.signatures:
-        before = fm_get(prev.own_signed[i], cid, 0)
+        before = fm_get(g.own_signed[i], cid, 0)
         if amount < before:
             return f"CM: {cfg.clients[i].name} signed {amount} on {cid} after signing {before}"
     return None
@@ -184,7 +186,7 @@ def b1_other_mode(handle, server_cfg, server, chain, req, hinted: bool, resp):
     return (req, resp, other) if hinted else (req, other, resp)
 
 
-def b1_same_verdict(cfg, prev, info: StepInfo, nxt):
+def b1_same_verdict(cfg, prev, g: Ghosts, info: StepInfo, nxt):
     for req, hinted, legacy in info.server_answers:
         if req.credential is None:
             continue
@@ -199,7 +201,7 @@ def _served_or_exhausted(info: StepInfo) -> bool:
     return info.outcome == "served" or info.outcome == "refused:deposit-exhausted"
 
 
-def b2_fault_free_liveness(cfg, prev, info: StepInfo, nxt):
+def b2_fault_free_liveness(cfg, prev, g: Ghosts, info: StepInfo, nxt):
     if info.act.kind == "request" and not _served_or_exhausted(info):
         return f"B2: with no faults, a request ended {info.outcome!r}"
     return None
@@ -207,7 +209,7 @@ def b2_fault_free_liveness(cfg, prev, info: StepInfo, nxt):
 
 # --- reconciliation ---------------------------------------------------------------
 
-def r1_view_matches(cfg, prev, info: StepInfo, nxt: System):
+def r1_view_matches(cfg, prev, g: Ghosts, info: StepInfo, nxt: System):
     if not info.fresh_receipt:
         return None
     i = info.act.client
@@ -231,7 +233,7 @@ def _third_party_step(info: StepInfo) -> bool:
     return info.act.kind.startswith("attack_")
 
 
-def tp1_never_served(cfg, prev, info: StepInfo, nxt):
+def tp1_never_served(cfg, prev, g: Ghosts, info: StepInfo, nxt):
     if not _third_party_step(info):
         return None
     served = [ex for ex in info.exchanges if ex.request.content and ex.response is not None
@@ -241,7 +243,7 @@ def tp1_never_served(cfg, prev, info: StepInfo, nxt):
     return None
 
 
-def tp2_cannot_close_freeze_drain(cfg, prev: System, info: StepInfo, nxt: System):
+def tp2_cannot_close_freeze_drain(cfg, prev: System, g: Ghosts, info: StepInfo, nxt: System):
     if not _third_party_step(info):
         return None
     if nxt.chain != prev.chain:
@@ -254,7 +256,7 @@ def tp2_cannot_close_freeze_drain(cfg, prev: System, info: StepInfo, nxt: System
     return None
 
 
-def tp3_no_abandoned_channel(cfg, prev: System, info: StepInfo, nxt: System):
+def tp3_no_abandoned_channel(cfg, prev: System, g: Ghosts, info: StepInfo, nxt: System):
     for i, cid, _ in info.signatures:
         if prev.chain.channel(cid) is not None:
             continue  # not an open
@@ -269,7 +271,7 @@ def tp3_no_abandoned_channel(cfg, prev: System, info: StepInfo, nxt: System):
 ROUND_TRIP_BOUND = 5
 
 
-def r2_liveness(cfg, prev, info: StepInfo, nxt):
+def r2_liveness(cfg, prev, g: Ghosts, info: StepInfo, nxt):
     if info.act.kind != "request" or info.act.fault != "none":
         return None  # the faulty request itself may end unknown; the next one must complete
     if not _served_or_exhausted(info):
@@ -279,7 +281,7 @@ def r2_liveness(cfg, prev, info: StepInfo, nxt):
     return None
 
 
-def l1_restart_liveness(cfg, prev, info: StepInfo, nxt):
+def l1_restart_liveness(cfg, prev, g: Ghosts, info: StepInfo, nxt):
     """Every request completes, restarts included (no network faults)."""
     if info.act.kind == "request" and not _served_or_exhausted(info):
         return f"L1: a request ended {info.outcome!r}"
@@ -318,21 +320,23 @@ PROPERTIES: tuple[Property, ...] = (
 BY_ID = {p.id: p for p in PROPERTIES}
 
 
-def check_state(cfg: Config, s: System, props=PROPERTIES) -> list[tuple[str, str]]:
+def check_state(cfg: Config, s: System, g: Ghosts, props=PROPERTIES) -> list[tuple[str, str]]:
     out = []
     for p in props:
         if p.state is not None and p.applies(cfg):
-            v = p.state(cfg, s)
+            v = p.state(cfg, s, g)
             if v:
                 out.append((p.id, v))
     return out
 
 
-def check_step(cfg: Config, prev: System, info: StepInfo, nxt: System, props=PROPERTIES) -> list[tuple[str, str]]:
+def check_step(cfg: Config, prev: System, g: Ghosts, info: StepInfo, nxt: System,
+               props=PROPERTIES) -> list[tuple[str, str]]:
+    """The step properties of one transition; `g` is the ghosts before it."""
     out = []
     for p in props:
         if p.step is not None and p.applies(cfg):
-            v = p.step(cfg, prev, info, nxt)
+            v = p.step(cfg, prev, g, info, nxt)
             if v:
                 out.append((p.id, v))
     return out

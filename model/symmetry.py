@@ -2,9 +2,10 @@
 
 Idempotency-Keys are opaque names, so two states that differ only in the names of
 the live keys are one state: `canonical_keys` renumbers each client's live keys
-1..k in order of issue (and its request counter to k). `model.check.step` applies
-it after every transition (`model.system.transition`), so the plain explorer, the
-optimized one and the harness's model twin all see the same canonical states.
+1..k in order of issue (and its request counter to k), in the deployment's state and
+in the checker's ghosts alike. `model.check.step` applies it after every transition
+(`model.system.transition`), so the plain explorer, the optimized one and the
+harness's model twin all see the same canonical states.
 """
 from __future__ import annotations
 
@@ -50,14 +51,14 @@ def is_canonical(live: dict[str, set[int]], clients, client_names) -> bool:
             and all(st.requests == len(live.get(name, ())) for st, name in zip(clients, client_names)))
 
 
-def canonical_keys(s, client_names: tuple[str, ...]):
-    """Symmetry reduction: Idempotency-Keys are opaque names, so renumber each client's
-    live keys 1..k in order of issue. Two states that differ only in key names are one."""
+def canonical_keys(s, g, client_names: tuple[str, ...]):
+    """Symmetry reduction of an explored state (System `s`, Ghosts `g`): Idempotency-Keys are opaque names, so
+    renumber each client's live keys 1..k in order of issue. Two states that differ only in key names are one."""
     names = set(client_names)
-    live = live_keys([server_keys(s.server, names), charged_keys(s.charged_keys, names)]
+    live = live_keys([server_keys(s.server, names), charged_keys(g.charged_keys, names)]
                      + [net_keys(n, names) for n in s.net])
     if is_canonical(live, s.clients, client_names):
-        return s
+        return s, g
     ren = {name: {old: new for new, old in enumerate(sorted(ns), 1)} for name, ns in live.items()}
 
     def rk(key):
@@ -79,5 +80,5 @@ def canonical_keys(s, client_names: tuple[str, ...]):
     net = tuple(attrs.evolve(n, last=rreq(n.last) if n.last and n.last.key else n.last,
                              held_request=rreq(n.held_request) if n.held_request and n.held_request.key
                              else n.held_request) for n in s.net)
-    charged = frozenset((cid, rk(k)) for cid, k in s.charged_keys)
-    return attrs.evolve(s, server=server, net=net, clients=clients, charged_keys=charged)
+    charged = frozenset((cid, rk(k)) for cid, k in g.charged_keys)
+    return attrs.evolve(s, server=server, net=net, clients=clients), attrs.evolve(g, charged_keys=charged)

@@ -5,11 +5,10 @@ next; `step` applies one action and returns the new state and a `StepInfo`
 saying what happened (outcome, round trips, what was signed, what was charged)
 for the transition properties of `model.properties`.
 
-Ghost variables (`signed`, `served_value`, `own_signed`, `lost_requests`) exist
-only to state properties; no party reads them (how they grow: `model.ghosts`).
-`transition` is the rules. The checker's work is not here: `model.check.step` adds the symmetry reduction
-(`model.symmetry`), and property B1's second evaluation of every delivery (the same request against the other
-hint mode) is a `shadow` the checker passes in (`model.properties.b1_other_mode`).
+`transition` is the rules. The checker's work is not here: its ghost variables (what the properties need to
+know about the history, `model.ghosts`) are advanced from StepInfo; `model.check.step` adds the symmetry
+reduction (`model.symmetry`); and property B1's second evaluation of every delivery (the same request against
+the other hint mode) is a `shadow` the checker passes in (`model.properties.b1_other_mode`).
 """
 from __future__ import annotations
 
@@ -19,7 +18,6 @@ import attrs
 
 from . import chain as escrow
 from . import client as cl
-from . import ghosts
 from . import server as sv
 from .base import FrozenMap, Rejected, fm_get, fm_set
 from .chain import Chain
@@ -76,12 +74,6 @@ class System:
     server: sv.Server
     clients: tuple[cl.ClientState, ...]
     net: tuple[Net, ...]
-    # ghosts
-    signed: FrozenMap = ()  # channel_id -> highest cumulative any client signed
-    own_signed: tuple[FrozenMap, ...] = ()  # per client, in its current memory: channel -> highest
-    served_value: FrozenMap = ()  # channel_id -> sum of prices of content responses served
-    lost_requests: int = 0
-    charged_keys: frozenset = frozenset()  # (channel, Idempotency-Key) already charged once
     # the third party's knowledge (not a ghost: it acts on it): channel -> the highest voucher it holds
     loot: FrozenMap = ()
 
@@ -99,8 +91,7 @@ def initial(cfg: Config) -> System:
     for p in cfg.payers:
         chain = escrow.mint(chain, p, cfg.wallet)
     n = len(cfg.clients)
-    return System(chain, sv.Server(), tuple(cl.ClientState() for _ in range(n)),
-                  tuple(Net() for _ in range(n)), own_signed=tuple(() for _ in range(n)))
+    return System(chain, sv.Server(), tuple(cl.ClientState() for _ in range(n)), tuple(Net() for _ in range(n)))
 
 
 @attrs.frozen
@@ -147,7 +138,9 @@ class StepInfo:
     round_trips: int = 0
     signatures: tuple[tuple[int, str, int], ...] = ()  # (client, channel, amount) signed in this step
     charged: tuple[tuple[str, int], ...] = ()  # (channel, amount) added to spent
-    duplicate_with_key: bool = False
+    keyed_charges: tuple[tuple[str, str], ...] = ()  # (channel, Idempotency-Key) of each charge that carried one
+    held_requests: int = 0  # requests the network held back in this step
+    forgot: tuple[int, ...] = ()  # clients that lost their memory (a restart without persistence)
     closes: tuple[tuple[str, int, int, int], ...] = ()  # (channel, capture, spent, settled before)
     fresh_receipt: bool = False  # the client got the response to a request just applied
     server_answers: tuple[tuple[Request, Response, Response], ...] = ()  # (req, hinted answer, legacy answer)
@@ -287,20 +280,19 @@ class StepRun:
         self.shadow = shadow  # the checker's B1 observer of each delivery (model.properties.b1_other_mode)
         self.chain, self.server = s.chain, s.server
         self.clients, self.net = list(s.clients), list(s.net)
-        self.signed, self.own = s.signed, list(s.own_signed)
-        self.served_value, self.lost = s.served_value, s.lost_requests
-        self.charged_keys = s.charged_keys
         self.loot = s.loot
         self.exchanges: list[Exchange] = []
         self.signatures: list = []
         self.charged: list = []
+        self.keyed_charges: list = []
+        self.held_requests = 0
+        self.forgot: list = []
         self.closes: list = []
         self.answers: list = []
         self.info: dict = {}
 
     def freeze(self) -> System:
-        return System(self.chain, self.server, tuple(self.clients), tuple(self.net), self.signed,
-                      tuple(self.own), self.served_value, self.lost, self.charged_keys, self.loot)
+        return System(self.chain, self.server, tuple(self.clients), tuple(self.net), self.loot)
 
     def publish(self, voucher) -> None:
         """A voucher became public (a settle or close transaction carries it): the third party holds it."""
@@ -320,11 +312,9 @@ class StepRun:
         if v is None:
             return
         self.signatures.append((i, v.channel_id, v.amount))
-        self.signed = ghosts.note_signed(self.signed, v.channel_id, v.amount)
-        self.own[i] = ghosts.note_signed(self.own[i], v.channel_id, v.amount)
 
     def deliver(self, req: Request, hinted: bool) -> Response:
-        """The server handles a request; ghosts record what it charged."""
+        """The server handles a request; the step records what it charged."""
         before = self.server.record(req.credential.channel_id) if req.credential else None
         settled_before = None
         if req.credential is not None and req.credential.action == "close":
@@ -340,11 +330,8 @@ class StepRun:
             if d:
                 cid = req.credential.channel_id
                 if req.key is not None:
-                    if (cid, req.key) in self.charged_keys:
-                        self.info["recharged_key"] = True
-                    self.charged_keys = self.charged_keys | {(cid, req.key)}
+                    self.keyed_charges.append((cid, req.key))
                 self.charged.append((cid, d))
-                self.served_value = ghosts.note_served(self.served_value, cid, d)
             if resp.receipt is not None and resp.receipt.capture is not None:
                 self.closes.append((req.credential.channel_id, resp.receipt.capture,
                                     before.spent if before else 0, settled_before or 0))
@@ -389,7 +376,7 @@ def transition(cfg: Config, s: System, act: Act, handle=None, shadow=None) -> tu
         i = act.client
         r.clients[i] = cl.restart(cfg.clients[i], r.clients[i])
         if not cfg.clients[i].persist:
-            r.own[i] = ()  # it no longer knows what it signed
+            r.forgot.append(i)  # it no longer knows what it signed
         r.info["outcome"] = "done"
     elif k == "restart_server":
         r.info["outcome"] = "done"  # every server field is durable (draft, "Crash Safety")
@@ -416,8 +403,8 @@ def transition(cfg: Config, s: System, act: Act, handle=None, shadow=None) -> tu
         raise ValueError(f"unknown action {k}")
     info = StepInfo(act=act, exchanges=tuple(r.exchanges), outcome=r.info.get("outcome", ""),
                     round_trips=r.info.get("round_trips", 0), signatures=tuple(r.signatures),
-                    charged=tuple(r.charged), duplicate_with_key=r.info.get("recharged_key", False),
-                    closes=tuple(r.closes), fresh_receipt=r.info.get("fresh", False),
+                    charged=tuple(r.charged), keyed_charges=tuple(r.keyed_charges),
+                    held_requests=r.held_requests, forgot=tuple(r.forgot), closes=tuple(r.closes), fresh_receipt=r.info.get("fresh", False),
                     server_answers=tuple(r.answers))
     return r.freeze(), info
 
@@ -486,7 +473,7 @@ def _send(r: StepRun, i: int, req: Request, fault: Fault) -> Response | None:
         return None
     if fault == "hold_request":
         r.net[i] = attrs.evolve(r.net[i], held_request=req)
-        r.lost += 1
+        r.held_requests += 1
         r.exchanges.append(Exchange(req, None))
         return None
     resp = r.deliver(req, _hinted_for(r.cfg, r.act))

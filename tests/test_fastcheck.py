@@ -67,23 +67,26 @@ def test_transitions_are_reused(monkeypatch):
 
 def test_canonical_test_agrees_with_the_reduction():
     """symmetry.is_canonical (what fastcheck tests per component) says 'nothing to renumber' exactly when
-    canonical_keys leaves a raw successor as it is."""
+    canonical_keys leaves a raw successor (and its ghosts) as it is."""
+    from model import ghosts
     from model import symmetry as sym
-    from model.system import actions, initial, transition
+    from model.system import actions, transition
 
     cfg = SCENARIOS["hinted-v2 faults p=1"].config
     names = tuple(c.name for c in cfg.clients)
-    level, seen, renumbered = [initial(cfg)], set(), 0
+    level, seen, renumbered = [check.start(cfg)], set(), 0
     for _ in range(3):
         nxt = []
-        for s in level:
+        for s, g in level:
             for act in actions(cfg, s):
-                raw, _ = transition(cfg, s, act)
-                live = sym.live_keys([sym.server_keys(raw.server, set(names)), sym.charged_keys(raw.charged_keys, set(names))]
+                raw, info = transition(cfg, s, act)
+                rg = ghosts.observe(g, info)
+                live = sym.live_keys([sym.server_keys(raw.server, set(names)), sym.charged_keys(rg.charged_keys, set(names))]
                                      + [sym.net_keys(n, set(names)) for n in raw.net])
-                canon = sym.canonical_keys(raw, names)
-                assert sym.is_canonical(live, raw.clients, names) == (canon is raw)
-                renumbered += canon is not raw
+                canon = sym.canonical_keys(raw, rg, names)
+                unchanged = canon[0] is raw and canon[1] is rg
+                assert sym.is_canonical(live, raw.clients, names) == unchanged
+                renumbered += not unchanged
                 if canon not in seen:
                     seen.add(canon)
                     nxt.append(canon)

@@ -10,8 +10,8 @@ from model.check import explore
 from model.messages import Challenge, Credential, Request
 from model.records import Hints, Voucher
 from model.scenarios import default_scenarios
-from model.check import step
-from model.system import ATTACKER, Act, initial
+from model.check import start, step
+from model.system import ATTACKER, Act
 
 A, P = "0xa", "0xpayee"
 CFG = sv.ServerConfig(payee=P, price=1)
@@ -90,12 +90,12 @@ def test_UA3_close_voucher_is_above_settled():
 
 def test_TP_the_third_party_peeks_but_is_refused_everything():
     cfg = SCENARIOS["third party p=1"].config
-    s = initial(cfg)
+    s, g = start(cfg)
     for act in (Act("request", 0), Act("settle"), Act("attack_peek", 0)):
-        s, info = step(cfg, s, act)
+        s, g, info = step(cfg, s, g, act)
     assert dict(s.loot)["alice.1"].amount == 1  # the settled voucher is public
     for kind in ("attack_replay", "attack_close"):
-        nxt, info = step(cfg, s, Act(kind, target="alice.1"))
+        nxt, _, info = step(cfg, s, g, Act(kind, target="alice.1"))
         assert info.outcome.startswith("failed:") and nxt.chain == s.chain
 
 
