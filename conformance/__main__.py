@@ -2,6 +2,7 @@
 
     python -m conformance run --client X --server Y [--chain memory|evm|memory-v2|evm-v2] [--profile quick|ci|deep]
                               [--seed N] [--strength must|strict] [--machine pair|server|client]
+                              [--hint-encoding flat|snapshot]
                               [--report out.json] [--junit out.xml] [--html out.html]
     python -m conformance matrix [--chain memory|evm] [--deployments v1,v2] [--profile ...]
                                                                  every bundled client x server pair on each deployment
@@ -27,6 +28,7 @@ import attrs
 from .harness import RunConfig
 from .progress import ProgressLine
 from .runner import PairReport, junit, replay, run_pair
+from wire.profiles import HINT_ENCODINGS, encoding_of_profile
 
 
 def _progress(msg: str) -> None:
@@ -97,7 +99,7 @@ def _chain(args, client: str, server: str) -> str:
 
 def _rc(args, client: str, server: str, strength: str | None = None) -> RunConfig:
     return RunConfig(client=client, server=server, chain=_chain(args, client, server), seed=args.seed,
-                     profile=getattr(args, "hint_profile", "v2"),
+                     hint_encoding=getattr(args, "hint_encoding", "snapshot"),
                      strength=strength or getattr(args, "strength", "must"),
                      faults=not getattr(args, "no_faults", False))
 
@@ -325,7 +327,11 @@ def main(argv=None) -> int:
                             "memory, or for a bridge adapter (mppx) the memory deployment its release speaks")
         p.add_argument("--profile", default="ci", choices=["quick", "ci", "deep"])
         p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--hint-profile", default="v2", choices=["v1", "v2"])
+        p.add_argument("--hint-encoding", default="snapshot", choices=HINT_ENCODINGS,
+                       help="how the server's challenges carry hints: flat methodDetails fields, or a sessionSnapshot "
+                            "with highestVoucher (default snapshot; not the deployment, see --chain)")
+        p.add_argument("--hint-profile", dest="hint_encoding", type=encoding_of_profile, metavar="v1|v2",
+                       help="deprecated alias of --hint-encoding: v1 = flat, v2 = snapshot")
         p.add_argument("--report")
         p.add_argument("--junit")
         p.add_argument("--trace-dir", default=".conformance")

@@ -209,7 +209,7 @@ class AdversarySession(Session):
         must: the hinted deposit is at most the chain's and at least the deposit the chain held after the last
         step in which the server accepted a credential on the channel (it verified the deposit then: draft
         "Accounting State", deposit = "latest verified on-chain deposit"). strict: deposit and settled equal the
-        model's, which reads the chain at every challenge. A field the hint does not carry (v1 flat: no settled;
+        model's, which reads the chain at every challenge. A field the hint does not carry (flat hints: no settled;
         a legacy server: nothing) is not compared."""
         if rh is None or mh is None or rh.channel_id is None:
             return []
@@ -228,7 +228,7 @@ class AdversarySession(Session):
                               f"stale after a settle)"))
         # strict, the state behind the hint: only the payee settles (rule E3), so after its own settle the server's
         # record knows the settled amount (draft "Accounting State" settledOnChain, "last cumulative amount settled
-        # on-chain"); this is what shows a stale settled where the hints cannot carry it (v1 flat). The record's
+        # on-chain"); this is what shows a stale settled where the hints cannot carry it (flat hints). The record's
         # deposit is not compared: a topUp made behind the server's back may lag until its next request.
         rec = self.server.record(cid) if self.rc.strength == "strict" else None
         if rec is not None and not rec.finalized and rec.settled != ch.settled:
@@ -642,13 +642,13 @@ class Liar:
     def _hinted_details(self, hints, wc, lie, proof_signature=None):
         """methodDetails carrying `hints` (no voucher proof: a liar has no signature of the payer for what it
         claims; forged_proof's is another key's). The lie keeps the deployment's marks: the protocol, and (same
-        channel) the v2 snapshot's descriptor."""
+        channel) the snapshot's descriptor (v2)."""
         srv = self.inner
         orig = wc.decoded_request().method_details
         base = wire.MethodDetails(escrow_contract=srv.chain.escrow, chain_id=srv.chain.chain_id,
                                   session_protocol=orig.session_protocol)
         desc = orig.session_snapshot.descriptor if orig.session_snapshot is not None and lie != "other_channel" else None
-        return method_details_with_hints(base, hints, srv.cfg.profile, chain_id=srv.chain.chain_id,
+        return method_details_with_hints(base, hints, srv.cfg.hint_encoding, chain_id=srv.chain.chain_id,
                                          escrow=srv.chain.escrow, highest_voucher_signature=proof_signature,
                                          descriptor=desc)
 

@@ -28,6 +28,7 @@ from model.base import Rejected, fm_set
 from wire.crypto import address_of
 from model import ghosts as mghosts
 from model.ghosts import Ghosts
+from wire.profiles import encoding_of_profile
 from model.properties import PROPERTIES, b1_other_mode, check_state, check_step
 from model.records import Voucher
 from model.system import MAX_ROUND_TRIPS, PRICES_PER_REQUEST, Act, Config, Exchange, StepInfo, System, StepRun, initial
@@ -53,7 +54,7 @@ class RunConfig:
     chain: str = "memory"
     seed: int = 0
     price: int = 1
-    profile: str = "v2"
+    hint_encoding: str = "snapshot"  # how the server's challenges carry hints: "flat" | "snapshot"
     strength: str = "must"  # must | strict
     n_clients: int = 2
     shared: bool = True  # both clients are devices of one payer
@@ -66,6 +67,14 @@ class RunConfig:
 
     def to_json(self) -> dict:
         return attrs.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "RunConfig":
+        """The inverse of to_json; also reads trace files written before `hint_encoding` (key "profile", v1/v2)."""
+        data = dict(data)
+        if "profile" in data:
+            data.setdefault("hint_encoding", encoding_of_profile(data.pop("profile")))
+        return cls(**data)
 
 
 def machine_config(rc: RunConfig, machine: str) -> RunConfig:
@@ -176,7 +185,7 @@ class Session:
 
         self.sched = Scheduler()  # concurrent steps (conformance/concurrency.py); Env.checkpoint is its hook
         self.deployment = dep = deployment_of(chain)
-        self.env = Env(chain, self.payee_key, rc.price, self.server_hinted, rc.profile, rc.seed, self.workdir,
+        self.env = Env(chain, self.payee_key, rc.price, self.server_hinted, rc.hint_encoding, rc.seed, self.workdir,
                        suggested_deposit=rc.deposit, deployment=dep, checkpoint=crash.checkpoint_hook(self))
         self.server = registry.load_server(rc.server)
         if hasattr(self.server, "resolve_by_payer"):  # a bridge server facing the harness's own clients
@@ -199,7 +208,7 @@ class Session:
             self.params.append(p)
         payee = address_of(self.payee_key)
         self.cfg = Config(
-            msv.ServerConfig(payee=payee, price=rc.price, hinted=self.server_hinted, profile=rc.profile,
+            msv.ServerConfig(payee=payee, price=rc.price, hinted=self.server_hinted, hint_encoding=rc.hint_encoding,
                              suggested_deposit=rc.deposit),
             tuple(mcl.ClientConfig(name=p.name, payer=address_of(p.key), hinted=self.client_hinted,
                                    deposit=rc.deposit, top_up=rc.top_up, max_unproven=rc.max_unproven,

@@ -18,9 +18,10 @@ that satisfies one of them; the harness never reaches past them.
   v2 credential payload carries), the voucher domain, the amount bound, and every
   chain operation by channel id (open_tx, topup_tx, settle, close with its
   capture, request_close, withdraw, descriptor, model_channel, now,
-  advance_time). An adapter asks the deployment; it never assumes v1. "Profile"
-  (`Env.profile`) is a different thing: the hint ENCODING in challenges (flat
-  fields or sessionSnapshot), independent of the deployment.
+  advance_time). An adapter asks the deployment; it never assumes v1. The hint
+  encoding (`Env.hint_encoding`) is a different thing: how challenges carry
+  hints ("flat" fields or "snapshot", a sessionSnapshot), independent of the
+  deployment.
 * Everything is deterministic: keys, salts and secrets derive from the run's
   seed; adapters must not use randomness of their own (they get `seed`).
 
@@ -86,8 +87,9 @@ class Env:
     adapters.chain.deployment.Deployment (protocol v1/v2, voucher domain, amount
     bound, channel-id operations; derived from `chain` when not given); `payee_key` the
     server's key; `price` the per-request price; `hinted` whether the server
-    authors hint values (legacy servers give at most channelId); `profile`
-    the hint encoding ("v1" flat fields, "v2" sessionSnapshot); `seed` the run's seed
+    authors hint values (legacy servers give at most channelId); `hint_encoding`
+    how its challenges carry them ("flat": the seed's methodDetails fields; "snapshot": the draft's
+    sessionSnapshot with highestVoucher); `seed` the run's seed
     (derive any salt or secret from it); `workdir` a fresh directory for files; `checkpoint` the
     harness's scheduling hook (see CHECKPOINTS; call it, or ignore it).
     """
@@ -96,7 +98,7 @@ class Env:
     payee_key: bytes
     price: int
     hinted: bool = True
-    profile: Literal["v1", "v2"] = "v2"
+    hint_encoding: Literal["flat", "snapshot"] = "snapshot"
     seed: int = 0
     workdir: str = ""
     suggested_deposit: Optional[int] = None  # suggestedDeposit a server puts in challenges without hints
@@ -105,8 +107,14 @@ class Env:
 
     @property
     def protocol(self) -> Literal["v1", "v2"]:
-        """The deployment's session protocol (not the hint profile)."""
+        """The deployment's session protocol (not the hint encoding)."""
         return self.deployment.protocol
+
+    @property
+    def profile(self) -> Literal["v1", "v2"]:
+        """Deprecated: the hint encoding by its former name, "v1" (flat) or "v2" (snapshot), for adapters
+        written before `hint_encoding`. Read `hint_encoding`; this is not the deployment's protocol (`protocol`)."""
+        return "v1" if self.hint_encoding == "flat" else "v2"
 
 
 def _deployment_of(chain: Any) -> Any:

@@ -118,7 +118,7 @@ def model_credential(domain: VoucherDomain, p, tx) -> tuple[MCredential, str]:
 
 
 class ModelServer:
-    """model.server over HTTP. `hinted`/`profile` may be forced by the bundled name."""
+    """model.server over HTTP. `hinted` may be forced by the bundled name."""
 
     def __init__(self, name: str = "model", hinted: Optional[bool] = None, cfg_hook=None):
         self.name = name
@@ -139,7 +139,7 @@ class ModelServer:
         self.dep = env.deployment
         self.domain = self.dep.domain
         hinted = env.hinted if self.force_hinted is None else self.force_hinted
-        cfg = msv.ServerConfig(payee=self.payee, price=env.price, hinted=hinted, profile=env.profile,
+        cfg = msv.ServerConfig(payee=self.payee, price=env.price, hinted=hinted, hint_encoding=env.hint_encoding,
                                suggested_deposit=env.suggested_deposit)
         self.cfg = self.cfg_hook(cfg) if self.cfg_hook else cfg
         self.state = msv.Server()
@@ -195,7 +195,7 @@ class ModelServer:
                 desc = wire_descriptor(self.dep.descriptor(ch.hints.channel_id))
             except ChainError:
                 desc = None
-        md = method_details_with_hints(base, ch.hints, self.cfg.profile, chain_id=self.chain.chain_id,
+        md = method_details_with_hints(base, ch.hints, self.cfg.hint_encoding, chain_id=self.chain.chain_id,
                                        escrow=self.chain.escrow, highest_voucher_signature=sig, descriptor=desc)
         req = wire.SessionRequest(amount=ch.price, suggested_deposit=ch.suggested_deposit, currency=self.chain.token,
                                   recipient=self.payee, method_details=md)

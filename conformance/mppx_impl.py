@@ -220,7 +220,7 @@ class MppxServer:
     """mppx's session server (v2) as a ServerUnderTest. `last` is the adapter's decoded last response."""
 
     hinted = True
-    profile = "v2"
+    hint_encoding = "snapshot"  # mppx's challenges carry a sessionSnapshot
     concurrent = False  # one JSON-lines pipe, one request at a time: the concurrency rules are SKIPPED (LZ)
     # resolveChannelId's fallback to the channel the payer (Payment-Payer) last opened here: set by the harness
     # when the clients are its own (they name the payer, never a Payment-Session); mppx's client names its channel

@@ -42,7 +42,7 @@ class ReferenceServer:
                 os.unlink(db + suffix)
         self.config = ServerConfig(
             chain=env.chain, payee_key=env.payee_key, db_path=db, price=env.price, hinted=hinted,
-            hint_profile=env.profile, suggested_deposit=env.suggested_deposit,
+            hint_encoding=env.hint_encoding, suggested_deposit=env.suggested_deposit,
             secret=hashlib.sha256(b"reference" + str(env.seed).encode()).digest(), clock=lambda: FIXED_CLOCK,
             voucher_rate=None,  # the harness controls time; runs drive many requests at once
             checkpoint=env.checkpoint)

@@ -1,7 +1,7 @@
 """Adapters by bundled name or by import path `package.module:factory`.
 
 Bundled servers and clients:
-  reference  adapters/reference, hinted (the server's hints follow the run's profile)
+  reference  adapters/reference, hinted (the server's hints follow the run's hint encoding)
   legacy     adapters/reference with hints off (server: channelId only; client: ignores hint values)
   model      model/ rules over the real wire (conformance/model_impl.py), hinted
   model-legacy  the same, legacy

@@ -461,7 +461,7 @@ def replay(path: str, quiet: bool = False) -> tuple[bool, str]:
     """Run a JSON steps file again; (ok, rendered trace)."""
     with open(path) as f:
         data = json.load(f)
-    rc = RunConfig(**data["config"])
+    rc = RunConfig.from_json(data["config"])
     machine = data.get("machine", "pair")
     s = _session(rc, machine)
     ok = True

@@ -44,6 +44,7 @@ from model.messages import Credential as MCredential
 from model.messages import Request as MRequest
 from model.messages import Response as MResponse
 from model.records import Hints, Voucher
+from wire.profiles import LEGACY_HINT_PROFILES, encoding_of_profile
 
 from .interface import BASE_URL, IDEMPOTENCY_HEADER, PAID_PATH, PAYER_HEADER, ClientParams, Env
 from .model_impl import (ModelClient, ModelServer, challenge_from_response, descriptor_ok, domain_of, problem_slug,
@@ -156,7 +157,7 @@ class Case:
     case_id: str
     description: str
     steps: tuple  # of dicts: {"op": ..., "rules": [...], ...} (see _play)
-    profile: str = "v2"  # hint encoding of the deployment
+    hint_encoding: str = "snapshot"  # how the server's challenges carry hints: "flat" | "snapshot"
     hinted: bool = True
     chain: str = "memory"  # the deployment: "memory" (v1 escrow) or "memory-v2" (TIP-20 channel escrow, Tempo txs)
 
@@ -186,8 +187,8 @@ CASES: tuple[Case, ...] = (
     Case("challenge-hinted", "after an open the challenge hints the channel with requiredCumulative = spent + price "
          "for GET and = acceptedCumulative for HEAD",
          (OPEN, _req("challenge", "S-H1", "S-H2", "S-H3"), _req("challenge", "S-H2", "C1", method="HEAD"))),
-    Case("challenge-hinted-v1", "the v1 flat hint encoding of the same challenge",
-         (OPEN, _req("challenge", "S-H1", "S-H2", "S-H3")), profile="v1"),
+    Case("challenge-hinted-flat", "the flat hint encoding (the seed's methodDetails fields) of the same challenge",
+         (OPEN, _req("challenge", "S-H1", "S-H2", "S-H3")), hint_encoding="flat"),
     Case("challenge-legacy", "a legacy server gives at most the channelId",
          (OPEN, _req("challenge", "S-H3")), hinted=False),
     Case("voucher-unknown-channel", "a voucher for a channel nobody opened is 410 channel-not-found",
@@ -282,9 +283,9 @@ CASES: tuple[Case, ...] = (
 
 # The same histories on a v2 deployment (memory-v2: TIP-20 channel escrow, "TIP20 Channel Reserve" vouchers,
 # channel ids from descriptors, opens and topUps as Tempo 0x76 transactions): opens, topUps, cooperative and
-# forced closes with the descriptor in every payload (rule W2). Left out: the v1 flat hint encoding, the v1
+# forced closes with the descriptor in every payload (rule W2). Left out: the flat hint encoding, the v1
 # uint128 bound (v2's uint96 has its own case) and unknown channels (a v2 topUp needs the channel's descriptor).
-_V1_ONLY = {"challenge-hinted-v1", "amount-bound", "topup-unknown-channel", "voucher-unknown-channel",
+_V1_ONLY = {"challenge-hinted-flat", "amount-bound", "topup-unknown-channel", "voucher-unknown-channel",
             "adopt-orphaned-open"}  # the last: a crash window no v2 runner reproduces yet (mppx has no crash points)
 V2_WIRE_CASES: tuple[Case, ...] = tuple(
     attrs.evolve(c, case_id="v2w-" + c.case_id, chain="memory-v2") for c in CASES if c.case_id not in _V1_ONLY) + (
@@ -309,7 +310,13 @@ def _env(case: Case, workdir: str, price: int = PRICE) -> tuple[Env, Any]:
     chain.fund(PAYEE_KEY, 0)
     chain.fund(PAYER_KEY, WALLET)
     chain.fund(STRANGER_KEY, WALLET)
-    return Env(chain, PAYEE_KEY, price, case.hinted, case.profile, 0, workdir), chain
+    return Env(chain, PAYEE_KEY, price, case.hinted, case.hint_encoding, 0, workdir), chain
+
+
+def _hint_fields(encoding: str) -> dict:
+    """The deployment's hint encoding: `hintEncoding` ("flat" | "snapshot"), and beside it the deprecated
+    `hintProfile` ("v1" | "v2", its former name) for readers written before `hintEncoding`."""
+    return {"hintEncoding": encoding, "hintProfile": next(p for p, e in LEGACY_HINT_PROFILES.items() if e == encoding)}
 
 
 def deployment(case: Case, chain, price: int = PRICE) -> dict:
@@ -317,7 +324,7 @@ def deployment(case: Case, chain, price: int = PRICE) -> dict:
     return {"chain": case.chain, "chainId": chain.chain_id, "escrow": chain.escrow, "token": chain.token,
             "voucherDomain": {"version": domain.version,
                               "name": "TIP20 Channel Reserve" if domain.version == "v2" else "Tempo Stream Channel"},
-            "price": price, "hinted": case.hinted, "hintProfile": case.profile, "wallet": WALLET,
+            "price": price, "hinted": case.hinted, **_hint_fields(case.hint_encoding), "wallet": WALLET,
             "keys": {"payer": "0x" + PAYER_KEY.hex(), "stranger": "0x" + STRANGER_KEY.hex(),
                      "payee": "0x" + PAYEE_KEY.hex()},
             "addresses": {"payer": address_of(PAYER_KEY), "stranger": address_of(STRANGER_KEY),
@@ -344,7 +351,7 @@ def _hints(resp: httpx.Response, domain) -> Optional[dict]:
 
 
 def hints_json(h: Hints) -> dict:
-    """The observable hint values; `highestVoucher` is the amount of the proof a v2 snapshot discloses (rule UA1)."""
+    """The observable hint values; `highestVoucher` is the amount of the proof a snapshot discloses (rule UA1)."""
     out = {"channelId": h.channel_id, "acceptedCumulative": h.accepted, "spent": h.spent, "deposit": h.deposit,
            "settled": h.settled, "requiredCumulative": h.required,
            "highestVoucher": None if h.proof is None else h.proof.amount}
@@ -593,8 +600,9 @@ def export(directory: str | os.PathLike) -> dict:
 
 def replay(doc: dict, make_server: Callable[[], Any], workdir: str) -> list[str]:
     """Play an exported vector against a fresh server adapter; the mismatches (empty: pass)."""
-    case = Case(doc["caseId"], doc["description"], (), doc["deployment"]["hintProfile"], doc["deployment"]["hinted"],
-                doc["deployment"]["chain"])
+    dep = doc["deployment"]
+    encoding = dep.get("hintEncoding") or encoding_of_profile(dep["hintProfile"])  # older files: hintProfile only
+    case = Case(doc["caseId"], doc["description"], (), encoding, dep["hinted"], dep["chain"])
     env, chain = _env(case, workdir)
     server = make_server()
     server.reset(env)
@@ -1133,8 +1141,8 @@ def generate_v2(case: SeededCase) -> dict:
     payer = address_of(PAYER_KEY)
     seed, chain, server = _seeded_state(case, cid)
     highest_sig = sign_voucher(PAYER_KEY, domain, cid, seed["acceptedCumulative"])
-    cfg = msv.ServerConfig(payee=address_of(PAYEE_KEY), price=V2_DEPLOYMENT["price"], hinted=True, profile="v2",
-                           min_voucher_delta=case.min_voucher_delta)
+    cfg = msv.ServerConfig(payee=address_of(PAYEE_KEY), price=V2_DEPLOYMENT["price"], hinted=True,
+                           hint_encoding="snapshot", min_voucher_delta=case.min_voucher_delta)
     steps = []
     for n, step in enumerate(case.steps, 1):
         op, method = step["op"], step.get("method", "GET")
@@ -1189,7 +1197,7 @@ def generate_v2(case: SeededCase) -> dict:
         out["paths"] = paths(step, out)
         steps.append(out)
     dep = {**V2_DEPLOYMENT, "voucherDomain": {"version": "v2", "name": "TIP20 Channel Reserve"},
-           "minVoucherDelta": case.min_voucher_delta, "hintProfile": "v2", "hinted": True,
+           "minVoucherDelta": case.min_voucher_delta, **_hint_fields("snapshot"), "hinted": True,
            "keys": {"payer": "0x" + PAYER_KEY.hex(), "stranger": "0x" + STRANGER_KEY.hex(),
                     "payee": "0x" + PAYEE_KEY.hex()},
            "addresses": {"payer": payer.lower(), "stranger": address_of(STRANGER_KEY).lower(),

@@ -46,7 +46,7 @@ def _fault_free(cfg: Config) -> bool:
 
 
 def _proof_available(cfg: Config) -> bool:
-    return cfg.server.profile == "v2" or all(c.persist for c in cfg.clients)
+    return cfg.server.hint_encoding == "snapshot" or all(c.persist for c in cfg.clients)
 
 
 def _live_records(s: System):

@@ -10,8 +10,9 @@ from typing import Literal
 
 import attrs
 
-HintProfile = Literal["v1", "v2"]
-"""v1: the seed's flat `methodDetails` hint fields; v2: the draft's `methodDetails.sessionSnapshot`."""
+HintEncoding = Literal["flat", "snapshot"]
+"""How a challenge carries hints: "flat", the seed's `methodDetails` hint fields; "snapshot", the draft's
+`methodDetails.sessionSnapshot` (Session Snapshot). Independent of the deployment's session protocol (v1/v2)."""
 
 
 @attrs.frozen
@@ -27,10 +28,10 @@ class Voucher:
 class Hints:
     """Server hints carried by a 402 challenge (seed; draft "Session Snapshot").
 
-    Both wire profiles map to this one record. Any field may be absent (None):
+    Both hint encodings map to this one record. Any field may be absent (None):
     a legacy server sends at most `channel_id`. `proof` is the server's highest
-    voucher for the channel, as recovered at the wire boundary; only the v2
-    snapshot carries it (`highestVoucher`), and it is what lets a client trust
+    voucher for the channel, as recovered at the wire boundary; only the
+    snapshot encoding carries it (`highestVoucher`), and it is what lets a client trust
     `accepted` without having signed it itself (SPEC_NOTES, rule H3).
     """
 

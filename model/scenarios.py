@@ -26,8 +26,8 @@ class Scenario:
     why: str = ""
 
 
-def _server(price: int, hinted=True, profile="v2", **kw) -> ServerConfig:
-    return ServerConfig(payee=PAYEE, price=price, hinted=hinted, profile=profile, **kw)
+def _server(price: int, hinted=True, hint_encoding="snapshot", **kw) -> ServerConfig:
+    return ServerConfig(payee=PAYEE, price=price, hinted=hinted, hint_encoding=hint_encoding, **kw)
 
 
 def _clients(hinted=(True, True), shared=False, persist=False, deposit=4, keys=(True, True),
@@ -45,14 +45,14 @@ ALL_FAULTS = ("none", "hold_request", "hold_response")
 def scenarios(price: int) -> list[Scenario]:
     p = price
     out = [
-        Scenario(f"hinted-v2 faults p={p}", Config(
+        Scenario(f"snapshot hints, faults p={p}", Config(
             _server(p), _clients(shared=True, keys=(True, False)), fleet="hinted", faults=ALL_FAULTS,
             duplicates=True, late_responses=True, restarts=True)),
-        Scenario(f"hinted-v2 lifecycle p={p}", Config(
+        Scenario(f"snapshot hints, lifecycle p={p}", Config(
             _server(p), _clients(shared=True), fleet="hinted", settle=True, top_up=True, close=True,
             forced_close=True, head=True, restarts=True, server_restarts=True)),
-        Scenario(f"hinted-v1 persisted faults p={p}", Config(
-            _server(p, profile="v1"), _clients(persist=True), fleet="hinted", faults=ALL_FAULTS,
+        Scenario(f"flat hints, persisted, faults p={p}", Config(
+            _server(p, hint_encoding="flat"), _clients(persist=True), fleet="hinted", faults=ALL_FAULTS,
             duplicates=True, late_responses=True, restarts=True, settle=True)),
         Scenario(f"rollout mix p={p}", Config(
             _server(p), _clients(keys=(True, False)), fleet="mixed", faults=ALL_FAULTS, duplicates=True,
@@ -88,19 +88,19 @@ def scenarios(price: int) -> list[Scenario]:
             wallet=12),
             expect="L1", why="a restarted legacy client recovers from chain `settled`, which lags the server's "
                              "acceptedCumulative; its voucher settled + price is refused (V5) and without hints it cannot learn more"),
-        Scenario(f"K2 hinted v1 without persistence p={p}", Config(
-            _server(p, profile="v1"), _clients(), fleet="hinted", restarts=True),
-            expect="L1", why="v1 flat hints carry no voucher proof; after losing its memory the client may trust only "
+        Scenario(f"K2 flat hints without persistence p={p}", Config(
+            _server(p, hint_encoding="flat"), _clients(), fleet="hinted", restarts=True),
+            expect="L1", why="flat hints carry no voucher proof; after losing its memory the client may trust only "
                              "chain `settled` (H4), so an unsettled acceptedCumulative above settled + price is refused"),
         Scenario(f"K3 shared channel, legacy fleet p={p}", Config(
             _server(p, hinted=False), _clients(hinted=(True, True), shared=True, deposit=6), fleet="legacy",
             wallet=12),
             expect="L1", why="a second device of the same payer sees only channelId and recovers from `settled`, "
                              "behind what the first device had the server accept"),
-        Scenario(f"K4 shared channel, v1 hints p={p}", Config(
-            _server(p, profile="v1"), _clients(shared=True, persist=True), fleet="hinted"),
-            expect="R2", why="v1 flat hints carry no proof: the second device never signed the first device's "
-                             "vouchers, so rule H4 refuses to follow an acceptedCumulative it cannot verify (v2's "
+        Scenario(f"K4 shared channel, flat hints p={p}", Config(
+            _server(p, hint_encoding="flat"), _clients(shared=True, persist=True), fleet="hinted"),
+            expect="R2", why="flat hints carry no proof: the second device never signed the first device's "
+                             "vouchers, so rule H4 refuses to follow an acceptedCumulative it cannot verify (the snapshot's "
                              "highestVoucher, or an allowance max_unproven, lifts this)"),
     ]
     return out

@@ -26,7 +26,7 @@ from . import chain as escrow
 from .base import FrozenMap, Rejected, fm_get, fm_set, fm_values
 from .chain import Chain
 from .messages import Challenge, Credential, Receipt, Request, Response
-from .records import HintProfile, Hints, Voucher
+from .records import HintEncoding, Hints, Voucher
 
 
 @attrs.frozen
@@ -149,7 +149,7 @@ class ServerConfig:
     payee: str
     price: int
     hinted: bool = True
-    profile: HintProfile = "v2"
+    hint_encoding: HintEncoding = "snapshot"
     min_voucher_delta: int = 0
     suggested_deposit: int | None = None
     rules: ServerRules = ServerRules()
@@ -160,7 +160,7 @@ def author_challenge(cfg: ServerConfig, server: Server, chain: Chain, payer: str
     """Rules S-H1..S-H3 (seed, "Server Control Flow"): a hinted server adds
     channelId, acceptedCumulative, spent, deposit, settled and requiredCumulative
     when the payer's latest channel is reusable; a legacy server gives only the
-    channelId. v2 also attaches the highest voucher as proof (`highestVoucher`), under
+    channelId. Snapshot hints also attach the highest voucher as proof (`highestVoucher`), under
     rule UA1 only when `proven` (the channel the request proved to hold) is that channel."""
     hinted = cfg.hinted if hinted is None else hinted
     mine = [r for r in fm_values(server.channels) if r.payer == payer]
@@ -175,7 +175,7 @@ def author_challenge(cfg: ServerConfig, server: Server, chain: Chain, payer: str
                 hints = Hints(
                     channel_id=rec.channel_id, accepted=rec.accepted, spent=rec.spent,
                     deposit=rec.deposit, required=required, settled=rec.settled,
-                    proof=rec.highest if cfg.profile == "v2" and disclose else None)
+                    proof=rec.highest if cfg.hint_encoding == "snapshot" and disclose else None)
             else:
                 hints = Hints(channel_id=rec.channel_id)
     suggested = cfg.suggested_deposit if hints is None else None

@@ -14,7 +14,7 @@ from model.messages import Credential, Request
 from model.records import Voucher
 
 PAYER, PAYEE, CID = "0x" + "aa" * 20, "0x" + "bb" * 20, "0x" + "cc" * 32
-CFG = msv.ServerConfig(payee=PAYEE, price=1, hinted=True, profile="v2")
+CFG = msv.ServerConfig(payee=PAYEE, price=1, hinted=True, hint_encoding="snapshot")
 
 
 def _opened(accepted: int = 1, deposit: int = 4):

@@ -37,7 +37,7 @@ def with_clients(name, **kw):
 
 @pytest.mark.parametrize("cfg, depth", [
     (with_clients("rollout mix p=1", rules=ClientRules(amount=fd.sign_exactly_required)), 6),
-    (with_clients("hinted-v2 lifecycle p=1", rules=ClientRules(follows_hints=fd.chain_after_restart)), 6),
+    (with_clients("snapshot hints, lifecycle p=1", rules=ClientRules(follows_hints=fd.chain_after_restart)), 6),
     (with_clients("lying server p=1", rules=ClientRules(bound=fd.no_trust_bound)), 4),
 ], ids=["CM", "R2", "HB"])
 def test_same_counterexample_for_planted_bugs(cfg, depth):
@@ -72,7 +72,7 @@ def test_canonical_test_agrees_with_the_reduction():
     from model import symmetry as sym
     from model.system import actions, transition
 
-    cfg = SCENARIOS["hinted-v2 faults p=1"].config
+    cfg = SCENARIOS["snapshot hints, faults p=1"].config
     names = tuple(c.name for c in cfg.clients)
     level, seen, renumbered = [check.start(cfg)], set(), 0
     for _ in range(3):

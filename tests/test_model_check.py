@@ -45,9 +45,9 @@ def test_first_draft_overwrite_from_stale_receipt_breaks_C1():
 
 
 def test_first_draft_chain_recovery_despite_hints_breaks_D1_or_R2():
-    res = explore(with_clients("hinted-v2 faults p=1", rules=ClientRules(follows_hints=fd.chain_after_restart)), 6)
+    res = explore(with_clients("snapshot hints, faults p=1", rules=ClientRules(follows_hints=fd.chain_after_restart)), 6)
     assert res.counterexample.property_id == "D1"
-    res = explore(with_clients("hinted-v2 lifecycle p=1", rules=ClientRules(follows_hints=fd.chain_after_restart)), 6)
+    res = explore(with_clients("snapshot hints, lifecycle p=1", rules=ClientRules(follows_hints=fd.chain_after_restart)), 6)
     assert res.counterexample.property_id == "R2"
 
 

@@ -126,10 +126,10 @@ def test_SH_hinted_and_legacy_challenges():
     assert (h.channel_id, h.accepted, h.spent, h.required, h.deposit) == ("c1", 2, 1, 2, 6)
     assert h.proof is None  # rule UA1: no proof for a request that proved nothing (an address is no proof)
     proven = sv.author_challenge(CFG, s, ch, A, True, proven="c1").hints
-    assert proven.proof == Voucher("c1", 2, A)  # v2 carries the highest voucher to the channel's holder
+    assert proven.proof == Voucher("c1", 2, A)  # snapshot hints carry the highest voucher to the channel's holder
     anyone = sv.author_challenge(attrs.evolve(CFG, rules=sv.ServerRules(discloses=dv.discloses_to_anyone)), s, ch, A, True).hints
     assert anyone.proof == Voucher("c1", 2, A)
-    assert sv.author_challenge(attrs.evolve(CFG, profile="v1"), s, ch, A, True).hints.proof is None
+    assert sv.author_challenge(attrs.evolve(CFG, hint_encoding="flat"), s, ch, A, True).hints.proof is None
     legacy = sv.author_challenge(attrs.evolve(CFG, hinted=False), s, ch, A, True).hints
     assert legacy == Hints("c1")
     assert sv.author_challenge(CFG, s, ch, "0xstranger", True).hints is None

@@ -1,4 +1,4 @@
-"""The two hint profiles (seed's flat v1 fields, draft's v2 sessionSnapshot) map to one Hints record."""
+"""The two hint encodings ("flat": the seed's fields; "snapshot": the draft's sessionSnapshot) map to one Hints record."""
 from __future__ import annotations
 
 import attrs
@@ -54,11 +54,11 @@ amounts = st.integers(min_value=0, max_value=2**96 - 1)
 channels = st.binary(min_size=32, max_size=32).map(lambda b: "0x" + b.hex())
 opt = lambda s: st.one_of(st.none(), s)  # noqa: E731
 
-v1_hints = st.builds(
+flat_hints = st.builds(
     Hints, channel_id=channels, accepted=opt(amounts), spent=opt(amounts), deposit=opt(amounts),
     required=opt(amounts),
 )
-v2_hints = st.builds(
+snapshot_hints = st.builds(
     lambda cid, a, s, d, r, settled, close, with_proof: Hints(
         channel_id=cid, accepted=a, spent=s, deposit=d, required=r, settled=settled,
         close_requested_at=close, proof=Voucher(cid, a, SIGNER) if with_proof else None,
@@ -68,19 +68,19 @@ v2_hints = st.builds(
 
 
 @FAST
-@given(v1_hints)
-def test_v1_flat_round_trip(hints):
-    details = method_details_with_hints(BASE, hints, "v1", chain_id=CHAIN, escrow=ESCROW, highest_voucher_signature=None)
+@given(flat_hints)
+def test_flat_round_trip(hints):
+    details = method_details_with_hints(BASE, hints, "flat", chain_id=CHAIN, escrow=ESCROW, highest_voucher_signature=None)
     assert details.session_snapshot is None
     assert _through_wire(details, no_recover) == hints
 
 
 @FAST
-@given(v2_hints)
-def test_v2_snapshot_round_trip(hints):
+@given(snapshot_hints)
+def test_snapshot_round_trip(hints):
     signature = "0x" + "ab" * 65 if hints.proof is not None else None
     details = method_details_with_hints(
-        BASE, hints, "v2", chain_id=CHAIN, escrow=ESCROW, highest_voucher_signature=signature
+        BASE, hints, "snapshot", chain_id=CHAIN, escrow=ESCROW, highest_voucher_signature=signature
     )
     assert details.session_snapshot is not None
     assert details.channel_id == hints.channel_id
@@ -91,23 +91,23 @@ def test_v2_snapshot_round_trip(hints):
 @FAST
 @given(channels, amounts, amounts, amounts, amounts)
 def test_both_encodings_give_the_same_hints(channel, accepted, spent, deposit, required):
-    """The same server state, in either profile, reaches the client as the same Hints (the v1 subset)."""
+    """The same server state, in either encoding, reaches the client as the same Hints (the flat subset)."""
     state = Hints(channel, accepted, spent, deposit, required, settled=0)
-    via_v1 = _through_wire(
-        method_details_with_hints(BASE, state, "v1", chain_id=CHAIN, escrow=ESCROW, highest_voucher_signature=None)
+    via_flat = _through_wire(
+        method_details_with_hints(BASE, state, "flat", chain_id=CHAIN, escrow=ESCROW, highest_voucher_signature=None)
     )
-    via_v2 = _through_wire(
-        method_details_with_hints(BASE, state, "v2", chain_id=CHAIN, escrow=ESCROW, highest_voucher_signature=None)
+    via_snapshot = _through_wire(
+        method_details_with_hints(BASE, state, "snapshot", chain_id=CHAIN, escrow=ESCROW, highest_voucher_signature=None)
     )
-    assert via_v2 == state
-    assert via_v1 == attrs.evolve(state, settled=None)
-    assert attrs.evolve(via_v2, settled=None) == via_v1
+    assert via_snapshot == state
+    assert via_flat == attrs.evolve(state, settled=None)
+    assert attrs.evolve(via_snapshot, settled=None) == via_flat
 
 
-@pytest.mark.parametrize("profile", ["v1", "v2"])
-def test_bare_channel_id_gives_only_channel_id(profile):
+@pytest.mark.parametrize("encoding", ["flat", "snapshot"])
+def test_bare_channel_id_gives_only_channel_id(encoding):
     details = method_details_with_hints(
-        BASE, Hints(channel_id=CHANNEL), profile, chain_id=CHAIN, escrow=ESCROW, highest_voucher_signature="0x" + "ab" * 65
+        BASE, Hints(channel_id=CHANNEL), encoding, chain_id=CHAIN, escrow=ESCROW, highest_voucher_signature="0x" + "ab" * 65
     )
     assert details == MethodDetails(escrow_contract=ESCROW, chain_id=CHAIN, channel_id=CHANNEL)
     hints = _through_wire(details, no_recover)
@@ -115,10 +115,10 @@ def test_bare_channel_id_gives_only_channel_id(profile):
     assert not hints.has_values
 
 
-@pytest.mark.parametrize("profile", ["v1", "v2"])
-def test_no_hints_and_no_channel(profile):
+@pytest.mark.parametrize("encoding", ["flat", "snapshot"])
+def test_no_hints_and_no_channel(encoding):
     stale = MethodDetails(escrow_contract=ESCROW, channel_id=OTHER, accepted_cumulative=5, spent=1)
-    details = method_details_with_hints(stale, None, profile, chain_id=CHAIN, escrow=ESCROW, highest_voucher_signature=None)
+    details = method_details_with_hints(stale, None, encoding, chain_id=CHAIN, escrow=ESCROW, highest_voucher_signature=None)
     assert details == MethodDetails(escrow_contract=ESCROW)
     assert _through_wire(details, no_recover) is None
 
@@ -128,11 +128,11 @@ def test_flat_values_without_channel_id_are_no_hints():
     assert _through_wire(details, no_recover) is None
 
 
-def test_v2_proof_recovered_with_real_signature():
+def test_snapshot_proof_recovered_with_real_signature():
     domain = VoucherDomain("v2", CHAIN, ESCROW)
     signature = sign_voucher(KEY, domain, CHANNEL, 250_000)
     state = Hints(CHANNEL, 250_000, 240_000, 1_000_000, 250_000, settled=0, proof=Voucher(CHANNEL, 250_000, PAYER))
-    details = method_details_with_hints(BASE, state, "v2", chain_id=CHAIN, escrow=ESCROW, highest_voucher_signature=signature)
+    details = method_details_with_hints(BASE, state, "snapshot", chain_id=CHAIN, escrow=ESCROW, highest_voucher_signature=signature)
     assert details.session_snapshot.highest_voucher.signature == signature
     assert _through_wire(details, recoverer(domain)) == state
     # under the v1 domain the same signature recovers someone else
@@ -140,49 +140,49 @@ def test_v2_proof_recovered_with_real_signature():
     assert wrong.proof.signer not in (None, PAYER)
 
 
-def test_v2_proof_with_bad_signature_has_no_signer():
+def test_snapshot_proof_with_bad_signature_has_no_signer():
     domain = VoucherDomain("v2", CHAIN, ESCROW)
     forged = to_high_s(sign_voucher(KEY, domain, CHANNEL, 250_000))
     state = Hints(CHANNEL, 250_000, 240_000, 1_000_000, 250_000, settled=0, proof=Voucher(CHANNEL, 250_000, PAYER))
-    details = method_details_with_hints(BASE, state, "v2", chain_id=CHAIN, escrow=ESCROW, highest_voucher_signature=forged)
+    details = method_details_with_hints(BASE, state, "snapshot", chain_id=CHAIN, escrow=ESCROW, highest_voucher_signature=forged)
     hints = _through_wire(details, recoverer(domain))
     assert hints.proof == Voucher(CHANNEL, 250_000, None)
     assert hints.accepted == 250_000  # the values still arrive; trusting them is the model's decision
 
 
-def test_v2_without_signature_has_no_proof():
+def test_snapshot_without_signature_has_no_proof():
     state = Hints(CHANNEL, 1, 1, 9, 2, settled=0, proof=Voucher(CHANNEL, 1, SIGNER))
-    details = method_details_with_hints(BASE, state, "v2", chain_id=CHAIN, escrow=ESCROW, highest_voucher_signature=None)
+    details = method_details_with_hints(BASE, state, "snapshot", chain_id=CHAIN, escrow=ESCROW, highest_voucher_signature=None)
     assert details.session_snapshot.highest_voucher is None
     assert _through_wire(details, no_recover) == attrs.evolve(state, proof=None)
 
 
-def test_v2_snapshot_carries_descriptor_and_close_request():
+def test_snapshot_carries_descriptor_and_close_request():
     descriptor = Descriptor(
         payer=PAYER, payee="0x" + "74" * 20, operator="0x" + "00" * 20, token="0x" + "20" * 20,
         salt="0x" + "aa" * 32, authorized_signer="0x" + "00" * 20, expiring_nonce_hash="0x" + "bb" * 32,
     )
     state = Hints(CHANNEL, 5, 4, 10, 6, settled=3, close_requested_at=1736165100)
     details = method_details_with_hints(
-        BASE, state, "v2", chain_id=CHAIN, escrow=ESCROW, highest_voucher_signature=None, descriptor=descriptor
+        BASE, state, "snapshot", chain_id=CHAIN, escrow=ESCROW, highest_voucher_signature=None, descriptor=descriptor
     )
     snap = details.session_snapshot
     assert snap.descriptor == descriptor and snap.escrow == ESCROW and snap.chain_id == CHAIN
     assert _through_wire(details) == state
 
 
-def test_v1_drops_what_it_cannot_carry():
+def test_flat_drops_what_it_cannot_carry():
     state = Hints(CHANNEL, 5, 4, 10, 6, settled=3, close_requested_at=7, proof=Voucher(CHANNEL, 5, SIGNER))
     details = method_details_with_hints(
-        BASE, state, "v1", chain_id=CHAIN, escrow=ESCROW, highest_voucher_signature="0x" + "ab" * 65
+        BASE, state, "flat", chain_id=CHAIN, escrow=ESCROW, highest_voucher_signature="0x" + "ab" * 65
     )
     assert _through_wire(details, no_recover) == Hints(CHANNEL, 5, 4, 10, 6)
 
 
-def test_v2_requires_snapshot_values():
+def test_snapshot_requires_its_values():
     with pytest.raises(MalformedRequest) as info:
         method_details_with_hints(
-            BASE, Hints(CHANNEL, accepted=5, spent=4, deposit=10, required=6), "v2",
+            BASE, Hints(CHANNEL, accepted=5, spent=4, deposit=10, required=6), "snapshot",
             chain_id=CHAIN, escrow=ESCROW, highest_voucher_signature=None,
         )
     assert info.value.field == "request.methodDetails.sessionSnapshot.settled"

@@ -1,7 +1,7 @@
 """The reference server and client end to end over real HTTP on 127.0.0.1.
 
 Every {legacy, hinted} client x {legacy, hinted} server pair, on the memory
-chain (both hint profiles) and on the evm chain; restarts of either side;
+chain (both hint encodings) and on the evm chain; restarts of either side;
 settlement, top-up, cooperative and forced close; the demo command.
 """
 from __future__ import annotations
@@ -33,9 +33,9 @@ PAIRS = [(c, s) for c in ("hinted", "legacy") for s in ("hinted", "legacy")]
 N = 6
 
 
-def _run_pair(chain, tmp_path, client_mode, server_mode, profile, n, restart_at=None, persist=True):
+def _run_pair(chain, tmp_path, client_mode, server_mode, encoding, n, restart_at=None, persist=True):
     key = new_key(chain)
-    cfg = config(chain, tmp_path, hinted=server_mode == "hinted", hint_profile=profile)
+    cfg = config(chain, tmp_path, hinted=server_mode == "hinted", hint_encoding=encoding)
     persist_path = str(tmp_path / "client.json") if persist else None
     with running(cfg) as rs:
         client = SessionClient(rs.url, key, chain, hinted=client_mode == "hinted", max_deposit=10**6,
@@ -64,28 +64,28 @@ def _run_pair(chain, tmp_path, client_mode, server_mode, profile, n, restart_at=
     return rec
 
 
-@pytest.mark.parametrize("profile", ["v1", "v2"])
+@pytest.mark.parametrize("encoding", ["flat", "snapshot"])
 @pytest.mark.parametrize("client_mode,server_mode", PAIRS)
-def test_pairs_memory(tmp_path, client_mode, server_mode, profile):
-    _run_pair(memory_chain(), tmp_path, client_mode, server_mode, profile, N, restart_at=N // 2)
+def test_pairs_memory(tmp_path, client_mode, server_mode, encoding):
+    _run_pair(memory_chain(), tmp_path, client_mode, server_mode, encoding, N, restart_at=N // 2)
 
 
 @pytest.mark.parametrize("client_mode,server_mode", PAIRS)
 def test_pairs_evm(tmp_path, client_mode, server_mode):
-    _run_pair(evm_chain(), tmp_path, client_mode, server_mode, "v2", 3)
+    _run_pair(evm_chain(), tmp_path, client_mode, server_mode, "snapshot", 3)
 
 
-def test_hinted_client_restart_without_persistence_v2(tmp_path):
-    """v2 hints carry the highest voucher: a client that forgot everything resumes the same channel."""
-    _run_pair(memory_chain(), tmp_path, "hinted", "hinted", "v2", N, restart_at=N // 2, persist=False)
+def test_hinted_client_restart_without_persistence_snapshot(tmp_path):
+    """Snapshot hints carry the highest voucher: a client that forgot everything resumes the same channel."""
+    _run_pair(memory_chain(), tmp_path, "hinted", "hinted", "snapshot", N, restart_at=N // 2, persist=False)
 
 
-def test_hinted_client_restart_without_persistence_v1_needs_proof(tmp_path):
-    """v1 flat hints prove nothing: after a restart without its file the client refuses them
+def test_hinted_client_restart_without_persistence_flat_needs_proof(tmp_path):
+    """Flat hints prove nothing: after a restart without its file the client refuses them
     (HintBoundExceeded), until the server settles (the chain's settled amount is proof)."""
     chain = memory_chain()
     key = new_key(chain)
-    with running(config(chain, tmp_path, hint_profile="v1")) as rs:
+    with running(config(chain, tmp_path, hint_encoding="flat")) as rs:
         client = SessionClient(rs.url, key, chain, hinted=True, max_deposit=10**6, max_price=PRICE)
         for _ in range(3):
             assert client.request("GET", PATH).status_code == 200
@@ -270,7 +270,7 @@ def test_demo_evm_restart_client():
 def test_demo_fails_when_a_request_is_not_served():
     root = Path(__file__).resolve().parent.parent
     proc = subprocess.run(
-        [sys.executable, "-m", "adapters.reference", "demo", "--hints", "--profile", "v1", "--requests", "4",
+        [sys.executable, "-m", "adapters.reference", "demo", "--hints", "--hint-encoding", "flat", "--requests", "4",
          "--restart-client"],
         cwd=root, capture_output=True, text=True, timeout=120,
     )
@@ -319,12 +319,12 @@ def test_signed_max_is_persisted_before_the_voucher_is_sent(tmp_path):
             assert saved["current"] == data["channelId"] and entry["salt"].startswith("0x")
             checked.append(data["cumulativeAmount"])
 
-    with running(config(chain, tmp_path, hint_profile="v1")) as rs:
+    with running(config(chain, tmp_path, hint_encoding="flat")) as rs:
         client = SessionClient(rs.url, key, chain, max_deposit=10**6, persist_path=str(path), observer=observer, max_price=PRICE)
         for _ in range(3):
             assert client.request("GET", PATH).status_code == 200
         assert checked == [PRICE, 2 * PRICE, 3 * PRICE]
-        # a restarted client with its file proves its own signatures: v1 hints are followed
+        # a restarted client with its file proves its own signatures: flat hints are followed
         client.restart()
         assert client.request("GET", PATH).status_code == 200
         assert client.view().signed_max == 4 * PRICE

@@ -22,9 +22,9 @@ from .test_reference_support import (
 class LyingServer(SessionServer):
     """A real reference server whose challenges lie about the payer's channel.
 
-    mode "inflate-v1": flat hints claiming the whole deposit was accepted and is required;
-    mode "forged-proof": a v2 snapshot whose highestVoucher (the whole deposit) is signed by an attacker;
-    mode "inflated-required": a v2 snapshot with the genuine highestVoucher but requiredCumulative far above it;
+    mode "inflate-flat": flat hints claiming the whole deposit was accepted and is required;
+    mode "forged-proof": a snapshot whose highestVoucher (the whole deposit) is signed by an attacker;
+    mode "inflated-required": a snapshot with the genuine highestVoucher but requiredCumulative far above it;
     mode "other-channel": hints (true values) for another payer's channel.
     """
 
@@ -37,7 +37,7 @@ class LyingServer(SessionServer):
         if hints is None or self.mode is None:
             return hints, sig
         st = self.chain.get_channel(hints.channel_id)
-        if self.mode == "inflate-v1":
+        if self.mode == "inflate-flat":
             top = st.deposit
             return attrs.evolve(hints, accepted=top, required=top, spent=top, proof=None), None
         if self.mode == "forged-proof":
@@ -54,10 +54,10 @@ class LyingServer(SessionServer):
         raise AssertionError(self.mode)
 
 
-def _setup(tmp_path, profile):
+def _setup(tmp_path, encoding):
     chain = memory_chain()
     key = new_key(chain)
-    cfg = config(chain, tmp_path, hint_profile=profile)
+    cfg = config(chain, tmp_path, hint_encoding=encoding)
     server = LyingServer(cfg)
     return chain, key, server
 
@@ -68,13 +68,13 @@ def _snapshot(rs, client, persist_path):
     return rs.server.dump(), client.view(), persisted
 
 
-@pytest.mark.parametrize("mode,profile", [
-    ("inflate-v1", "v1"),
-    ("forged-proof", "v2"),
-    ("inflated-required", "v2"),
+@pytest.mark.parametrize("mode,encoding", [
+    ("inflate-flat", "flat"),
+    ("forged-proof", "snapshot"),
+    ("inflated-required", "snapshot"),
 ])
-def test_inflated_hints_are_refused(tmp_path, mode, profile):
-    chain, key, server = _setup(tmp_path, profile)
+def test_inflated_hints_are_refused(tmp_path, mode, encoding):
+    chain, key, server = _setup(tmp_path, encoding)
     persist = str(tmp_path / "client.json")
     with running(server) as rs:
         client = SessionClient(rs.url, key, chain, hinted=True, max_deposit=10**6, persist_path=persist, max_price=PRICE)
@@ -96,10 +96,10 @@ def test_inflated_hints_are_refused(tmp_path, mode, profile):
         resp = generous.request("GET", PATH)
         assert resp.status_code == 200
         assert generous.view().signed_max == 22 * PRICE
-        # an honest server again. The original client signed only 2000 itself; in v2 the
+        # an honest server again. The original client signed only 2000 itself; with snapshot hints the
         # highestVoucher (22000, signed with its key by the other instance) proves the rest.
         server.mode = None
-        if profile == "v2":
+        if encoding == "snapshot":
             assert client.request("GET", PATH).status_code == 200
             assert client.view().signed_max == 22 * PRICE
         else:
@@ -110,9 +110,9 @@ def test_inflated_hints_are_refused(tmp_path, mode, profile):
 
 
 def test_restarted_client_trusts_only_proof(tmp_path):
-    """After a restart without persistence, a genuine highestVoucher is enough proof (v2),
+    """After a restart without persistence, a genuine highestVoucher is enough proof (snapshot hints),
     a forged one is not."""
-    chain, key, server = _setup(tmp_path, "v2")
+    chain, key, server = _setup(tmp_path, "snapshot")
     with running(server) as rs:
         client = SessionClient(rs.url, key, chain, hinted=True, max_deposit=10**6, max_price=PRICE)
         for _ in range(3):
@@ -130,7 +130,7 @@ def test_restarted_client_trusts_only_proof(tmp_path):
 
 
 def test_hint_for_another_payers_channel_is_ignored(tmp_path):
-    chain, key, server = _setup(tmp_path, "v2")
+    chain, key, server = _setup(tmp_path, "snapshot")
     victim_key = new_key(chain)
     with running(server) as rs:
         victim = SessionClient(rs.url, victim_key, chain, hinted=True, max_deposit=10**6, max_price=PRICE)

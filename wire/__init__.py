@@ -8,7 +8,7 @@
 - `wire.problems`: the problem types and their documents;
 - `wire.headers`: the challenge `request`/`opaque` codecs, challenge ids and every header's codec;
 - `wire.crypto`: EIP-712 voucher digests, signing and signer recovery;
-- `wire.profiles`: the two hint encodings (v1 flat `methodDetails`, v2 `sessionSnapshot`) to and from
+- `wire.profiles`: the two hint encodings (flat `methodDetails` fields, `sessionSnapshot`) to and from
   `model.records.Hints`.
 
 The public names of the first six are exported here (`import wire; wire.parse_receipt(value)`); `crypto` and

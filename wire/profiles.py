@@ -1,8 +1,8 @@
 """The two hint encodings of a 402 challenge, mapped to one `Hints` record.
 
-- v1 ("flat"): the seed's fields directly in `request.methodDetails`
+- "flat": the seed's fields directly in `request.methodDetails`
   (`channelId`, `acceptedCumulative`, `spent`, `deposit`, `requiredCumulative`).
-- v2 ("snapshot"): draft-tempo-session-00 "Session Snapshot",
+- "snapshot": draft-tempo-session-00 "Session Snapshot",
   `request.methodDetails.sessionSnapshot`, with mppx's `highestVoucher`.
 
 Pure functions. Signature recovery is injected (`recover`), so this module
@@ -22,6 +22,19 @@ Recover = Callable[[str, int, str], "str | None"]
 
 _SNAPSHOT = "request.methodDetails.sessionSnapshot"
 _FLAT_FIELDS = ("channel_id", "accepted_cumulative", "spent", "deposit", "required_cumulative")
+
+
+HINT_ENCODINGS = ("flat", "snapshot")
+LEGACY_HINT_PROFILES = {"v1": "flat", "v2": "snapshot"}
+"""The encodings' former names ("hint profile" v1/v2, not the deployment's session protocol v1/v2)."""
+
+
+def encoding_of_profile(profile: str) -> Literal["flat", "snapshot"]:
+    """The hint encoding a former hint-profile name stands for (deprecated CLI options, old trace files)."""
+    try:
+        return LEGACY_HINT_PROFILES[profile]  # type: ignore[return-value]
+    except KeyError:
+        raise ValueError(f"unknown hint profile {profile!r} (v1 = flat, v2 = snapshot)") from None
 
 
 def recoverer(domain: VoucherDomain) -> Recover:
@@ -78,10 +91,10 @@ def _from_snapshot(details: MethodDetails, snap: SessionSnapshot, recover: Recov
 
 
 def hints_from_request(request: SessionRequest, recover: Recover) -> Hints | None:
-    """The server hints of a challenge request, from either profile.
+    """The server hints of a challenge request, in either encoding.
 
-    The v2 `sessionSnapshot` wins when present (draft "Session Snapshot");
-    otherwise the seed's flat v1 fields; a bare `channelId` gives a Hints
+    The `sessionSnapshot` wins when present (draft "Session Snapshot");
+    otherwise the seed's flat fields; a bare `channelId` gives a Hints
     with only `channel_id`; no channelId anywhere gives None (flat values
     without a channelId describe no channel and are dropped).
 
@@ -123,7 +136,7 @@ def _snapshot(
     for name, value in required.items():
         if value is None:
             raise MalformedRequest(
-                WHERE_REQUEST, f"{_SNAPSHOT}.{name}", "required by the v2 snapshot but absent from the hints"
+                WHERE_REQUEST, f"{_SNAPSHOT}.{name}", "required by the snapshot but absent from the hints"
             )
     highest = None
     if highest_voucher_signature is not None:
@@ -156,19 +169,19 @@ def _replace(base: MethodDetails, update: dict) -> MethodDetails:
 def method_details_with_hints(
     base: MethodDetails,
     hints: Hints | None,
-    profile: Literal["v1", "v2"],
+    encoding: Literal["flat", "snapshot"],
     *,
     chain_id: int,
     escrow: str,
     highest_voucher_signature: str | None,
     descriptor: Descriptor | None = None,
 ) -> MethodDetails:
-    """The server side: `base` with exactly the hints of `hints` in the chosen profile.
+    """The server side: `base` with exactly the hints of `hints` in the chosen encoding.
 
     Any hint fields already in `base` are replaced. None -> no hints; a Hints
-    with only `channel_id` -> only `channelId` (both profiles). v1 writes the
-    seed's flat fields (it cannot carry settled, closeRequestedAt or a proof;
-    those are dropped). v2 writes `channelId` and a `sessionSnapshot` (draft
+    with only `channel_id` -> only `channelId` (both encodings). "flat" writes the
+    seed's fields (it cannot carry settled, closeRequestedAt or a proof;
+    those are dropped). "snapshot" writes `channelId` and a `sessionSnapshot` (draft
     "Session Snapshot") for `chain_id`/`escrow`, with `highestVoucher` when a
     signature is given (amount: `hints.proof.amount`, else `hints.accepted`);
     it raises MalformedRequest naming the snapshot field when a value the
@@ -180,7 +193,7 @@ def method_details_with_hints(
     bare = not hints.has_values and hints.settled is None and hints.close_requested_at is None
     if bare:
         return _replace(base, cleared | {"channel_id": hints.channel_id})
-    if profile == "v1":
+    if encoding == "flat":
         return base.model_copy(
             update=cleared
             | {
@@ -191,8 +204,8 @@ def method_details_with_hints(
                 "required_cumulative": hints.required,
             }
         )
-    if profile != "v2":
-        raise ValueError(f"unknown hint profile {profile!r}")
+    if encoding != "snapshot":
+        raise ValueError(f"unknown hint encoding {encoding!r}")
     snapshot = _snapshot(
         hints,
         chain_id=chain_id,

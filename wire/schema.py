@@ -1,5 +1,5 @@
 """The pydantic schema of what crosses the network (draft-tempo-session "Request Schema", "Method Details",
-"Session Snapshot", "Credential Schema", "Receipt Generation", "Schema Definitions"; plus the seed's flat v1
+"Session Snapshot", "Credential Schema", "Receipt Generation", "Schema Definitions"; plus the seed's flat
 hint fields in `methodDetails`). pydantic lives only in `wire/`; the spec's records are in `model/`."""
 from __future__ import annotations
 
@@ -56,10 +56,10 @@ class HighestVoucher(WireModel):
 
 
 class SessionSnapshot(WireModel):
-    """v2 reusable-channel snapshot (tempo-session "Session Snapshot").
+    """The reusable-channel snapshot (tempo-session "Session Snapshot"; the "snapshot" hint encoding).
 
     `descriptor` is REQUIRED by the draft for v2 channels; it is optional here
-    because v1-escrow servers use this profile too. `highestVoucher` follows mppx.
+    because v1-escrow servers use this encoding too. `highestVoucher` follows mppx.
     """
 
     accepted_cumulative: Amount
@@ -77,7 +77,7 @@ class SessionSnapshot(WireModel):
 
 
 class MethodDetails(WireModel):
-    """`request.methodDetails` (tempo-session "Method Details") plus the seed's flat v1 hints."""
+    """`request.methodDetails` (tempo-session "Method Details") plus the seed's flat hints."""
 
     escrow_contract: Address
     channel_id: Bytes32 | None = None
@@ -87,7 +87,7 @@ class MethodDetails(WireModel):
     session_protocol: Literal["v1", "v2"] | None = None
     fee_payer: Annotated[bool, Strict()] | None = None
     session_snapshot: SessionSnapshot | None = None
-    # seed: flat v1 hint fields
+    # seed: the flat hint fields
     accepted_cumulative: Amount | None = None
     spent: Amount | None = None
     deposit: Amount | None = None

@@ -1,8 +1,9 @@
 """Command line of the reference implementations.
 
     python -m adapters.reference demo [--hints|--legacy] [--server hinted|legacy] [--chain memory|evm|memory-v2|evm-v2]
-                                      [--chain-url URL] [--requests N] [--restart-client] [--profile v1|v2]
+                                      [--chain-url URL] [--requests N] [--restart-client] [--hint-encoding flat|snapshot]
     python -m adapters.reference serve [--port P] [--chain memory|evm|memory-v2|evm-v2] [--chain-url URL] [--hints|--legacy] [--db PATH]
+                                     [--hint-encoding flat|snapshot]
 
 `--chain-url` pays through a chain in another process (any JSON-RPC node, e.g.
 `python -m adapters.chain serve`): clients in other processes can pay the same
@@ -22,6 +23,7 @@ import time
 from typing import Any
 
 from adapters.chain import ChainError, make_chain
+from wire.profiles import HINT_ENCODINGS, encoding_of_profile
 
 from .client import PaymentRefused, SessionClient
 from .server import PAID_PREFIX, ServerConfig, SessionServer, serve
@@ -45,7 +47,7 @@ def _hints_text(request: dict[str, Any] | None) -> str:
     if snap:
         hv = snap.get("highestVoucher")
         parts.append(
-            "hints[v2 sessionSnapshot]: channelId={} acceptedCumulative={} spent={} deposit={} settled={} "
+            "hints[snapshot: sessionSnapshot]: channelId={} acceptedCumulative={} spent={} deposit={} settled={} "
             "requiredCumulative={}{}".format(
                 _short(snap["channelId"]), snap["acceptedCumulative"], snap["spent"], snap["deposit"],
                 snap["settled"], snap["requiredCumulative"],
@@ -54,7 +56,7 @@ def _hints_text(request: dict[str, Any] | None) -> str:
         )
     elif "acceptedCumulative" in md or "requiredCumulative" in md:
         parts.append(
-            "hints[v1 flat]: channelId={} acceptedCumulative={} spent={} deposit={} requiredCumulative={}".format(
+            "hints[flat]: channelId={} acceptedCumulative={} spent={} deposit={} requiredCumulative={}".format(
                 _short(md.get("channelId")), md.get("acceptedCumulative"), md.get("spent"), md.get("deposit"),
                 md.get("requiredCumulative"),
             )
@@ -117,11 +119,11 @@ def _demo(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="tempo-demo-") as tmp:
         cfg = ServerConfig(
             chain=chain, payee_key=PAYEE_KEY, db_path=os.path.join(tmp, "server.sqlite"), price=args.price,
-            hinted=hinted_server, hint_profile=args.profile, suggested_deposit=args.deposit,
+            hinted=hinted_server, hint_encoding=args.hint_encoding, suggested_deposit=args.deposit,
         )
         print(
             f"chain {chain.name} (id {chain.chain_id}), escrow {chain.escrow}, token {chain.token}\n"
-            f"server: {'hinted' if hinted_server else 'legacy'}, profile {args.profile}, price {args.price}, payee {payee}\n"
+            f"server: {'hinted' if hinted_server else 'legacy'}, {args.hint_encoding} hints, price {args.price}, payee {payee}\n"
             f"client: {'hinted' if hinted_client else 'legacy'}, payer {payer}, max_deposit {args.max_deposit}"
         )
         served = 0
@@ -165,17 +167,24 @@ def _serve(args: argparse.Namespace) -> int:
     db = args.db or os.path.join(tempfile.mkdtemp(prefix="tempo-serve-"), "server.sqlite")
     server = SessionServer(ServerConfig(
         chain=chain, payee_key=PAYEE_KEY, db_path=db, price=args.price, hinted=not args.legacy,
-        hint_profile=args.profile,
+        hint_encoding=args.hint_encoding,
     ))
     print(
         f"reference session server: http://{args.host}:{args.port}{PAID_PREFIX}* (content costs {args.price})\n"
         f"chain {chain.name} id {chain.chain_id} escrow {chain.escrow} token {chain.token}\n"
-        f"payee {payee}; db {db}; {'legacy' if args.legacy else 'hinted'} ({args.profile})",
+        f"payee {payee}; db {db}; {'legacy' if args.legacy else 'hinted'} ({args.hint_encoding} hints)",
         flush=True,
     )
     # header-read timeout, connection limit, rate-limited logging (adapters/reference/serving.py)
     uvicorn.Server(uvicorn_config(server.app, args.host, args.port, ServingLimits())).run()
     return 0
+
+
+def _hint_encoding_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--hint-encoding", choices=HINT_ENCODINGS, default="snapshot",
+                   help="how challenges carry hints: flat methodDetails fields, or sessionSnapshot with highestVoucher")
+    p.add_argument("--profile", dest="hint_encoding", type=encoding_of_profile, metavar="v1|v2",
+                   help="deprecated alias of --hint-encoding: v1 = flat, v2 = snapshot")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,8 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--chain-url", default=None, help="a JSON-RPC chain in another process (overrides --chain)")
     d.add_argument("--requests", type=int, default=5)
     d.add_argument("--restart-client", action="store_true", help="restart the client (no persisted file) midway")
-    d.add_argument("--profile", choices=("v1", "v2"), default="v2",
-                   help="hint encoding: v1 flat methodDetails fields, v2 sessionSnapshot with highestVoucher")
+    _hint_encoding_options(d)
     d.add_argument("--price", type=int, default=1_000)
     d.add_argument("--deposit", type=int, default=100_000, help="the server's suggestedDeposit")
     d.add_argument("--max-deposit", type=int, default=1_000_000)
@@ -207,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--chain", choices=("memory", "evm", "memory-v2", "evm-v2"), default="memory")
     s.add_argument("--chain-url", default=None, help="a JSON-RPC chain in another process (overrides --chain)")
     s.add_argument("--db", default=None)
-    s.add_argument("--profile", choices=("v1", "v2"), default="v2")
+    _hint_encoding_options(s)
     s.add_argument("--price", type=int, default=1_000)
 
     args = ap.parse_args(argv)

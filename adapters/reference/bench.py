@@ -126,7 +126,7 @@ class _InProcess(httpx.BaseTransport):
         return httpx.Response(reply.status, headers=list(reply.headers), content=reply.body, request=request)
 
 
-CHECKER_SCENARIOS, CHECKER_DEPTH = ("rollout mix p=1", "hinted-v2 faults p=1", "third party, faults p=1"), 5
+CHECKER_SCENARIOS, CHECKER_DEPTH = ("rollout mix p=1", "snapshot hints, faults p=1", "third party, faults p=1"), 5
 
 
 def bench_checker(rounds: int = 1) -> tuple[float, float, int]:

@@ -13,7 +13,7 @@ Rules (the project's settled client rules; see SPEC_NOTES):
 * Amount. C = max(target, signed_max), target = requiredCumulative (hinted, for
   this channel) else max(view.accepted, signed_max) + price.
 * Trust bound. C <= F + price + max_unproven_hint, F = max(signed_max, chain
-  settled, the v2 highestVoucher amount when it carries this client's valid
+  settled, the snapshot's highestVoucher amount when it carries this client's valid
   signature on this channel); otherwise HintBoundExceeded and nothing is signed.
 * Deposit. C above the chain deposit -> topUp (sent with HEAD) when C <=
   max_deposit, else DepositExhausted.

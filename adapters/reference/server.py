@@ -16,7 +16,7 @@ Per request (draft-tempo-session-00, "Per-Request Processing"):
 The channel logic here is written on its own, against the draft and the
 project's settled rules, not with the model's code (so that the conformance
 suite can catch its bugs). It uses the shared wire codecs, voucher crypto,
-hint profiles and chain backends only.
+hint encodings and chain backends only.
 """
 from __future__ import annotations
 
@@ -114,7 +114,7 @@ class ServerConfig:
     secret: bytes = attrs.field(factory=lambda: secrets.token_bytes(32))
     price: int = 1_000
     hinted: bool = True
-    hint_profile: Literal["v1", "v2"] = "v2"
+    hint_encoding: Literal["flat", "snapshot"] = "snapshot"  # challenge hints: flat fields or sessionSnapshot
     min_voucher_delta: int = 0
     suggested_deposit: int | None = 100_000
     challenge_ttl: int = 300  # seconds
@@ -278,7 +278,7 @@ class SessionServer:
 
         Rule UA (SPEC_NOTES 4b): a voucher is a bearer instrument, so the unspent authorization
         of a channel (acceptedCumulative - spent) belongs to whoever holds its highest voucher.
-        The server therefore never discloses a voucher signature (the `highestVoucher` of a v2
+        The server therefore never discloses a voucher signature (the `highestVoucher` of a
         session snapshot) except in the answer to a request whose credential carries a voucher
         authentically signed by that channel's signer (recovered signer == the channel's
         authorized signer, low-s, our EIP-712 domain) for more than the on-chain settled amount:
@@ -384,7 +384,7 @@ class SessionServer:
             # Rule UA2: the equal voucher is public, so it cannot pay; the smallest advance above settled can.
             required = st.settled + max(1, self.config.min_voucher_delta)
         proof = None
-        if self.config.hint_profile == "v2":
+        if self.config.hint_encoding == "snapshot":
             proof = Voucher(channel_id=rec.channel_id, amount=rec.accepted_cumulative, signer=rec.expected_signer)
         hints = Hints(
             channel_id=rec.channel_id,
@@ -395,7 +395,7 @@ class SessionServer:
             settled=st.settled,
             proof=proof,
         )
-        sig = (rec.highest_signature or None) if self.config.hint_profile == "v2" else None
+        sig = (rec.highest_signature or None) if self.config.hint_encoding == "snapshot" else None
         return hints, sig
 
     def _challenge_header(
@@ -421,7 +421,7 @@ class SessionServer:
         if self.v2 and hints is not None:
             descriptor = Descriptor.of(self.chain.get_channel(hints.channel_id).descriptor)
         md = method_details_with_hints(
-            base, hints, cfg.hint_profile, chain_id=self.chain.chain_id, escrow=self.chain.escrow,
+            base, hints, cfg.hint_encoding, chain_id=self.chain.chain_id, escrow=self.chain.escrow,
             highest_voucher_signature=sig, descriptor=descriptor,
         )
         req = SessionRequest(
