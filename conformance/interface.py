@@ -79,6 +79,12 @@ def no_checkpoint(point: str) -> None:
     """The default `Env.checkpoint`: nothing to schedule."""
 
 
+def _hint_encoding(value: str) -> str:
+    """Env.hint_encoding, also from its former names ("v1" = flat, "v2" = snapshot: adapters and tests written
+    before the rename pass them, often positionally)."""
+    return {"v1": "flat", "v2": "snapshot"}.get(value, value)
+
+
 @attrs.frozen
 class Env:
     """One run's deployment, handed to both sides by `reset`.
@@ -98,7 +104,7 @@ class Env:
     payee_key: bytes
     price: int
     hinted: bool = True
-    hint_encoding: Literal["flat", "snapshot"] = "snapshot"
+    hint_encoding: Literal["flat", "snapshot"] = attrs.field(default="snapshot", converter=_hint_encoding)
     seed: int = 0
     workdir: str = ""
     suggested_deposit: Optional[int] = None  # suggestedDeposit a server puts in challenges without hints
