@@ -51,7 +51,6 @@ from .check import Counterexample, Result, start, step
 from .ghosts import Ghosts
 from .properties import PROPERTIES, b1_other_mode
 from . import symmetry as sym
-from .symmetry import canonical_keys
 from .system import Act, Config, System, actions, transition
 
 
@@ -108,6 +107,10 @@ class _Space:
         self.handled: dict = {}
         self.observed: dict = {}  # (ghost components, what a step reported) -> the ghost components after it
         self.canonical: dict = {}  # raw successor's encoding -> (canonical successor, its encoding)
+        self.canonical_test: dict = {}  # (keys of each component, request counters) -> symmetry.is_canonical
+        self.keysets = _Interner()  # the clients' keys a component holds, numbered
+        self.request_counts: dict = {}  # client component -> its request counter
+        self.renamed: dict = {}  # (kind, component, renaming) -> the renamed component
         self.name_set = set(self.names)
         self.server_keys: dict = {}  # component number -> the clients' keys it holds (model.symmetry)
         self.ghost_keys: dict = {}
@@ -153,20 +156,65 @@ class _Space:
             self.handled[key] = out
         return out
 
-    def _keys(self, table: dict, n: int, of):
-        keys = table.get(n)
-        if keys is None:
-            keys = table[n] = of(self.parts.objects[n], self.name_set)
-        return keys
+    def _keys(self, table: dict, n: int, of) -> int:
+        """The number of the clients' keys component `n` holds (`of` finds them once per component)."""
+        ks = table.get(n)
+        if ks is None:
+            ks = table[n] = self.keysets.number(of(self.parts.objects[n], self.name_set))
+        return ks
+
+    def _requests(self, n: int) -> int:
+        """The request counter of client component `n`."""
+        r = self.request_counts.get(n)
+        if r is None:
+            r = self.request_counts[n] = self.parts.objects[n].requests
+        return r
+
+    def live(self, e: tuple[int, ...]) -> dict:
+        """`symmetry.live_keys` of the state `e`, from the clients' keys of each component (found once per
+        component)."""
+        return sym.live_keys([self.keysets.objects[ks] for ks in self._keysets(e)])
+
+    def _keysets(self, e: tuple[int, ...]) -> list[int]:
+        k = self.k
+        return ([self._keys(self.server_keys, e[1], sym.server_keys),
+                 self._keys(self.ghost_keys, e[2], lambda g, names: sym.charged_keys(g[3], names))]
+                + [self._keys(self.net_keys, x, sym.net_keys) for x in e[4 + k:4 + 2 * k]])
 
     def keys_canonical(self, e: tuple[int, ...]) -> bool:
-        """`symmetry.is_canonical` of the state `e`, from the clients' keys of each component (found once
-        per component)."""
-        k, o = self.k, self.parts.objects
-        parts = [self._keys(self.server_keys, e[1], sym.server_keys),
-                 self._keys(self.ghost_keys, e[2], lambda g, names: sym.charged_keys(g[3], names))]
-        parts += [self._keys(self.net_keys, x, sym.net_keys) for x in e[4 + k:4 + 2 * k]]
-        return sym.is_canonical(sym.live_keys(parts), [o[x] for x in e[4:4 + k]], self.names)
+        """`symmetry.is_canonical` of the state `e`, once per distinct (keys of each component, request
+        counters)."""
+        k = self.k
+        key = tuple(self._keysets(e)) + tuple(self._requests(x) for x in e[4:4 + k])
+        ok = self.canonical_test.get(key)
+        if ok is None:
+            o = self.parts.objects
+            ok = self.canonical_test[key] = sym.is_canonical(self.live(e), [o[x] for x in e[4:4 + k]], self.names)
+        return ok
+
+    def _renamed(self, kind: str, n: int, ren_id, fn) -> int:
+        """Component `n` renamed by a renaming (`ren_id` its frozen form), once per (component, renaming)."""
+        key = (kind, n, ren_id)
+        out = self.renamed.get(key)
+        if out is None:
+            out = self.renamed[key] = self.parts.number(fn(self.parts.objects[n]))
+        return out
+
+    def canonical_encoding(self, e: tuple[int, ...]) -> tuple[int, ...]:
+        """The encoding of `symmetry.canonical_keys` of the state `e`, component by component (each component
+        renamed once per renaming; the same functions of model.symmetry)."""
+        k, o, names = self.k, self.parts.objects, self.name_set
+        live = self.live(e)
+        ren = sym.renaming(live)
+        rid = tuple(sorted((name, tuple(sorted(m.items()))) for name, m in ren.items()))
+        keys_ok = all(max(ns) == len(ns) for ns in live.values())
+        server = e[1] if keys_ok else self._renamed("server", e[1], rid, lambda v: sym.rename_server(v, ren, names))
+        shared = self._renamed("ghosts", e[2], rid,
+                               lambda v: (v[0], v[1], v[2], sym.rename_charged(v[3], ren, names)))
+        clients = tuple(self.parts.number(sym.recount(o[x], len(live.get(name, ()))))
+                        for x, name in zip(e[4:4 + k], self.names))
+        nets = tuple(self._renamed("net", x, rid, lambda v: sym.rename_net(v, ren, names)) for x in e[4 + k:4 + 2 * k])
+        return (e[0], server, shared, e[3]) + clients + nets + e[4 + 2 * k:]
 
     def successor(self, s: System, e: tuple[int, ...], act: Act):
         """(canonical successor (System, Ghosts), its encoding, StepInfo): what `model.check.step` gives.
@@ -201,9 +249,11 @@ class _Space:
             return nxt, re, info
         got = self.canonical.get(re)
         if got is None:  # the symmetry reduction, once per distinct raw successor that needs it
-            nxt = canonical_keys(*self.decode(re), self.names)
-            ne = self.encode(*nxt)
-            got = self.canonical[re] = (self.states.setdefault(ne, self.decode(ne)), ne)
+            ne = self.canonical_encoding(re)
+            nxt = self.states.get(ne)
+            if nxt is None:
+                nxt = self.states[ne] = self.decode(ne)
+            got = self.canonical[re] = (nxt, ne)
         return got[0], got[1], info
 
     def encode_rules(self, raw: System, e: tuple[int, ...]) -> tuple[int, ...]:

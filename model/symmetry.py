@@ -51,6 +51,41 @@ def is_canonical(live: dict[str, set[int]], clients, client_names) -> bool:
             and all(st.requests == len(live.get(name, ())) for st, name in zip(clients, client_names)))
 
 
+def renaming(live: dict[str, set[int]]) -> dict[str, dict[int, int]]:
+    """name -> {old number: new number}: each client's live keys renumbered 1..k in order of issue."""
+    return {name: {old: new for new, old in enumerate(sorted(ns), 1)} for name, ns in live.items()}
+
+
+def rename_key(key, ren, names):
+    p = parse_key(key, names)
+    return key if p is None else f"{p[0]}#{ren[p[0]][p[1]]}"
+
+
+def rename_server(server, ren, names):
+    """The server with the clients' keys of its idempotency table renamed."""
+    idem = tuple(sorted((((cid, rename_key(k, ren, names)), v) for (cid, k), v in server.idempotency),
+                        key=lambda kv: kv[0]))
+    return attrs.evolve(server, idempotency=idem)
+
+
+def rename_net(net, ren, names):
+    """A network slot with the keys of the requests it holds renamed."""
+    def rreq(req):
+        return req if req is None or req.key is None else attrs.evolve(req, key=rename_key(req.key, ren, names))
+
+    return attrs.evolve(net, last=rreq(net.last), held_request=rreq(net.held_request))
+
+
+def rename_charged(charged, ren, names) -> frozenset:
+    """The ghost `charged_keys` with the clients' keys renamed."""
+    return frozenset((cid, rename_key(k, ren, names)) for cid, k in charged)
+
+
+def recount(st, count: int):
+    """A client's state with its request counter set to the number of its live keys."""
+    return st if st.requests == count else attrs.evolve(st, requests=count)
+
+
 def canonical_keys(s, g, client_names: tuple[str, ...]):
     """Symmetry reduction of an explored state (System `s`, Ghosts `g`): Idempotency-Keys are opaque names, so
     renumber each client's live keys 1..k in order of issue. Two states that differ only in key names are one."""
@@ -59,26 +94,10 @@ def canonical_keys(s, g, client_names: tuple[str, ...]):
                      + [net_keys(n, names) for n in s.net])
     if is_canonical(live, s.clients, client_names):
         return s, g
-    ren = {name: {old: new for new, old in enumerate(sorted(ns), 1)} for name, ns in live.items()}
-
-    def rk(key):
-        p = parse_key(key, names)
-        return key if p is None else f"{p[0]}#{ren[p[0]][p[1]]}"
-
-    def rreq(req):
-        return req if req is None or req.key is None else attrs.evolve(req, key=rk(req.key))
-
+    ren = renaming(live)
+    clients = tuple(recount(st, len(live.get(name, ()))) for st, name in zip(s.clients, client_names))
     keys_ok = all(max(ns) == len(ns) for ns in live.values())
-    order = client_names
-    counts = {name: len(ns) for name, ns in live.items()}
-    clients = tuple(st if st.requests == counts.get(name, 0) else attrs.evolve(st, requests=counts.get(name, 0))
-                    for st, name in zip(s.clients, order))
-    server = s.server
-    if not keys_ok:
-        idem = tuple(sorted((((cid, rk(k)), v) for (cid, k), v in server.idempotency), key=lambda kv: kv[0]))
-        server = attrs.evolve(server, idempotency=idem)
-    net = tuple(attrs.evolve(n, last=rreq(n.last) if n.last and n.last.key else n.last,
-                             held_request=rreq(n.held_request) if n.held_request and n.held_request.key
-                             else n.held_request) for n in s.net)
-    charged = frozenset((cid, rk(k)) for cid, k in g.charged_keys)
+    server = s.server if keys_ok else rename_server(s.server, ren, names)
+    net = tuple(rename_net(n, ren, names) for n in s.net)
+    charged = rename_charged(g.charged_keys, ren, names)
     return attrs.evolve(s, server=server, net=net, clients=clients), attrs.evolve(g, charged_keys=charged)

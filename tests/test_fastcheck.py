@@ -92,3 +92,26 @@ def test_canonical_test_agrees_with_the_reduction():
                     nxt.append(canon)
         level = nxt
     assert renumbered  # the comparison covers states the reduction changes
+
+
+def test_component_renaming_is_the_reduction():
+    """fastcheck renames a state component by component (cached per renaming); the result is the encoding of
+    symmetry.canonical_keys of the whole state, on every state that needs renumbering within depth 4."""
+    from model import symmetry as sym
+
+    cfg = SCENARIOS["snapshot hints, faults p=1"].config
+    space = fastcheck._Space(cfg)
+    level, checked = [space.encode(*check.start(cfg))], 0
+    for _ in range(4):
+        nxt = []
+        for e in level:
+            s, g = space.decode(e)
+            for act in fastcheck.actions(cfg, s):
+                (ns, ng), ne, _ = space.successor(s, e, act)
+                nxt.append(ne)
+        for raw in list(space.canonical):
+            want = space.encode(*sym.canonical_keys(*space.decode(raw), space.names))
+            assert space.canonical_encoding(raw) == want
+            checked += 1
+        level = list(dict.fromkeys(nxt))
+    assert checked  # states the reduction renumbers were compared
