@@ -37,6 +37,8 @@ from typing import Any, Callable, Literal, Optional, Protocol, runtime_checkable
 import attrs
 import httpx
 
+from wire.profiles import LEGACY_HINT_PROFILES, profile_of_encoding
+
 PAID_PATH = "/paid/resource"
 """Every protected path is under /paid/ (reference server convention)."""
 PAYER_HEADER = "Payment-Payer"
@@ -82,7 +84,7 @@ def no_checkpoint(point: str) -> None:
 def _hint_encoding(value: str) -> str:
     """Env.hint_encoding, also from its former names ("v1" = flat, "v2" = snapshot: adapters and tests written
     before the rename pass them, often positionally)."""
-    return {"v1": "flat", "v2": "snapshot"}.get(value, value)
+    return LEGACY_HINT_PROFILES.get(value, value)
 
 
 @attrs.frozen
@@ -120,7 +122,7 @@ class Env:
     def profile(self) -> Literal["v1", "v2"]:
         """Deprecated: the hint encoding by its former name, "v1" (flat) or "v2" (snapshot), for adapters
         written before `hint_encoding`. Read `hint_encoding`; this is not the deployment's protocol (`protocol`)."""
-        return "v1" if self.hint_encoding == "flat" else "v2"
+        return profile_of_encoding(self.hint_encoding)
 
 
 def _deployment_of(chain: Any) -> Any:

@@ -44,7 +44,7 @@ from model.messages import Credential as MCredential
 from model.messages import Request as MRequest
 from model.messages import Response as MResponse
 from model.records import Hints, Voucher
-from wire.profiles import LEGACY_HINT_PROFILES, encoding_of_profile
+from wire.profiles import encoding_of_profile, profile_of_encoding
 
 from .interface import BASE_URL, IDEMPOTENCY_HEADER, PAID_PATH, PAYER_HEADER, ClientParams, Env
 from .model_impl import (ModelClient, ModelServer, challenge_from_response, descriptor_ok, domain_of, problem_slug,
@@ -316,7 +316,7 @@ def _env(case: Case, workdir: str, price: int = PRICE) -> tuple[Env, Any]:
 def _hint_fields(encoding: str) -> dict:
     """The deployment's hint encoding: `hintEncoding` ("flat" | "snapshot"), and beside it the deprecated
     `hintProfile` ("v1" | "v2", its former name) for readers written before `hintEncoding`."""
-    return {"hintEncoding": encoding, "hintProfile": next(p for p, e in LEGACY_HINT_PROFILES.items() if e == encoding)}
+    return {"hintEncoding": encoding, "hintProfile": profile_of_encoding(encoding)}
 
 
 def deployment(case: Case, chain, price: int = PRICE) -> dict:

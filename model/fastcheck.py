@@ -119,15 +119,25 @@ class _Space:
 
     def encode(self, s: System, g: Ghosts) -> tuple[int, ...]:
         n = self.parts.number
-        return ((n(s.chain), n(s.server), n((g.signed, g.served_value, g.lost_requests, g.charged_keys)), n(s.loot))
-                + tuple(n(c) for c in s.clients) + tuple(n(x) for x in s.net) + tuple(n(o) for o in g.own_signed))
+        shared, *own = self._encode_ghosts(g)
+        return ((n(s.chain), n(s.server), shared, n(s.loot))
+                + tuple(n(c) for c in s.clients) + tuple(n(x) for x in s.net) + tuple(own))
 
     def decode(self, e: tuple[int, ...]) -> tuple[System, Ghosts]:
         o, k = self.parts.objects, self.k
-        signed, served, lost, charged = o[e[2]]
         s = System(o[e[0]], o[e[1]], tuple(o[x] for x in e[4:4 + k]), tuple(o[x] for x in e[4 + k:4 + 2 * k]),
                    o[e[3]])
-        return s, Ghosts(signed, tuple(o[x] for x in e[4 + 2 * k:]), served, lost, charged)
+        return s, self._decode_ghosts(e)
+
+    def _encode_ghosts(self, g: Ghosts) -> tuple[int, ...]:
+        """The ghost components: (shared ghosts, own_0, own_1, ...)."""
+        n = self.parts.number
+        return (n((g.signed, g.served_value, g.lost_requests, g.charged_keys)),) + tuple(n(x) for x in g.own_signed)
+
+    def _decode_ghosts(self, e: tuple[int, ...]) -> Ghosts:
+        o = self.parts.objects
+        signed, served, lost, charged = o[e[2]]
+        return Ghosts(signed, tuple(o[x] for x in e[4 + 2 * self.k:]), served, lost, charged)
 
     def observe(self, e: tuple[int, ...], info) -> tuple[int, ...]:
         """The ghost components of `e` after a step that reported `info` (`model.ghosts.observe`), once per
@@ -138,11 +148,7 @@ class _Space:
         key = (mine, report)
         out = self.observed.get(key)
         if out is None:
-            o, n = self.parts.objects, self.parts.number
-            signed, served, lost, charged = o[e[2]]
-            g = ghosts.observe(Ghosts(signed, tuple(o[x] for x in e[4 + 2 * k:]), served, lost, charged), info)
-            out = self.observed[key] = ((n((g.signed, g.served_value, g.lost_requests, g.charged_keys)),)
-                                        + tuple(n(x) for x in g.own_signed))
+            out = self.observed[key] = self._encode_ghosts(ghosts.observe(self._decode_ghosts(e), info))
         return out
 
     def handle(self, cfg, server, chain, req, hinted):
@@ -221,7 +227,6 @@ class _Space:
         The rules never read the ghosts, so a client's action is memoized on its projection without them and
         the ghosts are advanced from the StepInfo."""
         i, k = act.client, self.k
-        raw = None
         if i < 0 or act.kind.startswith("attack_"):
             raw, info = transition(self.cfg, s, act, self.handle, b1_other_mode)
             re = self.encode_rules(raw, e)

@@ -36,7 +36,8 @@ def note_served(served: FrozenMap, channel_id: str, charged: int) -> FrozenMap:
 
 
 def observe(g: Ghosts, info) -> Ghosts:
-    """The ghosts after a step that reported `info` (a StepInfo): what it signed (`signatures`, in order; a
+    """The ghosts after a step that reported `info` (a StepInfo, or the StepRun that builds one: the same
+    fields): what it signed (`signatures`, in order; a
     client that forgot its memory in the step (`forgot`) forgets what it signed first), what it charged
     (`charged`, `keyed_charges`) and how many requests the network held back (`held_requests`)."""
     signed, own, served = g.signed, list(g.own_signed), g.served_value

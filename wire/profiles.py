@@ -37,6 +37,11 @@ def encoding_of_profile(profile: str) -> Literal["flat", "snapshot"]:
         raise ValueError(f"unknown hint profile {profile!r} (v1 = flat, v2 = snapshot)") from None
 
 
+def profile_of_encoding(encoding: str) -> Literal["v1", "v2"]:
+    """The former hint-profile name of an encoding (what old readers of `Env.profile` and `hintProfile` expect)."""
+    return next(p for p, e in LEGACY_HINT_PROFILES.items() if e == encoding)  # type: ignore[return-value]
+
+
 def recoverer(domain: VoucherDomain) -> Recover:
     """A `recover` callable for `hints_from_request` bound to one voucher domain (draft "Voucher Signing Format")."""
 
